@@ -1,0 +1,4 @@
+from persona_sync.cli.main import main
+
+if __name__ == "__main__":
+    main()
