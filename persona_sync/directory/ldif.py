@@ -1,0 +1,403 @@
+"""Read and edit LDIF content files (RFC 2849) so that what was not edited stays byte-identical.
+
+The file-backed directory keeps its entries in the LDIF that ``ldapsearch -LLL`` or Windows
+``ldifde -f`` wrote. Users diff that file after a run, so an edit must touch only the lines of
+the attribute it sets: comments, folding, line endings, a BOM and blank lines all survive.
+
+Memory layout: the document keeps the file's bytes once and, per record, only its byte span,
+first line number and DN. Attribute values are parsed from the span when asked for (one
+record is cached), so a 40 MB file costs little more than 40 MB. An edited record's new bytes
+replace its span when the document is serialized.
+
+Folding rule of the writer: a line it writes is at most 76 bytes long, continuation lines are
+one space plus up to 75 bytes, as ``ldapsearch`` folds. It only writes ASCII (anything else is
+base64), so a fold never splits a character. Lines it does not write keep their folding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import NamedTuple
+
+from persona_sync.errors import FileFormatError, Location
+
+_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_FOLD_WIDTH = 76
+
+# RFC 4512 descriptors and OIDs with options; '_' is tolerated because some exporters use it.
+_ATTRIBUTE_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_.-]*(?:;[A-Za-z0-9_.-]+)*")
+# RFC 2849 SAFE-STRING, further limited to printable ASCII without a trailing space.
+_SAFE_VALUE = re.compile(r"(?:[!-9;=-~](?:[ -~]*[!-~])?)?")
+_LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
+_RECORD_SEPARATOR = re.compile(rb"\n(?:\r?\n)+")
+
+# Kinds of logical line inside a record.
+_COMMENT = 0
+_DN = 1
+_CHANGETYPE = 2
+_ATTRIBUTE = 3
+
+
+class _Line(NamedTuple):
+    """One logical (unfolded) line of a record and the physical lines it spans."""
+
+    first: int  # index of its first physical line in the parsed chunk
+    last: int  # index of its last physical line
+    kind: int
+    name: str  # attribute description as the file spells it; "" for comments
+    value: bytes  # the value, base64-decoded when written with '::'
+    text: str | None  # the value as text; None when it is not UTF-8 (binary)
+
+
+class _ParsedRecord(NamedTuple):
+    """The record found in a chunk of physical lines."""
+
+    dn: str
+    lines: list[_Line]  # from the dn line to the last non-comment line
+    start: int  # physical index of the dn line
+    end: int  # physical index of the record's last physical line
+
+
+class _Chunk(NamedTuple):
+    record: _ParsedRecord | None
+    saw_version: bool
+
+
+class LdifRecord:
+    """One entry of an LDIF file: its DN, where it starts, and its attribute values.
+
+    Values are read from the document on demand, so they reflect any ``set_value``.
+    Attribute names are matched case-insensitively, options included (``userCertificate;binary``
+    is a different attribute from ``userCertificate``). The DN and ``changetype`` line are not
+    attributes.
+    """
+
+    __slots__ = ("_document", "_index", "_start", "_end", "dn", "line")
+
+    def __init__(
+        self, document: LdifDocument, index: int, dn: str, line: int, start: int, end: int
+    ) -> None:
+        self._document = document
+        self._index = index
+        self._start = start
+        self._end = end
+        self.dn = dn
+        self.line = line
+
+    def values(self, attr: str) -> list[str]:
+        """Text values of ``attr`` in file order; binary (non-UTF-8) values are left out."""
+        return [ln.text for ln in self._matching(attr) if ln.text is not None]
+
+    def raw_values(self, attr: str) -> list[bytes]:
+        """Every value of ``attr`` as bytes, binary ones (objectGUID, objectSid) included."""
+        return [ln.value for ln in self._matching(attr)]
+
+    def is_binary(self, attr: str) -> bool:
+        """Whether some value of ``attr`` is not UTF-8 text and so only in ``raw_values``."""
+        return any(ln.text is None for ln in self._matching(attr))
+
+    def attribute_names(self) -> list[str]:
+        """Attribute names as first spelled in the record, in order, without repeats."""
+        seen: dict[str, str] = {}
+        for ln in self._document._parsed(self._index).lines:
+            if ln.kind == _ATTRIBUTE:
+                seen.setdefault(ln.name.lower(), ln.name)
+        return list(seen.values())
+
+    def _matching(self, attr: str) -> list[_Line]:
+        key = attr.lower()
+        lines = self._document._parsed(self._index).lines
+        return [ln for ln in lines if ln.kind == _ATTRIBUTE and ln.name.lower() == key]
+
+
+class LdifDocument:
+    """A parsed LDIF file that can set attribute values and write itself back."""
+
+    def __init__(self, data: bytes, path: str) -> None:
+        self.path = path
+        self.records: list[LdifRecord] = []
+        self._data = data
+        first_newline = data.find(b"\n")
+        self._cr = b"\r" if first_newline > 0 and data[first_newline - 1] == 13 else b""
+        self._edited: dict[int, bytes] = {}
+        self._cached: tuple[int, _ParsedRecord] | None = None
+
+    def set_value(self, record_index: int, attribute: str, value: str | None) -> None:
+        """Make ``value`` the attribute's only value, or remove the attribute when None.
+
+        The new line takes the place of the attribute's first line and keeps the file's
+        spelling of its name; a new attribute goes at the end of the record. Setting the
+        value an attribute already has alone changes nothing, so the bytes stay as they were.
+        Raises ValueError for a name that is not an attribute description, for ``dn`` and
+        ``changetype``, and for text that cannot be encoded as UTF-8.
+        """
+        if not _ATTRIBUTE_NAME.fullmatch(attribute.encode("utf-8", "replace")):
+            raise ValueError(f"{attribute!r} is not a valid LDAP attribute name")
+        if attribute.lower() in ("dn", "changetype"):
+            raise ValueError(f"{attribute!r} cannot be set with set_value")
+        encoded = None if value is None else value.encode("utf-8")
+        parsed = self._parsed(record_index)
+        key = attribute.lower()
+        matches = [ln for ln in parsed.lines if ln.kind == _ATTRIBUTE and ln.name.lower() == key]
+        if value is None and not matches:
+            return
+        if value is not None and len(matches) == 1 and matches[0].text == value:
+            return
+        name = matches[0].name if matches else attribute
+        new_line = None if encoded is None else self._format_line(name, value, encoded)
+        self._edited[record_index] = self._rewrite(
+            self._record_bytes(record_index), parsed, key, new_line
+        )
+        self._cached = None
+
+    def serialize(self) -> bytes:
+        """The document as bytes: the original file with only the edited records replaced."""
+        if not self._edited:
+            return self._data
+        parts: list[bytes] = []
+        position = 0
+        for index in sorted(self._edited):
+            record = self.records[index]
+            parts.append(self._data[position : record._start])
+            parts.append(self._edited[index])
+            position = record._end
+        parts.append(self._data[position:])
+        return b"".join(parts)
+
+    def _record_bytes(self, index: int) -> bytes:
+        edited = self._edited.get(index)
+        if edited is not None:
+            return edited
+        record = self.records[index]
+        return self._data[record._start : record._end]
+
+    def _parsed(self, index: int) -> _ParsedRecord:
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        lines = self._record_bytes(index).split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        chunk = _parse_chunk(lines, self.records[index].line, self.path, version_allowed=False)
+        assert chunk.record is not None  # the span was validated when the file was parsed
+        self._cached = (index, chunk.record)
+        return chunk.record
+
+    def _format_line(self, name: str, text: str | None, value: bytes) -> bytes:
+        """The physical lines of ``name: value``, folded, each ending in the file's CR if any."""
+        if text is not None and _SAFE_VALUE.fullmatch(text):
+            line = name.encode("ascii") + (b": " + value if value else b":")
+        else:
+            line = name.encode("ascii") + b":: " + base64.b64encode(value)
+        pieces = [line[:_FOLD_WIDTH]]
+        pieces += [b" " + line[i : i + _FOLD_WIDTH - 1] for i in range(_FOLD_WIDTH, len(line), 75)]
+        return b"\n".join(piece + self._cr for piece in pieces)
+
+    def _rewrite(
+        self, record: bytes, parsed: _ParsedRecord, key: str, new_line: bytes | None
+    ) -> bytes:
+        """The record's bytes with the attribute ``key`` replaced by ``new_line``."""
+        physical = record.split(b"\n")
+        unterminated = physical[-1] != b""
+        if unterminated:
+            # The file ends without a newline; give the last line one while lines move
+            # around, then take it off the new last line.
+            physical[-1] += self._cr
+        else:
+            physical.pop()
+        out: list[bytes] = []
+        for ln in parsed.lines:
+            if ln.kind == _ATTRIBUTE and ln.name.lower() == key:
+                if new_line is not None:
+                    out.append(new_line)
+                    new_line = None
+                continue
+            out.append(b"\n".join(physical[ln.first : ln.last + 1]))
+        if new_line is not None:
+            out.append(new_line)
+        result = b"\n".join(out) + b"\n"
+        if unterminated:
+            result = result[: -len(self._cr + b"\n")]
+        return result
+
+
+def parse_ldif(data: bytes, path: str) -> LdifDocument:
+    """Parse an LDIF file of content records (``ldapsearch -LLL``, ``ldifde -f``).
+
+    Raises FileFormatError naming the line and column for anything it cannot read: a line
+    without ':', bad base64, a URL value, a record without a leading ``dn:``, a change record
+    other than ``changetype: add``, a continuation line with nothing to continue, non-UTF-8
+    text outside base64 values (comments are not checked), or a UTF-16 file.
+    """
+    if data.startswith(_UTF16_BOMS):
+        raise FileFormatError(
+            Location(path, 1, 1), "file is UTF-16 encoded; only UTF-8 LDIF can be read"
+        )
+    document = LdifDocument(data, path)
+    position = len(_BOM) if data.startswith(_BOM) else 0
+    leading = _LEADING_BLANK_LINES.match(data, position)
+    line = 1
+    if leading is not None:
+        line += leading.end() - position - leading.group().count(b"\r")
+        position = leading.end()
+    may_have_version = True
+    while position < len(data):
+        separator = _RECORD_SEPARATOR.search(data, position)
+        block_end = separator.start() if separator is not None else len(data)
+        lines = data[position:block_end].split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()  # the newline ending the file
+        chunk = _parse_chunk(lines, line, path, may_have_version)
+        if chunk.record is not None:
+            may_have_version = False
+            start = position + sum(len(raw) + 1 for raw in lines[: chunk.record.start])
+            end = position + sum(len(raw) + 1 for raw in lines[: chunk.record.end + 1])
+            index = len(document.records)
+            document.records.append(
+                LdifRecord(
+                    document,
+                    index,
+                    chunk.record.dn,
+                    line + chunk.record.start,
+                    start,
+                    min(end, len(data)),
+                )
+            )
+        elif chunk.saw_version:
+            may_have_version = False
+        if separator is None:
+            break
+        line += data.count(b"\n", position, separator.end())
+        position = separator.end()
+    return document
+
+
+def _parse_chunk(lines: list[bytes], line: int, path: str, version_allowed: bool) -> _Chunk:
+    """Find the record in a run of non-blank physical lines that starts at line ``line``."""
+    logical = _unfold(lines, line, path)
+    record_lines: list[_Line] = []
+    dn: str | None = None
+    start = end = 0
+    saw_version = False
+    for first, last, text in logical:
+        if text[:1] == b"#":
+            if dn is not None:
+                record_lines.append(_Line(first, last, _COMMENT, "", b"", None))
+            continue
+        colon = text.find(b":")
+        if colon < 0:
+            raise _error(lines, first, last, 0, line, path, "line has no ':' separating "
+                         "attribute and value")
+        name = text[:colon]
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            shown = name.decode("utf-8", "replace")
+            raise _error(lines, first, last, 0, line, path, f"{shown!r} is not a valid "
+                         "attribute name")
+        value, value_text = _read_value(lines, first, last, text, colon, line, path)
+        key = name.lower()
+        if dn is None:
+            if key == b"version" and version_allowed and not saw_version:
+                if value_text != "1":
+                    raise _error(lines, first, last, 0, line, path,
+                                 f"unsupported LDIF version {value_text!r}; only 1 exists")
+                saw_version = True
+                continue
+            if key != b"dn":
+                raise _error(lines, first, last, 0, line, path,
+                             f"record starts with '{name.decode()}:' instead of 'dn:'")
+            if value_text is None:
+                raise _error(lines, first, last, colon + 1, line, path,
+                             "DN is not valid UTF-8 after base64 decoding")
+            dn, start = value_text, first
+            record_lines.append(_Line(first, last, _DN, "dn", value, value_text))
+        elif key == b"dn":
+            raise _error(lines, first, last, 0, line, path,
+                         "second 'dn:' line in one record; separate records with a blank line")
+        elif key == b"changetype":
+            if (value_text or "").lower() != "add":
+                raise _error(lines, first, last, 0, line, path,
+                             f"change records (changetype: {value_text}) are not supported; "
+                             "only content records and 'changetype: add' can be read")
+            record_lines.append(_Line(first, last, _CHANGETYPE, name.decode(), value, value_text))
+        else:
+            record_lines.append(_Line(first, last, _ATTRIBUTE, name.decode(), value, value_text))
+        end = last
+    if dn is None:
+        return _Chunk(None, saw_version)
+    while record_lines[-1].kind == _COMMENT:
+        record_lines.pop()  # trailing comments stay between records
+    return _Chunk(_ParsedRecord(dn, record_lines, start, end), saw_version)
+
+
+def _unfold(lines: list[bytes], line: int, path: str) -> list[tuple[int, int, bytes]]:
+    """Join continuation lines: (first physical index, last physical index, text)."""
+    logical: list[tuple[int, int, bytes]] = []
+    folded: list[bytes] | None = None
+    for index, raw in enumerate(lines):
+        text = raw[:-1] if raw[-1:] == b"\r" else raw
+        if text[:1] == b" ":
+            if not logical:
+                raise FileFormatError(
+                    Location(path, line + index, 1),
+                    "continuation line (starting with a space) has no line before it to continue",
+                )
+            first, _, joined = logical[-1]
+            if folded is None:
+                folded = [joined]
+            folded.append(text[1:])
+            logical[-1] = (first, index, b"")
+            continue
+        if folded is not None:
+            logical[-1] = (logical[-1][0], logical[-1][1], b"".join(folded))
+            folded = None
+        logical.append((index, index, text))
+    if folded is not None:
+        logical[-1] = (logical[-1][0], logical[-1][1], b"".join(folded))
+    return logical
+
+
+def _read_value(
+    lines: list[bytes], first: int, last: int, text: bytes, colon: int, line: int, path: str
+) -> tuple[bytes, str | None]:
+    """The value after the colon as (bytes, text or None when binary)."""
+    rest = text[colon + 1 :]
+    if rest[:1] == b":":
+        encoded = rest[1:].strip(b" ")
+        try:
+            value = binascii.a2b_base64(encoded, strict_mode=True)
+        except binascii.Error:
+            offset = colon + 2 + (len(rest) - 1 - len(rest[1:].lstrip(b" ")))
+            raise _error(lines, first, last, offset, line, path,
+                         "value is not valid base64") from None
+        try:
+            return value, value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value, None
+    if rest[:1] == b"<":
+        raise _error(lines, first, last, colon + 1, line, path,
+                     "URL values (:<) are not supported")
+    value = rest.lstrip(b" ")
+    try:
+        return value, value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = len(text) - len(value) + exc.start
+        raise _error(lines, first, last, offset, line, path,
+                     f"byte 0x{value[exc.start]:02x} is not valid UTF-8; the file must be "
+                     "UTF-8 and binary values base64-encoded ('attr:: ...')") from None
+
+
+def _error(
+    lines: list[bytes], first: int, last: int, offset: int, line: int, path: str, text: str
+) -> FileFormatError:
+    """A FileFormatError at byte ``offset`` of the unfolded line spanning first..last."""
+    for index in range(first, last + 1):
+        raw = lines[index]
+        physical = raw[:-1] if raw[-1:] == b"\r" else raw
+        skip = 0 if index == first else 1  # the folding space is not part of the text
+        if offset < len(physical) - skip or index == last:
+            column = len(physical[: skip + offset].decode("utf-8", "replace")) + 1
+            return FileFormatError(Location(path, line + index, column), text)
+        offset -= len(physical) - skip
+    raise AssertionError("unreachable: a logical line spans at least one physical line")

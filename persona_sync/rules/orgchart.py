@@ -1,0 +1,129 @@
+"""The org chart: how far below the top of the manager chain each employee sits.
+
+Built once over every entry read (in scope or not, since a disabled executive still heads
+a chain), from the ``manager`` attribute, which holds the manager's DN (AD, OpenLDAP) or
+object id (Entra ID). Broken and cyclic chains are reported, never fatal: an employee
+whose chain cannot be followed to a top has no depth, and facts fall back to their next
+source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from persona_sync.employee import Employee
+
+MANAGER_ATTRIBUTE = "manager"
+
+
+def normalize_dn(dn: str) -> str:
+    """Case-fold a DN and drop spaces around unescaped separators, for matching links."""
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in dn:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            current.append(char)
+            escaped = True
+        elif char in ",=+":
+            parts.append(_strip_value(current))
+            parts.append(char)
+            current = []
+        else:
+            current.append(char)
+    parts.append(_strip_value(current))
+    return "".join(parts).casefold()
+
+
+def _strip_value(chars: list[str]) -> str:
+    text = "".join(chars).strip()
+    # An escaped trailing space ("a\\ ") is part of the value.
+    return text + " " if text.endswith("\\") else text
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    depth: int | None
+    direct_reports: int
+
+
+@dataclass
+class OrgChart:
+    positions: dict[str, Position] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def position(self, employee: Employee) -> Position | None:
+        return self.positions.get(employee.dn)
+
+
+def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
+    """Compute depth and direct reports for every employee; collect broken chains."""
+    people = list(employees)
+    key_of: dict[str, str] = {}
+    for person in people:
+        key_of[normalize_dn(person.dn)] = person.dn
+        key_of.setdefault(person.id.casefold(), person.dn)
+    manager_of: dict[str, str | None] = {}
+    missing: dict[str, str] = {}
+    reports: dict[str, int] = {}
+    for person in people:
+        link = person.get(MANAGER_ATTRIBUTE)
+        if not link:
+            manager_of[person.dn] = None
+            continue
+        target = key_of.get(normalize_dn(link)) or key_of.get(link.casefold())
+        if target is None:
+            missing[person.dn] = link
+            continue
+        manager_of[person.dn] = target
+        reports[target] = reports.get(target, 0) + 1
+    chart = OrgChart()
+    depth: dict[str, int | None] = {}
+    for person in people:
+        _resolve(person.dn, manager_of, missing, depth, chart)
+    for person in people:
+        chart.positions[person.dn] = Position(depth.get(person.dn), reports.get(person.dn, 0))
+    return chart
+
+
+def _resolve(
+    start: str,
+    manager_of: dict[str, str | None],
+    missing: dict[str, str],
+    depth: dict[str, int | None],
+    chart: OrgChart,
+) -> None:
+    chain: list[str] = []
+    on_chain: set[str] = set()
+    current: str | None = start
+    base: int | None
+    while True:
+        if current in depth:
+            base = depth[current]
+            break
+        if current in on_chain:
+            cycle = chain[chain.index(current) :]
+            chart.problems.append("manager cycle: " + " -> ".join([*cycle, current]))
+            base = None
+            break
+        if current in missing:
+            chart.problems.append(f"manager of {current} not found: {missing[current]}")
+            depth[current] = None
+            base = None
+            break
+        chain.append(current)
+        on_chain.add(current)
+        parent = manager_of.get(current)
+        if parent is None:
+            depth[current] = 0
+            chain.pop()
+            base = 0
+            break
+        current = parent
+    for dn in reversed(chain):
+        base = None if base is None else base + 1
+        depth[dn] = base

@@ -1,0 +1,191 @@
+"""Load YAML while remembering where every value came from.
+
+Rule files, case files and the sync configuration are read here. The result is plain
+Python data plus a map from each value's path (``("personas", 0, "precedence")``) to its
+:class:`~persona_sync.errors.Location`, so that validation errors found later, by pydantic
+or by cross-reference checks, can point into the file as ``path:line:col``.
+
+Scalars follow YAML 1.2's core schema, not PyYAML's YAML 1.1 defaults: ``NO`` (Norway),
+``on``, ``yes`` and ``01:30`` stay strings, dates stay strings, and only ``true``/``false``
+are booleans. An identity admin writing a country list should never get ``False``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from persona_sync.errors import Location, RuleError
+
+PathKey = tuple[str | int, ...]
+
+
+class _CoreSchemaLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema implicit typing."""
+
+
+_CoreSchemaLoader.yaml_implicit_resolvers = {}
+_CoreSchemaLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+_CoreSchemaLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+
+
+@dataclass
+class LocatedDocument:
+    """A YAML document as plain data, with the location of every value and key."""
+
+    path: str
+    data: Any
+    values: dict[PathKey, Location] = field(default_factory=dict)
+    keys: dict[PathKey, Location] = field(default_factory=dict)
+
+    def locate(self, path: PathKey, *, key: bool = False) -> Location:
+        """Location of the value at ``path``, or of its key when ``key`` is true.
+
+        Falls back to the nearest enclosing value that was recorded, so an error about a
+        missing field points at the mapping that lacks it.
+        """
+        if key and path in self.keys:
+            return self.keys[path]
+        probe = tuple(path)
+        while probe:
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Location(self.path, 1, 1))
+
+    def error(self, path: PathKey, text: str, *, key: bool = False) -> RuleError:
+        return RuleError(self.locate(path, key=key), text)
+
+
+def read_text(path: Path, display: str | None = None) -> str:
+    """Read a UTF-8 file (BOM allowed); undecodable bytes become a located error."""
+    shown = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RuleError(None, f"{shown}: no such file") from None
+    except IsADirectoryError:
+        raise RuleError(None, f"{shown}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise RuleError(None, f"{shown}: cannot read: {exc.strerror}") from None
+    return decode_utf8(raw, shown)
+
+
+def decode_utf8(raw: bytes, shown: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        bad = raw[exc.start : exc.start + 1].hex()
+        raise RuleError(
+            Location(shown, line, column), f"file is not valid UTF-8 (byte 0x{bad})"
+        ) from None
+
+
+def load_yaml(path: Path, display: str | None = None) -> LocatedDocument:
+    """Read one YAML file into a :class:`LocatedDocument`.
+
+    Raises :class:`RuleError` for unreadable files, syntax errors, tabs used for
+    indentation, duplicate keys and multiple documents in one file.
+    """
+    shown = display or str(path)
+    return parse_yaml(read_text(path, shown), shown)
+
+
+def parse_yaml(text: str, shown: str) -> LocatedDocument:
+    loader = _CoreSchemaLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc, shown, text) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
+        raise RuleError(Location(shown, 1, 1), f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    doc = LocatedDocument(shown, None)
+    if node is None:
+        return doc
+    doc.data = _build(node, (), doc, loader)
+    return doc
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> RuleError:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else 1
+    column = mark.column + 1 if mark else 1
+    problem = exc.problem or "invalid YAML"
+    if "'\\t'" in problem or _tab_in_indent(text, line):
+        return RuleError(
+            Location(shown, line, column),
+            "tab character in indentation: YAML indents with spaces only",
+        )
+    if "expected a single document" in problem or "but found another document" in problem:
+        return RuleError(
+            Location(shown, line, column),
+            "more than one YAML document ('---') in one file: put each in its own file",
+        )
+    detail = problem
+    if exc.context:
+        detail = f"{problem} ({exc.context})"
+    return RuleError(Location(shown, line, column), f"invalid YAML: {detail}")
+
+
+def _tab_in_indent(text: str, line: int) -> bool:
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return False
+    current = lines[line - 1]
+    indent = current[: len(current) - len(current.lstrip(" \t"))]
+    return "\t" in indent
+
+
+def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: yaml.SafeLoader) -> Any:
+    doc.values[path] = Location(doc.path, node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        seen: dict[str, Location] = {}
+        for key_node, value_node in node.value:
+            key_loc = Location(
+                doc.path, key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            )
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise RuleError(key_loc, "a key must be a plain value, not a list or mapping")
+            key = str(loader.construct_object(key_node))
+            if key in seen:
+                first = seen[key]
+                raise RuleError(
+                    key_loc, f"duplicate key '{key}' (first given at line {first.line})"
+                )
+            seen[key] = key_loc
+            doc.keys[(*path, key)] = key_loc
+            result[key] = _build(value_node, (*path, key), doc, loader)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
+    try:
+        return loader.construct_object(node)
+    except yaml.constructor.ConstructorError as exc:
+        raise RuleError(doc.values[path], f"invalid value: {exc.problem}") from None
+
