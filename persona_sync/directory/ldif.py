@@ -5,9 +5,13 @@ The file-backed directory keeps its entries in the LDIF that ``ldapsearch -LLL``
 the attribute it sets: comments, folding, line endings, a BOM and blank lines all survive.
 
 Memory layout: the document keeps the file's bytes once and, per record, only its byte span,
-first line number and DN. Attribute values are parsed from the span when asked for (one
-record is cached), so a 40 MB file costs little more than 40 MB. An edited record's new bytes
-replace its span when the document is serialized.
+first line number and DN. Attribute values are parsed from the span when asked for (the last
+record read is cached), so a 40 MB file costs little more than 40 MB. An edited record's new
+bytes replace its span when the document is serialized.
+
+Speed: most records are checked by one regular expression over the whole record
+(``_WELL_FORMED_RECORD``); only a record it does not accept goes through the line-by-line
+parser, which either accepts it too or says exactly which line and column is wrong.
 
 Folding rule of the writer: a line it writes is at most 76 bytes long, continuation lines are
 one space plus up to 75 bytes, as ``ldapsearch`` folds. It only writes ASCII (anything else is
@@ -19,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from itertools import pairwise
 from typing import NamedTuple
 
 from persona_sync.errors import FileFormatError, Location
@@ -28,7 +33,24 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _FOLD_WIDTH = 76
 
 # RFC 4512 descriptors and OIDs with options; '_' is tolerated because some exporters use it.
-_ATTRIBUTE_NAME = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_.-]*(?:;[A-Za-z0-9_.-]+)*")
+_NAME = rb"[A-Za-z0-9][A-Za-z0-9_.-]*(?:;[A-Za-z0-9_.-]+)*"
+_ATTRIBUTE_NAME = re.compile(_NAME)
+_BASE64 = rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+# A whole unfolded record every line of which the line-by-line parser would accept. It may
+# reject more than that parser (leading 'version:', trailing comments, non-UTF-8 comments):
+# whatever it rejects, the parser judges. Group 1 is a plain DN, group 2 a base64 DN.
+_WELL_FORMED_RECORD = re.compile(
+    rb"(?:#[^\n]*\n)*"
+    rb"(?i:dn):(?:(?![:<])([^\n]*)|:[ ]*(" + _BASE64 + rb")[ ]*)"
+    rb"(?:(?:\n#[^\n]*)*\n(?:(?i:changetype):[ ]*(?i:add)|(?!(?i:dn|changetype):)"
+    + _NAME
+    + rb":(?:(?![:<])[^\n]*|:[ ]*"
+    + _BASE64
+    + rb"[ ]*)))*"
+)
+# One attribute line of an unfolded, already validated record.
+_VALUE_LINE = re.compile(rb"^(" + _NAME + rb"):(:?)([^\n]*)", re.MULTILINE)
+_RECORD_START = re.compile(rb"^[^# ]", re.MULTILINE)
 # RFC 2849 SAFE-STRING, further limited to printable ASCII without a trailing space.
 _SAFE_VALUE = re.compile(r"(?:[!-9;=-~](?:[ -~]*[!-~])?)?")
 _LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
@@ -192,7 +214,10 @@ class LdifDocument:
         else:
             line = name.encode("ascii") + b":: " + base64.b64encode(value)
         pieces = [line[:_FOLD_WIDTH]]
-        pieces += [b" " + line[i : i + _FOLD_WIDTH - 1] for i in range(_FOLD_WIDTH, len(line), 75)]
+        pieces += [
+            b" " + line[i : i + _FOLD_WIDTH - 1]
+            for i in range(_FOLD_WIDTH, len(line), _FOLD_WIDTH - 1)
+        ]
         return b"\n".join(piece + self._cr for piece in pieces)
 
     def _rewrite(
@@ -240,7 +265,7 @@ def parse_ldif(data: bytes, path: str) -> LdifDocument:
     leading = _LEADING_BLANK_LINES.match(data, position)
     line = 1
     if leading is not None:
-        line += leading.end() - position - leading.group().count(b"\r")
+        line += leading.group().count(b"\n")
         position = leading.end()
     may_have_version = True
     while position < len(data):
@@ -288,38 +313,75 @@ def _parse_chunk(lines: list[bytes], line: int, path: str, version_allowed: bool
             continue
         colon = text.find(b":")
         if colon < 0:
-            raise _error(lines, first, last, 0, line, path, "line has no ':' separating "
-                         "attribute and value")
+            raise _error(
+                lines, first, last, 0, line, path, "line has no ':' separating attribute and value"
+            )
         name = text[:colon]
         if not _ATTRIBUTE_NAME.fullmatch(name):
             shown = name.decode("utf-8", "replace")
-            raise _error(lines, first, last, 0, line, path, f"{shown!r} is not a valid "
-                         "attribute name")
+            raise _error(
+                lines, first, last, 0, line, path, f"{shown!r} is not a valid attribute name"
+            )
         value, value_text = _read_value(lines, first, last, text, colon, line, path)
         key = name.lower()
         if dn is None:
             if key == b"version" and version_allowed and not saw_version:
                 if value_text != "1":
-                    raise _error(lines, first, last, 0, line, path,
-                                 f"unsupported LDIF version {value_text!r}; only 1 exists")
+                    raise _error(
+                        lines,
+                        first,
+                        last,
+                        0,
+                        line,
+                        path,
+                        f"unsupported LDIF version {value_text!r}; only 1 exists",
+                    )
                 saw_version = True
                 continue
             if key != b"dn":
-                raise _error(lines, first, last, 0, line, path,
-                             f"record starts with '{name.decode()}:' instead of 'dn:'")
+                raise _error(
+                    lines,
+                    first,
+                    last,
+                    0,
+                    line,
+                    path,
+                    f"record starts with '{name.decode()}:' instead of 'dn:'",
+                )
             if value_text is None:
-                raise _error(lines, first, last, colon + 1, line, path,
-                             "DN is not valid UTF-8 after base64 decoding")
+                raise _error(
+                    lines,
+                    first,
+                    last,
+                    colon + 1,
+                    line,
+                    path,
+                    "DN is not valid UTF-8 after base64 decoding",
+                )
             dn, start = value_text, first
             record_lines.append(_Line(first, last, _DN, "dn", value, value_text))
         elif key == b"dn":
-            raise _error(lines, first, last, 0, line, path,
-                         "second 'dn:' line in one record; separate records with a blank line")
+            raise _error(
+                lines,
+                first,
+                last,
+                0,
+                line,
+                path,
+                "second 'dn:' line in one record; separate records with a blank line",
+            )
         elif key == b"changetype":
             if (value_text or "").lower() != "add":
-                raise _error(lines, first, last, 0, line, path,
-                             f"change records (changetype: {value_text}) are not supported; "
-                             "only content records and 'changetype: add' can be read")
+                raise _error(
+                    lines,
+                    first,
+                    last,
+                    0,
+                    line,
+                    path,
+                    f"change records (changetype: {value_text}) are not supported; "
+                    "only content records and 'changetype: add' can be read",
+                )
             record_lines.append(_Line(first, last, _CHANGETYPE, name.decode(), value, value_text))
         else:
             record_lines.append(_Line(first, last, _ATTRIBUTE, name.decode(), value, value_text))
@@ -333,28 +395,25 @@ def _parse_chunk(lines: list[bytes], line: int, path: str, version_allowed: bool
 
 def _unfold(lines: list[bytes], line: int, path: str) -> list[tuple[int, int, bytes]]:
     """Join continuation lines: (first physical index, last physical index, text)."""
+    texts = [raw[:-1] if raw[-1:] == b"\r" else raw for raw in lines]
+    starts: list[int] = []
+    for index, text in enumerate(texts):
+        if text[:1] != b" ":
+            starts.append(index)
+        elif not starts:
+            raise FileFormatError(
+                Location(path, line + index, 1),
+                "continuation line (starting with a space) has no line before it to continue",
+            )
+    starts.append(len(texts))
     logical: list[tuple[int, int, bytes]] = []
-    folded: list[bytes] | None = None
-    for index, raw in enumerate(lines):
-        text = raw[:-1] if raw[-1:] == b"\r" else raw
-        if text[:1] == b" ":
-            if not logical:
-                raise FileFormatError(
-                    Location(path, line + index, 1),
-                    "continuation line (starting with a space) has no line before it to continue",
-                )
-            first, _, joined = logical[-1]
-            if folded is None:
-                folded = [joined]
-            folded.append(text[1:])
-            logical[-1] = (first, index, b"")
-            continue
-        if folded is not None:
-            logical[-1] = (logical[-1][0], logical[-1][1], b"".join(folded))
-            folded = None
-        logical.append((index, index, text))
-    if folded is not None:
-        logical[-1] = (logical[-1][0], logical[-1][1], b"".join(folded))
+    for first, after in pairwise(starts):
+        if after == first + 1:
+            logical.append((first, first, texts[first]))
+        else:
+            # RFC 2849: a continuation line's first space is not part of the value.
+            joined = texts[first] + b"".join(text[1:] for text in texts[first + 1 : after])
+            logical.append((first, after - 1, joined))
     return logical
 
 
@@ -369,23 +428,30 @@ def _read_value(
             value = binascii.a2b_base64(encoded, strict_mode=True)
         except binascii.Error:
             offset = colon + 2 + (len(rest) - 1 - len(rest[1:].lstrip(b" ")))
-            raise _error(lines, first, last, offset, line, path,
-                         "value is not valid base64") from None
+            raise _error(
+                lines, first, last, offset, line, path, "value is not valid base64"
+            ) from None
         try:
             return value, value.decode("utf-8")
         except UnicodeDecodeError:
             return value, None
     if rest[:1] == b"<":
-        raise _error(lines, first, last, colon + 1, line, path,
-                     "URL values (:<) are not supported")
+        raise _error(lines, first, last, colon + 1, line, path, "URL values (:<) are not supported")
     value = rest.lstrip(b" ")
     try:
         return value, value.decode("utf-8")
     except UnicodeDecodeError as exc:
         offset = len(text) - len(value) + exc.start
-        raise _error(lines, first, last, offset, line, path,
-                     f"byte 0x{value[exc.start]:02x} is not valid UTF-8; the file must be "
-                     "UTF-8 and binary values base64-encoded ('attr:: ...')") from None
+        raise _error(
+            lines,
+            first,
+            last,
+            offset,
+            line,
+            path,
+            f"byte 0x{value[exc.start]:02x} is not valid UTF-8; the file must be "
+            "UTF-8 and binary values base64-encoded ('attr:: ...')",
+        ) from None
 
 
 def _error(

@@ -36,6 +36,8 @@ class Test:
         operand = self.operand
         if self.operator in ("exists", "missing", "is"):
             return f"{self.fact} {self.operator} {str(operand).lower()}"
+        if self.operator == "matches":
+            return f"{self.fact} matches /{operand}/"
         if isinstance(operand, frozenset | tuple | list):
             items = operand if not isinstance(operand, frozenset) else sorted(operand, key=str)
             operand = "[" + ", ".join(_show(v) for v in items) + "]"

@@ -1,0 +1,112 @@
+"""The ``persona-sync`` command group, its global options and the one error handler.
+
+Commands are thin: each parses options, calls a library function and renders its result.
+Every :class:`PersonaSyncError` becomes one line on stderr and exit code 1; anything else
+is a bug and says so, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from persona_sync import __version__
+from persona_sync.errors import PersonaSyncError, ValidationFailed
+from persona_sync.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+class PersonaSyncGroup(click.Group):
+    """Click group with persona-sync's exit codes.
+
+    Commands return their exit code. Usage mistakes exit 1 (not click's 2, which
+    ``plan`` uses for "changes pending"), library errors print one line each and exit 1.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            exc.show()
+            code = EXIT_ERROR
+        except click.Abort:
+            click.echo("aborted", err=True)
+            code = EXIT_ERROR
+        else:
+            code = result if isinstance(result, int) else EXIT_OK
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationFailed as exc:
+            for error in exc.errors:
+                click.echo(error.message, err=True)
+            count = len(exc.errors)
+            click.echo(f"{count} error{'s' if count != 1 else ''}", err=True)
+            return EXIT_ERROR
+        except PersonaSyncError as exc:
+            click.echo(f"error: {exc}", err=True)
+            return EXIT_ERROR
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+            if ctx.find_root().params.get("debug"):
+                traceback.print_exc()
+            click.echo(
+                f"unexpected error: {type(exc).__name__}: {exc}\n"
+                "This is a bug in persona-sync; rerun with --debug for the traceback "
+                "and include it in your report.",
+                err=True,
+            )
+            return EXIT_ERROR
+
+
+@click.group(cls=PersonaSyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="persona-sync")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    envvar="PERSONA_SYNC_LOG_FORMAT",
+    help="Logs on stderr: JSON lines for jobs, readable on a terminal (auto picks).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
+def cli(verbose: int, log_format: str, debug: bool) -> None:
+    """Give every employee an IT service persona and write it into the directory.
+
+    \b
+    Rule authors:  validate, lint, test, explain, schema
+    Admins:        plan, apply, sync, runs, rollback, check-connection
+    Auditors:      plan --format json|csv|markdown, explain, runs
+
+    Start with `persona-sync demo` to see a full run on a bundled directory.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    configure_logging(level, log_format)  # type: ignore[arg-type]
+
+
+def echo_lines(lines: list[str], *, err: bool = False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
+
