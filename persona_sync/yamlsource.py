@@ -8,6 +8,8 @@ or by cross-reference checks, can point into the file as ``path:line:col``.
 Scalars follow YAML 1.2's core schema, not PyYAML's YAML 1.1 defaults: ``NO`` (Norway),
 ``on``, ``yes`` and ``01:30`` stay strings, dates stay strings, and only ``true``/``false``
 are booleans. An identity admin writing a country list should never get ``False``.
+Numbers with a leading zero (``007``, postal and site codes) stay strings too, where
+YAML would read them as octal.
 """
 
 from __future__ import annotations
@@ -34,13 +36,13 @@ _CoreSchemaLoader.add_implicit_resolver(
 )
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*))$"),
     list("-+0123456789"),
 )
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*|[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+)"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
     list("-+0123456789."),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from itertools import pairwise
 from typing import NamedTuple
@@ -48,8 +49,9 @@ _WELL_FORMED_RECORD = re.compile(
     + _BASE64
     + rb"[ ]*)))*"
 )
-# One attribute line of an unfolded, already validated record.
-_VALUE_LINE = re.compile(rb"^(" + _NAME + rb"):(:?)([^\n]*)", re.MULTILINE)
+# The name of each line of an unfolded, already validated record (comments do not match).
+_ATTRIBUTE_NAMES = re.compile(rb"^(" + _NAME + rb"):", re.MULTILINE)
+_NOT_ATTRIBUTES = ("dn", "changetype")
 _RECORD_START = re.compile(rb"^[^# ]", re.MULTILINE)
 # RFC 2849 SAFE-STRING, further limited to printable ASCII without a trailing space.
 _SAFE_VALUE = re.compile(r"(?:[!-9;=-~](?:[ -~]*[!-~])?)?")
@@ -88,6 +90,15 @@ class _Chunk(NamedTuple):
     saw_version: bool
 
 
+class _Found(NamedTuple):
+    """Where a record lies in its block of lines (offsets into the block)."""
+
+    dn: str
+    line: int
+    start: int
+    end: int
+
+
 class LdifRecord:
     """One entry of an LDIF file: its DN, where it starts, and its attribute values.
 
@@ -111,28 +122,30 @@ class LdifRecord:
 
     def values(self, attr: str) -> list[str]:
         """Text values of ``attr`` in file order; binary (non-UTF-8) values are left out."""
-        return [ln.text for ln in self._matching(attr) if ln.text is not None]
+        texts = []
+        for value in self._document._values(self._index, attr):
+            try:
+                texts.append(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+        return texts
 
     def raw_values(self, attr: str) -> list[bytes]:
         """Every value of ``attr`` as bytes, binary ones (objectGUID, objectSid) included."""
-        return [ln.value for ln in self._matching(attr)]
+        return self._document._values(self._index, attr)
 
     def is_binary(self, attr: str) -> bool:
         """Whether some value of ``attr`` is not UTF-8 text and so only in ``raw_values``."""
-        return any(ln.text is None for ln in self._matching(attr))
+        return len(self.values(attr)) != len(self.raw_values(attr))
 
     def attribute_names(self) -> list[str]:
         """Attribute names as first spelled in the record, in order, without repeats."""
         seen: dict[str, str] = {}
-        for ln in self._document._parsed(self._index).lines:
-            if ln.kind == _ATTRIBUTE:
-                seen.setdefault(ln.name.lower(), ln.name)
+        for name in _ATTRIBUTE_NAMES.findall(self._document._unfolded(self._index)):
+            text = name.decode("ascii")
+            if text.lower() not in _NOT_ATTRIBUTES:
+                seen.setdefault(text.lower(), text)
         return list(seen.values())
-
-    def _matching(self, attr: str) -> list[_Line]:
-        key = attr.lower()
-        lines = self._document._parsed(self._index).lines
-        return [ln for ln in lines if ln.kind == _ATTRIBUTE and ln.name.lower() == key]
 
 
 class LdifDocument:
@@ -145,7 +158,7 @@ class LdifDocument:
         first_newline = data.find(b"\n")
         self._cr = b"\r" if first_newline > 0 and data[first_newline - 1] == 13 else b""
         self._edited: dict[int, bytes] = {}
-        self._cached: tuple[int, _ParsedRecord] | None = None
+        self._cached: tuple[int, bytes] | None = None
 
     def set_value(self, record_index: int, attribute: str, value: str | None) -> None:
         """Make ``value`` the attribute's only value, or remove the attribute when None.
@@ -160,7 +173,6 @@ class LdifDocument:
             raise ValueError(f"{attribute!r} is not a valid LDAP attribute name")
         if attribute.lower() in ("dn", "changetype"):
             raise ValueError(f"{attribute!r} cannot be set with set_value")
-        encoded = None if value is None else value.encode("utf-8")
         parsed = self._parsed(record_index)
         key = attribute.lower()
         matches = [ln for ln in parsed.lines if ln.kind == _ATTRIBUTE and ln.name.lower() == key]
@@ -169,7 +181,7 @@ class LdifDocument:
         if value is not None and len(matches) == 1 and matches[0].text == value:
             return
         name = matches[0].name if matches else attribute
-        new_line = None if encoded is None else self._format_line(name, value, encoded)
+        new_line = None if value is None else self._format_line(name, value)
         self._edited[record_index] = self._rewrite(
             self._record_bytes(record_index), parsed, key, new_line
         )
@@ -196,23 +208,44 @@ class LdifDocument:
         record = self.records[index]
         return self._data[record._start : record._end]
 
+    def _unfolded(self, index: int) -> bytes:
+        """The record unfolded (see ``_unfold_record``); the last one asked for is cached."""
+        if self._cached is None or self._cached[0] != index:
+            self._cached = (index, _unfold_record(self._record_bytes(index)))
+        return self._cached[1]
+
+    def _values(self, index: int, attr: str) -> list[bytes]:
+        """The values of one attribute of a record, base64 decoded."""
+        if attr.lower() in _NOT_ATTRIBUTES:
+            return []
+        values = []
+        for is_base64, value in _value_line(attr).findall(self._unfolded(index)):
+            if is_base64:
+                values.append(binascii.a2b_base64(value.strip(b" "), strict_mode=True))
+            else:
+                values.append(value.lstrip(b" "))
+        return values
+
     def _parsed(self, index: int) -> _ParsedRecord:
-        if self._cached is not None and self._cached[0] == index:
-            return self._cached[1]
+        """The record line by line, with the physical lines each logical line spans."""
         lines = self._record_bytes(index).split(b"\n")
         if lines[-1] == b"":
             lines.pop()
-        chunk = _parse_chunk(lines, self.records[index].line, self.path, version_allowed=False)
+        chunk = _BlockParser(lines, self.records[index].line, self.path).parse(False)
         assert chunk.record is not None  # the span was validated when the file was parsed
-        self._cached = (index, chunk.record)
         return chunk.record
 
-    def _format_line(self, name: str, text: str | None, value: bytes) -> bytes:
-        """The physical lines of ``name: value``, folded, each ending in the file's CR if any."""
-        if text is not None and _SAFE_VALUE.fullmatch(text):
-            line = name.encode("ascii") + (b": " + value if value else b":")
+    def _format_line(self, name: str, value: str) -> bytes:
+        """The physical lines of ``name: value``, folded, each ending in the file's CR if any.
+
+        RFC 2849 requires base64 for a value starting with a space, ':' or '<' or holding
+        NUL, CR or LF; this also encodes non-ASCII, control characters and a trailing space,
+        which other readers would mangle.
+        """
+        if _SAFE_VALUE.fullmatch(value):
+            line = name.encode("ascii") + (b": " + value.encode("ascii") if value else b":")
         else:
-            line = name.encode("ascii") + b":: " + base64.b64encode(value)
+            line = name.encode("ascii") + b":: " + base64.b64encode(value.encode("utf-8"))
         pieces = [line[:_FOLD_WIDTH]]
         pieces += [
             b" " + line[i : i + _FOLD_WIDTH - 1]
@@ -271,27 +304,13 @@ def parse_ldif(data: bytes, path: str) -> LdifDocument:
     while position < len(data):
         separator = _RECORD_SEPARATOR.search(data, position)
         block_end = separator.start() if separator is not None else len(data)
-        lines = data[position:block_end].split(b"\n")
-        if lines[-1] == b"":
-            lines.pop()  # the newline ending the file
-        chunk = _parse_chunk(lines, line, path, may_have_version)
-        if chunk.record is not None:
-            may_have_version = False
-            start = position + sum(len(raw) + 1 for raw in lines[: chunk.record.start])
-            end = position + sum(len(raw) + 1 for raw in lines[: chunk.record.end + 1])
+        found, saw_version = _find_record(data[position:block_end], line, path, may_have_version)
+        may_have_version = may_have_version and not saw_version and found is None
+        if found is not None:
             index = len(document.records)
-            document.records.append(
-                LdifRecord(
-                    document,
-                    index,
-                    chunk.record.dn,
-                    line + chunk.record.start,
-                    start,
-                    min(end, len(data)),
-                )
-            )
-        elif chunk.saw_version:
-            may_have_version = False
+            end = min(position + found.end, len(data))
+            record = LdifRecord(document, index, found.dn, found.line, position + found.start, end)
+            document.records.append(record)
         if separator is None:
             break
         line += data.count(b"\n", position, separator.end())
@@ -299,171 +318,184 @@ def parse_ldif(data: bytes, path: str) -> LdifDocument:
     return document
 
 
-def _parse_chunk(lines: list[bytes], line: int, path: str, version_allowed: bool) -> _Chunk:
-    """Find the record in a run of non-blank physical lines that starts at line ``line``."""
-    logical = _unfold(lines, line, path)
-    record_lines: list[_Line] = []
-    dn: str | None = None
-    start = end = 0
-    saw_version = False
-    for first, last, text in logical:
-        if text[:1] == b"#":
-            if dn is not None:
-                record_lines.append(_Line(first, last, _COMMENT, "", b"", None))
-            continue
-        colon = text.find(b":")
-        if colon < 0:
-            raise _error(
-                lines, first, last, 0, line, path, "line has no ':' separating attribute and value"
-            )
-        name = text[:colon]
-        if not _ATTRIBUTE_NAME.fullmatch(name):
-            shown = name.decode("utf-8", "replace")
-            raise _error(
-                lines, first, last, 0, line, path, f"{shown!r} is not a valid attribute name"
-            )
-        value, value_text = _read_value(lines, first, last, text, colon, line, path)
-        key = name.lower()
-        if dn is None:
-            if key == b"version" and version_allowed and not saw_version:
+@functools.lru_cache(maxsize=256)
+def _value_line(attr: str) -> re.Pattern[bytes]:
+    """Matches the lines of ``attr`` in an unfolded, already validated record."""
+    name = re.escape(attr.encode("utf-8"))
+    return re.compile(rb"^" + name + rb":(:?)([^\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+def _find_record(
+    block: bytes, line: int, path: str, version_allowed: bool
+) -> tuple[_Found | None, bool]:
+    """The record in a block of non-blank lines starting at ``line``, and whether the block
+    held the ``version:`` line. Raises FileFormatError when the block is malformed."""
+    quick = _well_formed(block)
+    if quick is not None:
+        dn, skipped = quick
+        # The record runs to the end of the block and the newline after it.
+        return _Found(dn, line + block.count(b"\n", 0, skipped), skipped, len(block) + 1), False
+    lines = block.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()  # the newline ending the file
+    chunk = _BlockParser(lines, line, path).parse(version_allowed)
+    record = chunk.record
+    if record is None:
+        return None, chunk.saw_version
+    start = sum(len(raw) + 1 for raw in lines[: record.start])
+    end = sum(len(raw) + 1 for raw in lines[: record.end + 1])
+    return _Found(record.dn, line + record.start, start, end), chunk.saw_version
+
+
+def _unfold_record(block: bytes) -> bytes:
+    """The block with line endings made LF and continuation lines joined to their line."""
+    unfolded = block.replace(b"\r\n", b"\n").replace(b"\n ", b"")
+    return unfolded[:-1] if unfolded[-1:] in (b"\r", b"\n") else unfolded
+
+
+def _well_formed(block: bytes) -> tuple[str, int] | None:
+    """The DN and the DN line's offset when a block is a record in the common shape.
+
+    None means "ask the line-by-line parser", not "malformed".
+    """
+    unfolded = _unfold_record(block)
+    match = _WELL_FORMED_RECORD.fullmatch(unfolded)
+    if match is None:
+        return None
+    try:
+        unfolded.decode("utf-8")
+        if match.group(2) is not None:
+            dn = binascii.a2b_base64(match.group(2), strict_mode=True).decode("utf-8")
+        else:
+            dn = match.group(1).lstrip(b" ").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if block[:1] != b"#":
+        return dn, 0
+    start = _RECORD_START.search(block)
+    assert start is not None  # the match found a dn line
+    return dn, start.start()
+
+
+class _BlockParser:
+    """Line-by-line parser of one block of non-blank lines, exact about where errors are.
+
+    ``lines`` are the block's physical lines split at LF (a CR before it is still there);
+    ``line`` is the file line number of the first one.
+    """
+
+    def __init__(self, lines: list[bytes], line: int, path: str) -> None:
+        self._lines = lines
+        self._line = line
+        self._path = path
+
+    def parse(self, version_allowed: bool) -> _Chunk:
+        """The block's record (None if it holds only comments or the version line)."""
+        record_lines: list[_Line] = []
+        dn: str | None = None
+        start = end = 0
+        saw_version = False
+        for first, last, text in self._logical_lines():
+            if text[:1] == b"#":
+                if dn is not None:
+                    record_lines.append(_Line(first, last, _COMMENT, "", b"", None))
+                continue
+            name, value, value_text = self._attribute(first, last, text)
+            key = name.lower()
+            if dn is None and key == "version" and version_allowed and not saw_version:
                 if value_text != "1":
-                    raise _error(
-                        lines,
-                        first,
-                        last,
-                        0,
-                        line,
-                        path,
-                        f"unsupported LDIF version {value_text!r}; only 1 exists",
-                    )
+                    message = f"unsupported LDIF version {value_text!r}; only version 1 exists"
+                    raise self._error(first, last, 0, message)
                 saw_version = True
                 continue
-            if key != b"dn":
-                raise _error(
-                    lines,
-                    first,
-                    last,
-                    0,
-                    line,
-                    path,
-                    f"record starts with '{name.decode()}:' instead of 'dn:'",
-                )
-            if value_text is None:
-                raise _error(
-                    lines,
-                    first,
-                    last,
-                    colon + 1,
-                    line,
-                    path,
-                    "DN is not valid UTF-8 after base64 decoding",
-                )
-            dn, start = value_text, first
-            record_lines.append(_Line(first, last, _DN, "dn", value, value_text))
-        elif key == b"dn":
-            raise _error(
-                lines,
-                first,
-                last,
-                0,
-                line,
-                path,
-                "second 'dn:' line in one record; separate records with a blank line",
-            )
-        elif key == b"changetype":
-            if (value_text or "").lower() != "add":
-                raise _error(
-                    lines,
-                    first,
-                    last,
-                    0,
-                    line,
-                    path,
-                    f"change records (changetype: {value_text}) are not supported; "
-                    "only content records and 'changetype: add' can be read",
-                )
-            record_lines.append(_Line(first, last, _CHANGETYPE, name.decode(), value, value_text))
-        else:
-            record_lines.append(_Line(first, last, _ATTRIBUTE, name.decode(), value, value_text))
-        end = last
-    if dn is None:
-        return _Chunk(None, saw_version)
-    while record_lines[-1].kind == _COMMENT:
-        record_lines.pop()  # trailing comments stay between records
-    return _Chunk(_ParsedRecord(dn, record_lines, start, end), saw_version)
+            if dn is None:
+                if key != "dn":
+                    raise self._error(first, last, 0, f"record starts with '{name}:', not 'dn:'")
+                if value_text is None:
+                    raise self._error(first, last, 0, "DN is not valid UTF-8 after base64 decoding")
+                dn, start, kind = value_text, first, _DN
+            elif key == "dn":
+                message = "second 'dn:' line in one record; separate records with a blank line"
+                raise self._error(first, last, 0, message)
+            elif key == "changetype":
+                if (value_text or "").lower() != "add":
+                    message = (
+                        f"change records (changetype: {value_text}) are not supported; "
+                        "only content records and 'changetype: add' can be read"
+                    )
+                    raise self._error(first, last, 0, message)
+                kind = _CHANGETYPE
+            else:
+                kind = _ATTRIBUTE
+            record_lines.append(_Line(first, last, kind, name, value, value_text))
+            end = last
+        if dn is None:
+            return _Chunk(None, saw_version)
+        while record_lines[-1].kind == _COMMENT:
+            record_lines.pop()  # trailing comments stay between records
+        return _Chunk(_ParsedRecord(dn, record_lines, start, end), saw_version)
 
-
-def _unfold(lines: list[bytes], line: int, path: str) -> list[tuple[int, int, bytes]]:
-    """Join continuation lines: (first physical index, last physical index, text)."""
-    texts = [raw[:-1] if raw[-1:] == b"\r" else raw for raw in lines]
-    starts: list[int] = []
-    for index, text in enumerate(texts):
-        if text[:1] != b" ":
-            starts.append(index)
-        elif not starts:
-            raise FileFormatError(
-                Location(path, line + index, 1),
-                "continuation line (starting with a space) has no line before it to continue",
-            )
-    starts.append(len(texts))
-    logical: list[tuple[int, int, bytes]] = []
-    for first, after in pairwise(starts):
-        if after == first + 1:
-            logical.append((first, first, texts[first]))
-        else:
+    def _logical_lines(self) -> list[tuple[int, int, bytes]]:
+        """Continuation lines joined: (first physical index, last physical index, text)."""
+        texts = [raw[:-1] if raw[-1:] == b"\r" else raw for raw in self._lines]
+        starts: list[int] = []
+        for index, text in enumerate(texts):
+            if text[:1] != b" ":
+                starts.append(index)
+            elif not starts:
+                raise FileFormatError(
+                    Location(self._path, self._line + index, 1),
+                    "continuation line (starting with a space) has no line before it to continue",
+                )
+        starts.append(len(texts))
+        logical: list[tuple[int, int, bytes]] = []
+        for first, after in pairwise(starts):
             # RFC 2849: a continuation line's first space is not part of the value.
             joined = texts[first] + b"".join(text[1:] for text in texts[first + 1 : after])
             logical.append((first, after - 1, joined))
-    return logical
+        return logical
 
-
-def _read_value(
-    lines: list[bytes], first: int, last: int, text: bytes, colon: int, line: int, path: str
-) -> tuple[bytes, str | None]:
-    """The value after the colon as (bytes, text or None when binary)."""
-    rest = text[colon + 1 :]
-    if rest[:1] == b":":
-        encoded = rest[1:].strip(b" ")
+    def _attribute(self, first: int, last: int, text: bytes) -> tuple[str, bytes, str | None]:
+        """(name, value bytes, value text or None when binary) of a non-comment line."""
+        colon = text.find(b":")
+        if colon < 0:
+            raise self._error(first, last, 0, "line has no ':' separating attribute and value")
+        name = text[:colon]
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            shown = name.decode("utf-8", "replace")
+            raise self._error(first, last, 0, f"{shown!r} is not a valid attribute name")
+        rest = text[colon + 1 :]
+        if rest[:1] == b"<":
+            raise self._error(first, last, colon + 1, "URL values (:<) are not supported")
+        if rest[:1] == b":":
+            encoded = rest[1:].lstrip(b" ")
+            try:
+                value = binascii.a2b_base64(encoded.rstrip(b" "), strict_mode=True)
+            except binascii.Error:
+                offset = len(text) - len(encoded)
+                raise self._error(first, last, offset, "value is not valid base64") from None
+            try:
+                return name.decode("ascii"), value, value.decode("utf-8")
+            except UnicodeDecodeError:
+                return name.decode("ascii"), value, None
+        value = rest.lstrip(b" ")
         try:
-            value = binascii.a2b_base64(encoded, strict_mode=True)
-        except binascii.Error:
-            offset = colon + 2 + (len(rest) - 1 - len(rest[1:].lstrip(b" ")))
-            raise _error(
-                lines, first, last, offset, line, path, "value is not valid base64"
-            ) from None
-        try:
-            return value, value.decode("utf-8")
-        except UnicodeDecodeError:
-            return value, None
-    if rest[:1] == b"<":
-        raise _error(lines, first, last, colon + 1, line, path, "URL values (:<) are not supported")
-    value = rest.lstrip(b" ")
-    try:
-        return value, value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        offset = len(text) - len(value) + exc.start
-        raise _error(
-            lines,
-            first,
-            last,
-            offset,
-            line,
-            path,
-            f"byte 0x{value[exc.start]:02x} is not valid UTF-8; the file must be "
-            "UTF-8 and binary values base64-encoded ('attr:: ...')",
-        ) from None
+            return name.decode("ascii"), value, value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            message = (
+                f"byte 0x{value[exc.start]:02x} is not valid UTF-8; the file must be UTF-8 "
+                "and binary values base64-encoded ('attr:: ...')"
+            )
+            raise self._error(first, last, len(text) - len(value) + exc.start, message) from None
 
-
-def _error(
-    lines: list[bytes], first: int, last: int, offset: int, line: int, path: str, text: str
-) -> FileFormatError:
-    """A FileFormatError at byte ``offset`` of the unfolded line spanning first..last."""
-    for index in range(first, last + 1):
-        raw = lines[index]
-        physical = raw[:-1] if raw[-1:] == b"\r" else raw
-        skip = 0 if index == first else 1  # the folding space is not part of the text
-        if offset < len(physical) - skip or index == last:
-            column = len(physical[: skip + offset].decode("utf-8", "replace")) + 1
-            return FileFormatError(Location(path, line + index, column), text)
-        offset -= len(physical) - skip
-    raise AssertionError("unreachable: a logical line spans at least one physical line")
+    def _error(self, first: int, last: int, offset: int, text: str) -> FileFormatError:
+        """A FileFormatError at byte ``offset`` of the unfolded line spanning first..last."""
+        for index in range(first, last + 1):
+            raw = self._lines[index]
+            physical = raw[:-1] if raw[-1:] == b"\r" else raw
+            skip = 0 if index == first else 1  # the folding space is not part of the text
+            if offset < len(physical) - skip or index == last:
+                column = len(physical[: skip + offset].decode("utf-8", "replace")) + 1
+                return FileFormatError(Location(self._path, self._line + index, column), text)
+            offset -= len(physical) - skip
+        raise AssertionError("unreachable: a logical line spans at least one physical line")

@@ -50,6 +50,48 @@ class _Parsed:
     doc: LocatedDocument
     spec: spec.RuleFile
     raw: bytes
+    failed: frozenset[str] = frozenset()  # sections with pieces that did not validate
+
+
+def _salvage(data: dict[str, Any]) -> tuple[spec.RuleFile, frozenset[str]]:
+    """The pieces of an invalid rule file that do validate, each on its own.
+
+    Invalid list items become None so the others keep their index (and location).
+    """
+    failed: set[str] = set()
+
+    def one(model: type[Any], value: Any, section: str) -> Any:
+        try:
+            return model.model_validate(value)
+        except ValueError:
+            failed.add(section)
+            return None
+
+    def many(model: type[Any], section: str) -> list[Any]:
+        items = data.get(section)
+        if not isinstance(items, list):
+            if items is not None:
+                failed.add(section)
+            return []
+        return [one(model, item, section) for item in items]
+
+    raw_facts = data.get("facts")
+    facts: dict[str, Any] = {}
+    if isinstance(raw_facts, dict):
+        for name, value in raw_facts.items():
+            fact = one(spec.FactSpec, value, "facts")
+            if fact is not None:
+                facts[str(name)] = fact
+    elif raw_facts is not None:
+        failed.add("facts")
+    scope = one(spec.ScopeSpec, data["scope"], "scope") if data.get("scope") is not None else None
+    salvaged = spec.RuleFile.model_construct(
+        personas=many(spec.PersonaSpec, "personas"),
+        facts=facts,
+        scope=scope,
+        scenarios=many(spec.ScenarioSpec, "scenarios"),
+    )
+    return salvaged, frozenset(failed)
 
 
 def rule_files(paths: Sequence[Path]) -> tuple[list[Path], list[RuleError]]:
@@ -92,12 +134,14 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
             continue
         rule_file, problems = validate_document(spec.RuleFile, doc, _RULE_KEYS)
         errors.extend(problems)
-        if rule_file is not None:
-            parsed.append(_Parsed(doc, rule_file, path.read_bytes()))
+        failed: frozenset[str] = frozenset()
+        if rule_file is None:
+            rule_file, failed = _salvage(doc.data)
+        parsed.append(_Parsed(doc, rule_file, path.read_bytes(), failed))
     if errors:
-        # A file that failed validation is missing from the merge: cross-check the rest,
-        # but do not report references into it as unknown.
-        ValidationFailed.raise_if_any(errors + _Builder(parsed, partial=True).errors_only())
+        # Cross-check what did validate, so every error is reported in one pass; a
+        # reference into a piece that failed validation is not reported as unknown.
+        ValidationFailed.raise_if_any(errors + _Builder(parsed).errors_only())
     builder = _Builder(parsed)
     rule_set = builder.build()
     ValidationFailed.raise_if_any(builder.errors)
@@ -114,16 +158,18 @@ def checksum_files(contents: Iterable[tuple[str, bytes]]) -> str:
 class _Builder:
     """Merges parsed files into a RuleSet, collecting every cross-reference error."""
 
-    def __init__(self, parsed: Sequence[_Parsed], *, partial: bool = False) -> None:
+    def __init__(self, parsed: Sequence[_Parsed]) -> None:
         self.parsed = parsed
-        self.partial = partial
+        failed = {section for item in parsed for section in item.failed}
+        self.partial_facts = "facts" in failed
+        self.partial_personas = "personas" in failed
+        self.partial_scope = "scope" in failed
         self.errors: list[RuleError] = []
         self.facts: dict[str, Fact] = {}
         self.fact_usage: dict[str, list[Location]] = {}
 
     def errors_only(self) -> list[RuleError]:
-        if self.parsed:
-            self.build()
+        self.build()
         return self.errors
 
     def build(self) -> RuleSet:
@@ -134,6 +180,8 @@ class _Builder:
         rule_locations: dict[str, Location] = {}
         for item in self.parsed:
             for index, persona_spec in enumerate(item.spec.personas):
+                if persona_spec is None:
+                    continue
                 persona = self._persona(item.doc, ("personas", index), persona_spec)
                 if persona.id in personas:
                     self._error(
@@ -302,7 +350,7 @@ class _Builder:
         self.fact_usage.setdefault(cond.fact, []).append(location)
         op_path = (*path, op)
         if fact is None:
-            if self.partial:
+            if self.partial_facts:
                 return Test(cond.fact, op, operand, cond.case_sensitive, location)
             known = sorted(self.facts)
             hint = difflib.get_close_matches(cond.fact, known, n=1, cutoff=0.6)
@@ -391,7 +439,7 @@ class _Builder:
         return Scope(include, exclude, scope_spec.unmatched)
 
     def _check_personas(self, personas: dict[str, Persona], scope: Scope) -> None:
-        if not personas and self.parsed and not self.partial:
+        if not personas and self.parsed and not self.partial_personas:
             item = self.parsed[0]
             self.errors.append(
                 RuleError(
@@ -433,6 +481,8 @@ class _Builder:
         seen: dict[str, Location] = {}
         for item in self.parsed:
             for index, s in enumerate(item.spec.scenarios):
+                if s is None:
+                    continue
                 path: PathKey = ("scenarios", index)
                 if s.id in seen:
                     self._error(item.doc, (*path, "id"), f"duplicate scenario id '{s.id}' (first defined at {seen[s.id]})")
@@ -452,7 +502,10 @@ class _Builder:
                 if s.default is not None and s.default not in personas:
                     self._unknown_persona(item.doc, (*path, "default"), s.default, personas)
                 unmatched = s.unmatched or scope.unmatched
-                if unmatched == "default" and scenario_default is None and personas:
+                if (
+                    unmatched == "default" and scenario_default is None and personas
+                    and not self.partial_personas
+                ):
                     self._error(
                         item.doc, path,
                         f"scenario '{s.id}' gives unmatched employees the default persona, but "
@@ -460,7 +513,10 @@ class _Builder:
                     )
                 scenarios.append(Scenario(s.id, s.description, order, scenario_default, unmatched))
         if not scenarios:
-            if scope.unmatched == "default" and default is None and personas and not self.partial:
+            if (
+                scope.unmatched == "default" and default is None and personas
+                and not (self.partial_personas or self.partial_scope)
+            ):
                 first = next(iter(personas.values()))
                 self.errors.append(
                     RuleError(
@@ -476,7 +532,7 @@ class _Builder:
     def _unknown_persona(
         self, doc: LocatedDocument, path: PathKey, pid: str, personas: dict[str, Persona]
     ) -> None:
-        if self.partial:
+        if self.partial_personas:
             return
         hint = difflib.get_close_matches(pid, sorted(personas), n=1, cutoff=0.6)
         text = f"unknown persona '{pid}'"
