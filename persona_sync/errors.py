@@ -20,6 +20,8 @@ class Location:
     column: int
 
     def __str__(self) -> str:
+        if self.line == 0:  # not in a file, e.g. an environment variable
+            return self.path
         return f"{self.path}:{self.line}:{self.column}"
 
 

@@ -37,6 +37,12 @@ def data_path(data: Any, loc: tuple[Any, ...]) -> PathKey:
     return tuple(path)
 
 
+def data_at(data: Any, path: PathKey) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
 def _located(doc: LocatedDocument, err: Any, known_keys: frozenset[str]) -> RuleError:
     loc = tuple(err["loc"])
     path = data_path(doc.data, loc)
@@ -48,6 +54,16 @@ def _located(doc: LocatedDocument, err: Any, known_keys: frozenset[str]) -> Rule
         if hint:
             text += f" (did you mean '{hint[0]}'?)"
         return doc.error(path, text, key=True)
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        key = str(ctx.get("discriminator", "type")).strip("'")
+        where = (*path, key) if isinstance(data_at(doc.data, path), dict) else path
+        owner = next((p for p in reversed(path) if isinstance(p, str)), "")
+        return doc.error(
+            where,
+            f"{owner + '.' if owner else ''}{key}: unknown type {str(ctx.get('tag'))!r} "
+            f"(expected: {str(ctx.get('expected_tags', '')).replace(chr(39), '')})",
+        )
     if kind == "missing" and isinstance(last, str):
         return doc.error(path, f"missing required key '{last}'")
     message = str(err["msg"])

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from persona_sync import __version__
-from persona_sync.errors import PersonaSyncError, ValidationFailed
+from persona_sync.errors import LocatedError, PersonaSyncError, ValidationFailed
 from persona_sync.logs import configure_logging
 
 EXIT_OK = 0
@@ -59,6 +59,9 @@ class PersonaSyncGroup(click.Group):
                 click.echo(error.message, err=True)
             count = len(exc.errors)
             click.echo(f"{count} error{'s' if count != 1 else ''}", err=True)
+            return EXIT_ERROR
+        except LocatedError as exc:
+            click.echo(exc.message, err=True)  # already says where: path:line:col
             return EXIT_ERROR
         except PersonaSyncError as exc:
             click.echo(f"error: {exc}", err=True)

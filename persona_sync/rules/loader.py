@@ -387,7 +387,7 @@ class _Builder:
                 self._error(doc, op_path, f"between needs [low, high] with low <= high, got [{low:g}, {high:g}]")
         elif op in ("exists", "missing") and operand is not True and operand is not False:
             self._error(doc, op_path, f"'{op}' takes true or false")
-        return Test(cond.fact, op, operand, cond.case_sensitive, location, pattern)
+        return Test(cond.fact, op, operand, cond.case_sensitive, location, pattern, cond.operand)
 
     def _operand(self, doc: LocatedDocument, path: PathKey, fact_type: str, value: Any, fold: bool) -> Any:
         if fact_type == "string" and isinstance(value, int | float) and not isinstance(value, bool):

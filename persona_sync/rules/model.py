@@ -31,6 +31,7 @@ class Test:
     case_sensitive: bool
     location: Location
     pattern: re.Pattern[str] | None = None
+    written: object = None  # the operand as the author wrote it, before case-folding
 
     def describe(self) -> str:
         operand = self.operand

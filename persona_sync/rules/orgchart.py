@@ -84,7 +84,7 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
     chart = OrgChart()
     depth: dict[str, int | None] = {}
     for person in people:
-        _resolve(person.dn, manager_of, missing, depth, chart)
+        _resolve(person.dn, manager_of, reports, missing, depth, chart)
     for person in people:
         chart.positions[person.dn] = Position(depth.get(person.dn), reports.get(person.dn, 0))
     return chart
@@ -93,6 +93,7 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
 def _resolve(
     start: str,
     manager_of: dict[str, str | None],
+    reports: dict[str, int],
     missing: dict[str, str],
     depth: dict[str, int | None],
     chart: OrgChart,
@@ -119,9 +120,12 @@ def _resolve(
         on_chain.add(current)
         parent = manager_of.get(current)
         if parent is None:
-            depth[current] = 0
+            # The top of a chain heads someone; a person with neither a manager nor
+            # reports is in no chain at all (a directory without manager data), so their
+            # depth is unknown rather than "the top".
+            base = 0 if reports.get(current, 0) > 0 else None
+            depth[current] = base
             chain.pop()
-            base = 0
             break
         current = parent
     for dn in reversed(chain):

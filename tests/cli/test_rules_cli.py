@@ -212,7 +212,9 @@ def test_schema_check_and_write(run_cli: Run, tmp_path: Path) -> None:
 
 
 def test_installed_console_script(tmp_path: Path) -> None:
-    script = shutil.which("persona-sync")
+    script = shutil.which("persona-sync", path=str(Path(sys.executable).parent)) or shutil.which(
+        "persona-sync"
+    )
     assert script, "the persona-sync console script is not installed (pip install -e .)"
     env = {**os.environ, "NO_COLOR": "1"}
     done = subprocess.run(

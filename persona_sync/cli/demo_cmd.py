@@ -1,0 +1,58 @@
+"""``persona-sync demo``: a full plan/apply on the bundled company, no server needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from persona_sync.apply import apply_plan
+from persona_sync.cli.base import EXIT_OK, cli
+from persona_sync.cli.progress import Progress
+from persona_sync.demo.workspace import prepare_workspace
+from persona_sync.plan import compute_plan
+from persona_sync.render import headline, render_json, run_summary
+from persona_sync.session import open_session
+
+
+@cli.command("demo")
+@click.option("--dir", "folder", type=click.Path(path_type=Path),
+              default=Path("persona-sync-demo"), show_default=True,
+              help="Working folder for the demo's directory file, rules, plan and journal.")
+@click.option("--reset", is_flag=True, help="Start again from the bundled directory.")
+def demo_cmd(folder: Path, reset: bool) -> int:
+    """Run a sync on a bundled company directory (about 2,400 employees, LDIF).
+
+    The first run copies the directory and the default rules into --dir, plans, and
+    applies (forced: populating an empty attribute exceeds the safety limit by design).
+    Run it again: the second run finds nothing to change. Then try the other commands
+    in that folder, e.g. `persona-sync plan` or `persona-sync explain EMPLOYEE`.
+    """
+    config_path, fresh = prepare_workspace(folder, reset)
+    session = open_session(config_path)
+    progress = Progress("reading employees")
+    with session.directory() as directory:
+        plan = compute_plan(session.config, session.engine, directory, progress.count)
+        progress.done()
+        click.echo(f"plan: {headline(plan)}")
+        plan_file = folder / "plan.json"
+        plan_file.write_text(render_json(plan) + "\n", encoding="utf-8")
+        for scenario, data in plan.summary["scenarios"].items():
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(data["personas"].items(), key=lambda kv: -kv[1]))
+            click.echo(f"personas ({scenario}): {shown}")
+        if plan.changes:
+            if fresh:
+                click.echo("applying with --force: the first run fills an empty attribute, which "
+                           "exceeds the safety limit on purpose")
+            report = apply_plan(plan, session.config, session.rules_checksum, directory,
+                                force=True, command="demo")
+            click.echo(run_summary(report))
+        else:
+            click.echo("no changes: the directory already matches the rules")
+    click.echo("")
+    click.echo(f"directory: {folder / 'company.ldif'}")
+    click.echo(f"rules:     {folder / 'rules'}")
+    click.echo(f"plan:      {plan_file}")
+    click.echo(f"journal:   {folder / '.persona-sync' / 'journal'}")
+    click.echo(f"next: cd {folder} && persona-sync plan    (run `persona-sync demo` again: no changes)")
+    return EXIT_OK

@@ -1,0 +1,156 @@
+"""The sync configuration (``persona-sync.yaml``): rules, directory, targets, safety, state.
+
+Validated by pydantic with ``path:line:col`` errors like the rule files. Any setting can be
+overridden from the environment as ``PERSONA_SYNC_<SECTION>__<KEY>`` (for containers and
+secrets), e.g. ``PERSONA_SYNC_SAFETY__MAX_CHANGES=2000`` or
+``PERSONA_SYNC_DIRECTORY__PATH=/data/export.ldif``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from persona_sync.errors import ConfigError, Location, RuleError, ValidationFailed
+from persona_sync.located import model_keys, validate_document
+from persona_sync.rules.spec import StrictModel
+from persona_sync.yamlsource import LocatedDocument, load_yaml
+
+DEFAULT_CONFIG = Path("persona-sync.yaml")
+ATTRIBUTE_NAME = r"^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9]*)?$"
+
+AttributeName = Annotated[
+    str,
+    Field(
+        pattern=ATTRIBUTE_NAME,
+        description="A directory attribute name, e.g. msDS-cloudExtensionAttribute1 or "
+        "onPremisesExtensionAttributes.extensionAttribute10.",
+    ),
+]
+ENV_PREFIX = "PERSONA_SYNC_"
+
+
+class FileDirectoryConfig(StrictModel):
+    """A directory exported to a file: LDIF (ldifde, ldapsearch) or CSV (csvde, Export-Csv)."""
+
+    type: Literal["file"]
+    path: Path = Field(description="The LDIF or CSV file; written back in place, atomically.")
+    format: Literal["auto", "ldif", "csv"] = Field(
+        "auto", description="auto: by extension (.ldif/.ldf -> LDIF, .csv -> CSV)."
+    )
+    id_attributes: list[str] = Field(
+        default_factory=lambda: ["sAMAccountName", "uid", "userPrincipalName", "mail", "cn"],
+        description="Attributes that name an employee, first present wins.",
+    )
+
+
+DirectoryConfig = Annotated[FileDirectoryConfig, Field(discriminator="type")]
+
+
+class SafetyConfig(StrictModel):
+    """A run that would change more than either limit stops before writing, unless forced."""
+
+    max_changes: int = Field(500, ge=0, description="Most employees one run may change.")
+    max_change_percent: float = Field(
+        10, ge=0, le=100, description="Most employees one run may change, as % of the scope."
+    )
+
+
+class SyncConfig(StrictModel):
+    """persona-sync.yaml: what to evaluate, where to write, and how carefully."""
+
+    schema_: str | None = Field(None, alias="$schema")
+    rules: Path = Field(Path("rules"), description="Rule file or folder, relative to this file.")
+    directory: DirectoryConfig
+    targets: dict[str, AttributeName] = Field(
+        description="Scenario id -> attribute that receives its persona, e.g. "
+        "{persona: msDS-cloudExtensionAttribute1}.",
+        min_length=1,
+    )
+    owns_attribute: bool = Field(
+        False,
+        description="true: persona-sync owns the target attributes and overwrites values "
+        "that are not persona ids. false (default): such values are reported and left alone.",
+    )
+    safety: SafetyConfig = SafetyConfig()
+    state_dir: Path = Field(
+        Path(".persona-sync"),
+        description="Journal, lock and saved cursors, relative to this file.",
+    )
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with its paths made absolute and its checksum."""
+
+    path: Path
+    spec: SyncConfig
+    base: Path
+
+    @property
+    def rules_path(self) -> Path:
+        return self.resolve(self.spec.rules)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.spec.state_dir)
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    @property
+    def checksum(self) -> str:
+        """Digest of everything in the config that shapes a plan (not the state folder)."""
+        data = self.spec.model_dump(mode="json", exclude={"schema_", "state_dir", "rules"})
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Read, override from the environment, and validate the sync configuration."""
+    env = os.environ if environ is None else environ
+    config_path = path or Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
+    if not config_path.exists():
+        hint = " (or run `persona-sync demo` to see one)" if path is None else ""
+        raise ConfigError(f"{config_path}: no such config file: pass --config FILE{hint}")
+    doc = load_yaml(config_path)
+    if doc.data is None:
+        raise RuleError(Location(str(config_path), 1, 1), "config file is empty")
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "the config must be a mapping with keys such as rules, directory, targets")
+    _apply_env(doc, env)
+    spec, errors = validate_document(SyncConfig, doc, model_keys(SyncConfig))
+    ValidationFailed.raise_if_any(errors)
+    assert spec is not None
+    loaded = LoadedConfig(config_path.resolve(), spec, config_path.resolve().parent)
+    missing = [s for s in (loaded.rules_path,) if not s.exists()]
+    if missing:
+        raise doc.error(
+            ("rules",), f"rules not found: {missing[0]} (the path is relative to {config_path})"
+        )
+    return loaded
+
+
+def _apply_env(doc: LocatedDocument, env: Mapping[str, str]) -> None:
+    """Put PERSONA_SYNC_A__B=value into doc.data['a']['b'] before validation."""
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
+        if not keys or keys[0] not in SyncConfig.model_fields and keys[0] != "targets":
+            continue
+        target: Any = doc.data
+        for key in keys[:-1]:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            target = target[key]
+        target[keys[-1]] = value
+        where = Location(f"environment variable {name}", 0, 0)
+        doc.values[tuple(keys)] = where

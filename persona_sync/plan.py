@@ -1,0 +1,284 @@
+"""Plans: what a run would change, as immutable values with a deterministic checksum.
+
+:func:`compute_plan` reads the directory, evaluates every employee and diffs the target
+attributes. A plan is evidence for auditors and the contract for ``apply``: it records its
+provenance (tool version, rules and config checksums, directory) and a checksum over its
+changes, rules and config, so a tampered or stale plan is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from persona_sync import __version__
+from persona_sync.config import LoadedConfig
+from persona_sync.directory.base import Change, Directory
+from persona_sync.employee import Employee
+from persona_sync.errors import ConfigError, PlanError
+from persona_sync.rules.engine import Decision, Engine, walk_tests
+from persona_sync.rules.model import RuleSet
+from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, build_org_chart
+
+log = structlog.get_logger(__name__)
+
+PLAN_FORMAT = "persona-sync-plan"
+PLAN_VERSION = 1
+EMPTY = "(empty)"
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    employee: str
+    dn: str
+    scenario: str
+    attribute: str
+    old: str | None
+    new: str | None
+    persona: str | None
+    rule: str | None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_change(self) -> Change:
+        return Change(self.employee, self.dn, self.attribute, self.old, self.new,
+                      self.persona, self.rule, self.scenario)
+
+
+@dataclass(frozen=True)
+class ForeignValue:
+    """A target attribute holding something that is not a persona: left alone."""
+
+    employee: str
+    dn: str
+    scenario: str
+    attribute: str
+    value: str
+    wanted: str | None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    tool_version: str
+    rules_checksum: str
+    config_checksum: str
+    directory: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[PlannedChange, ...]
+    foreign: tuple[ForeignValue, ...]
+    summary: Mapping[str, Any]
+    provenance: Provenance
+
+    @property
+    def checksum(self) -> str:
+        return plan_checksum(
+            [_change_dict(c) for c in self.changes],
+            self.provenance.rules_checksum,
+            self.provenance.config_checksum,
+            self.provenance.directory,
+        )
+
+    @property
+    def in_scope(self) -> int:
+        return int(self.summary["in_scope"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "checksum": self.checksum,
+            "provenance": asdict(self.provenance),
+            "summary": self.summary,
+            "changes": [_change_dict(c) for c in self.changes],
+            "foreign": [asdict(f) for f in self.foreign],
+        }
+
+
+def _change_dict(change: PlannedChange) -> dict[str, Any]:
+    data = asdict(change)
+    data["facts"] = dict(change.facts)
+    return data
+
+
+def plan_checksum(changes: list[dict[str, Any]], rules: str, config: str, directory: str) -> str:
+    payload = {"changes": changes, "rules": rules, "config": config, "directory": directory}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_attributes(engine: Engine, config: LoadedConfig) -> list[str]:
+    """Everything a plan must read: the facts' attributes, targets, and the manager link."""
+    wanted = dict.fromkeys(engine.attributes)
+    for attribute in config.spec.targets.values():
+        wanted.setdefault(attribute.lower(), None)
+    if engine.rule_set.uses_org_chart:
+        wanted.setdefault(MANAGER_ATTRIBUTE, None)
+    return list(wanted)
+
+
+def check_targets(rule_set: RuleSet, config: LoadedConfig) -> None:
+    scenarios = [s.id for s in rule_set.scenarios]
+    missing = [s for s in scenarios if s not in config.spec.targets]
+    unknown = [t for t in config.spec.targets if t not in scenarios]
+    if unknown:
+        raise ConfigError(
+            f"{config.path}: targets names scenario(s) {', '.join(unknown)} that the rules do "
+            f"not define (scenarios: {', '.join(scenarios)})"
+        )
+    if missing:
+        raise ConfigError(
+            f"{config.path}: targets has no attribute for scenario(s) {', '.join(missing)}"
+        )
+
+
+def compute_plan(
+    config: LoadedConfig,
+    engine: Engine,
+    directory: Directory,
+    progress: Progress | None = None,
+) -> Plan:
+    """Read every employee, decide, and diff against the target attributes."""
+    rule_set = engine.rule_set
+    check_targets(rule_set, config)
+    targets = {s: a.lower() for s, a in config.spec.targets.items()}
+    shown_targets = dict(config.spec.targets)
+    persona_ids = {p.casefold() for p in rule_set.personas}
+    rule_facts = _facts_read(rule_set)
+    owns = config.spec.owns_attribute
+
+    employees: Iterable[Employee] = directory.read(read_attributes(engine, config))
+    chart = None
+    if rule_set.uses_org_chart:
+        employees = list(employees)
+        chart = build_org_chart(employees)
+        for problem in chart.problems[:20]:
+            log.warning("org_chart_problem", problem=problem)
+    changes: list[PlannedChange] = []
+    foreign: list[ForeignValue] = []
+    counts: Counter[str] = Counter()
+    personas: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
+    transitions: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
+    for index, employee in enumerate(employees, 1):
+        if progress is not None and index % 1000 == 0:
+            progress(index)
+        position = chart.position(employee) if chart is not None else None
+        decisions = engine.decide(employee, position)
+        counts["employees"] += 1
+        if decisions and decisions[0].outcome == "out_of_scope":
+            counts["out_of_scope"] += 1
+            continue
+        counts["in_scope"] += 1
+        changed = False
+        facts: dict[str, Any] | None = None
+        for decision in decisions:
+            attribute = targets[decision.scenario]
+            current = employee.attributes.get(attribute) or None
+            if decision.outcome == "leave":
+                personas[decision.scenario]["(unmatched, left as is)"] += 1
+                continue
+            wanted = decision.persona
+            personas[decision.scenario][wanted or "(cleared)"] += 1
+            if current == wanted:
+                continue
+            if current is not None and current.casefold() not in persona_ids and not owns:
+                foreign.append(ForeignValue(employee.id, employee.dn, decision.scenario,
+                                            shown_targets[decision.scenario], current, wanted))
+                continue
+            if facts is None:
+                facts = dict(zip(engine.fact_names, engine.facts(employee, position), strict=False))
+            changes.append(
+                PlannedChange(
+                    employee.id, employee.dn, decision.scenario, shown_targets[decision.scenario],
+                    current, wanted, decision.persona, decision.rule,
+                    _read_by(decision, rule_facts, facts),
+                )
+            )
+            transitions[decision.scenario][f"{current or EMPTY} -> {wanted or EMPTY}"] += 1
+            changed = True
+        if not changed:
+            counts["unchanged"] += 1
+    changes.sort(key=lambda c: (c.dn.casefold(), c.scenario))
+    foreign.sort(key=lambda f: (f.dn.casefold(), f.scenario))
+    summary = {
+        "employees": counts["employees"],
+        "in_scope": counts["in_scope"],
+        "out_of_scope": counts["out_of_scope"],
+        "unchanged": counts["unchanged"],
+        "changes": len(changes),
+        "employees_changed": len({c.dn for c in changes}),
+        "foreign_values": len(foreign),
+        "org_chart_problems": len(chart.problems) if chart is not None else 0,
+        "scenarios": {
+            s: {"personas": dict(sorted(personas[s].items())),
+                "transitions": dict(sorted(transitions[s].items()))}
+            for s in personas
+        },
+    }
+    provenance = Provenance(
+        tool_version=__version__,
+        rules_checksum=rule_set.checksum,
+        config_checksum=config.checksum,
+        directory=directory.identity,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    plan = Plan(tuple(changes), tuple(foreign), summary, provenance)
+    log.info("plan_computed", changes=len(changes), in_scope=counts["in_scope"],
+             foreign=len(foreign))
+    return plan
+
+
+def _facts_read(rule_set: RuleSet) -> dict[str, tuple[str, ...]]:
+    """Rule id -> facts its condition, its persona's exclusions and the scope read."""
+    scope_facts = [t.fact for n in ([rule_set.scope.include] if rule_set.scope.include else [])
+                   for t in walk_tests(n)]
+    scope_facts += [t.fact for n in rule_set.scope.exclude for t in walk_tests(n)]
+    result: dict[str, tuple[str, ...]] = {}
+    for persona in rule_set.personas.values():
+        excl = [t.fact for n in persona.unless for t in walk_tests(n)]
+        for rule in persona.rules:
+            used = [t.fact for t in walk_tests(rule.condition)] + excl + scope_facts
+            result[rule.id] = tuple(dict.fromkeys(used))
+    return result
+
+
+def _read_by(decision: Decision, rule_facts: dict[str, tuple[str, ...]],
+             facts: dict[str, Any]) -> dict[str, Any]:
+    if decision.rule in rule_facts:
+        return {name: facts.get(name) for name in rule_facts[decision.rule]}
+    return facts  # default/clear: every rule was read and none matched
+
+
+def load_plan(text: str, source: str) -> Plan:
+    """Parse a saved JSON plan, refusing foreign or tampered files."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{source}: not a persona-sync plan (invalid JSON at line {exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+        raise PlanError(f"{source}: not a persona-sync plan (save one with `persona-sync plan --format json -o FILE`)")
+    if data.get("version") != PLAN_VERSION:
+        raise PlanError(f"{source}: plan format version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
+    try:
+        prov = Provenance(**data["provenance"])
+        changes = tuple(PlannedChange(**c) for c in data["changes"])
+        foreign = tuple(ForeignValue(**f) for f in data.get("foreign", []))
+        summary = data["summary"]
+        stated = data["checksum"]
+    except (KeyError, TypeError) as exc:
+        raise PlanError(f"{source}: plan is incomplete or damaged ({exc})") from None
+    plan = Plan(changes, foreign, summary, prov)
+    if plan.checksum != stated:
+        raise PlanError(f"{source}: plan checksum does not match its contents: the file was "
+                        "edited or damaged; make a new plan")
+    return plan

@@ -1,0 +1,145 @@
+"""Renderers for plans and runs: table (people), JSON and CSV (scripts), Markdown (tickets)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+
+from persona_sync.apply import RunReport
+from persona_sync.plan import EMPTY, Plan
+
+Renderer = Callable[[Plan], str]
+
+
+def headline(plan: Plan) -> str:
+    s = plan.summary
+    n = s["changes"]
+    text = (
+        f"{n} change{'s' if n != 1 else ''} for {s['employees_changed']} employees "
+        f"({s['in_scope']} in scope, {s['out_of_scope']} out of scope, "
+        f"{s['unchanged']} unchanged"
+    )
+    if s["foreign_values"]:
+        text += f", {s['foreign_values']} foreign values left alone"
+    return text + ")"
+
+
+def _shown(value: str | None) -> str:
+    return EMPTY if value is None else value
+
+
+def render_table(plan: Plan) -> str:
+    lines = [f"Plan: {headline(plan)}", ""]
+    if plan.changes:
+        rows = [("EMPLOYEE", "ATTRIBUTE", "OLD", "NEW", "RULE")] + [
+            (c.employee, c.attribute, _shown(c.old), _shown(c.new), c.rule or "-")
+            for c in plan.changes
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for i, row in enumerate(rows):
+            arrow = "   " if i == 0 else "-> "
+            lines.append(
+                f"  {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}} "
+                f"{arrow}{row[3]:<{widths[3]}}  {row[4]}"
+            )
+        lines.append("")
+    for scenario, data in plan.summary["scenarios"].items():
+        lines.append(f"Personas ({scenario}), as the rules assign them:")
+        for persona, count in sorted(data["personas"].items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {persona:<28} {count:>7}")
+        if data["transitions"]:
+            lines.append(f"Transitions ({scenario}):")
+            for move, count in sorted(data["transitions"].items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"  {move:<44} {count:>7}")
+        lines.append("")
+    if plan.foreign:
+        lines.append("Foreign values (not personas; left alone unless owns_attribute: true):")
+        for f in plan.foreign:
+            lines.append(f"  {f.employee}  {f.attribute} = {f.value!r} (would be {_shown(f.wanted)})")
+        lines.append("")
+    lines.append(f"Checksum: {plan.checksum}")
+    return "\n".join(lines)
+
+
+def render_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+
+
+CSV_COLUMNS = ("employee", "dn", "scenario", "attribute", "old", "new", "persona", "rule", "facts")
+
+
+def render_csv(plan: Plan) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for c in plan.changes:
+        writer.writerow([c.employee, c.dn, c.scenario, c.attribute, c.old or "", c.new or "",
+                         c.persona or "", c.rule or "",
+                         json.dumps(dict(c.facts), sort_keys=True, ensure_ascii=False)])
+    return out.getvalue()
+
+
+def _md(text: str | None) -> str:
+    return (text if text is not None else EMPTY).replace("|", "\\|")
+
+
+def render_markdown(plan: Plan) -> str:
+    p = plan.provenance
+    lines = [
+        "## persona-sync plan",
+        "",
+        f"**{headline(plan)}**",
+        "",
+        f"- Directory: `{p.directory}`",
+        f"- Rules: `{p.rules_checksum}`",
+        f"- Config: `{p.config_checksum}`",
+        f"- Plan checksum: `{plan.checksum}`",
+        f"- Made: {p.created} with persona-sync {p.tool_version}",
+        "",
+    ]
+    for scenario, data in plan.summary["scenarios"].items():
+        lines += [f"### Personas ({scenario})", "", "| Persona | Employees |", "|---|---:|"]
+        lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["personas"].items())]
+        lines.append("")
+        if data["transitions"]:
+            lines += [f"### Transitions ({scenario})", "", "| Old -> new | Employees |", "|---|---:|"]
+            lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["transitions"].items())]
+            lines.append("")
+    if plan.changes:
+        lines += ["### Changes", "", "| Employee | Attribute | Old | New | Rule |", "|---|---|---|---|---|"]
+        lines += [f"| {_md(c.employee)} | {_md(c.attribute)} | {_md(c.old)} | {_md(c.new)} | "
+                  f"{_md(c.rule)} |" for c in plan.changes]
+        lines.append("")
+    if plan.foreign:
+        lines += ["### Foreign values left alone", "", "| Employee | Attribute | Value |", "|---|---|---|"]
+        lines += [f"| {_md(f.employee)} | {_md(f.attribute)} | {_md(f.value)} |" for f in plan.foreign]
+        lines.append("")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Renderer] = {
+    "table": render_table,
+    "json": render_json,
+    "csv": render_csv,
+    "markdown": render_markdown,
+}
+
+
+def run_summary(report: RunReport) -> str:
+    c = report.counts
+    text = (f"run {report.run_id}: {c['applied']} applied, {c['conflict']} conflicts, "
+            f"{c['failed']} failed")
+    if c["skipped"]:
+        text += f", {c['skipped']} not attempted"
+    return text + f"; journal {report.journal}"
+
+
+def conflict_lines(report: RunReport) -> list[str]:
+    lines = []
+    for r in report.results:
+        if r.status in ("conflict", "failed"):
+            ch = r.change
+            lines.append(f"{r.status}: {ch.employee} ({ch.dn}) {ch.attribute}: {r.message}")
+    return lines

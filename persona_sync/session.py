@@ -1,0 +1,64 @@
+"""Loading what every directory command needs: config, rules, engine, directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from persona_sync.config import LoadedConfig, load_config
+from persona_sync.directory import open_directory
+from persona_sync.directory.base import Directory
+from persona_sync.employee import Employee
+from persona_sync.errors import PersonaSyncError
+from persona_sync.plan import check_targets, read_attributes
+from persona_sync.rules.engine import Engine
+from persona_sync.rules.loader import load_rules
+from persona_sync.rules.orgchart import Position, build_org_chart
+
+
+@dataclass(frozen=True)
+class Session:
+    config: LoadedConfig
+    engine: Engine
+
+    @property
+    def rules_checksum(self) -> str:
+        return self.engine.rule_set.checksum
+
+    def directory(self) -> Directory:
+        return open_directory(self.config)
+
+
+def open_session(config_path: Path | None) -> Session:
+    config = load_config(config_path)
+    rule_set = load_rules([config.rules_path])
+    check_targets(rule_set, config)
+    return Session(config, Engine(rule_set))
+
+
+LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")
+
+
+def find_employee(session: Session, key: str) -> tuple[Employee, Position | None]:
+    """An employee by id, sAMAccountName/uid, UPN, mail or DN, with their org position."""
+    attributes = list(dict.fromkeys([*read_attributes(session.engine, session.config),
+                                     *LOOKUP_ATTRIBUTES]))
+    with session.directory() as directory:
+        people = list(directory.read(attributes))
+    wanted = key.casefold()
+    found = [
+        p for p in people
+        if wanted in (p.id.casefold(), p.dn.casefold())
+        or any((p.attributes.get(a) or "").casefold() == wanted for a in LOOKUP_ATTRIBUTES)
+    ]
+    if not found:
+        raise PersonaSyncError(f"no employee {key!r} in {directory.identity} (searched id, DN, "
+                               "sAMAccountName, uid, userPrincipalName, mail, cn)")
+    if len(found) > 1:
+        names = ", ".join(p.dn for p in found[:5])
+        raise PersonaSyncError(f"{len(found)} employees match {key!r}: {names}; use the DN")
+    employee = found[0]
+    position = None
+    if session.engine.rule_set.uses_org_chart:
+        position = build_org_chart(people).position(employee)
+    return employee, position
