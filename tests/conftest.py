@@ -11,6 +11,8 @@ from click.testing import CliRunner, Result
 
 from persona_sync.cli.main import cli
 
+pytest_plugins = ["tests.servers.plugin"]
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = REPO / "rules"
 

@@ -13,12 +13,13 @@ from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, ValidationFailed
 from persona_sync.rules.cases import Case, load_cases, run_case
 from persona_sync.rules.engine import Engine
-from persona_sync.rules.explain import as_dict, explain, render_text
+from persona_sync.rules.explain import Explanation, as_dict, explain, render_text
 from persona_sync.rules.lint import lint
 from persona_sync.rules.loader import load_rules
 from persona_sync.rules.model import RuleSet
 from persona_sync.rules.orgchart import Position
 from persona_sync.schemas import stale_schemas, write_schemas
+from persona_sync.session import find_employee, open_session
 
 DEFAULT_RULES = Path("rules")
 
@@ -133,6 +134,10 @@ def test_cmd(cases: tuple[Path, ...], rules_path: Path, verbose: bool) -> int:
 
 
 @cli.command("explain")
+@click.argument("employee_key", metavar="[EMPLOYEE]", required=False)
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              envvar="PERSONA_SYNC_CONFIG",
+              help="With EMPLOYEE: the sync configuration whose directory and rules to use.")
 @rules_option
 @click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
               help="An attribute of the employee (repeatable).")
@@ -147,6 +152,8 @@ def test_cmd(cases: tuple[Path, ...], rules_path: Path, verbose: bool) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def explain_cmd(
+    employee_key: str | None,
+    config_path: Path | None,
     rules_path: Path,
     attrs: tuple[str, ...],
     case_file: Path | None,
@@ -160,13 +167,23 @@ def explain_cmd(
     """Show why an employee gets a persona.
 
     Prints each fact with where its value came from, every rule of every persona with
-    the result of each condition, the candidates, and why the winner won.
+    the result of each condition, the candidates, and why the winner won. The employee
+    comes from the configured directory (EMPLOYEE: id, sAMAccountName/uid, UPN, mail or
+    DN; rules from the config), from a case file, or from --attr options.
 
     \b
     Examples:
+      persona-sync explain jdoe
       persona-sync explain --attr title="Trauma Surgeon" --attr department=Surgery
       persona-sync explain --case rules/cases/default.yaml --name cashier
     """
+    if employee_key is not None:
+        if attrs or case_file:
+            raise ConfigError("give EMPLOYEE, --case or --attr, not several")
+        session = open_session(config_path)
+        employee, position = find_employee(session, employee_key)
+        _print_explanation(explain(session.engine, employee, position), fmt)
+        return EXIT_OK
     rule_set = load_rules([rules_path])
     engine = Engine(rule_set)
     if case_file is not None:
@@ -180,13 +197,16 @@ def explain_cmd(
         )
         position = Position(org_depth, direct_reports) if org_depth is not None else None
     else:
-        raise ConfigError("say which employee: --attr NAME=VALUE ... or --case FILE")
-    result = explain(engine, employee, position)
+        raise ConfigError("say which employee: EMPLOYEE, --attr NAME=VALUE ... or --case FILE")
+    _print_explanation(explain(engine, employee, position), fmt)
+    return EXIT_OK
+
+
+def _print_explanation(result: Explanation, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False))
     else:
         click.echo(render_text(result))
-    return EXIT_OK
 
 
 def _parse_attrs(attrs: tuple[str, ...]) -> dict[str, str]:

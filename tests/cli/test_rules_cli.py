@@ -179,7 +179,7 @@ def test_explain_bad_input(run_cli: Run) -> None:
     rules = str(DEFAULT_RULES)
     cases = str(DEFAULT_RULES / "cases" / "default.yaml")
     for args, message in [
-        ((), "error: say which employee: --attr NAME=VALUE ... or --case FILE\n"),
+        ((), "error: say which employee: EMPLOYEE, --attr NAME=VALUE ... or --case FILE\n"),
         (("--attr", "title"), "error: --attr expects NAME=VALUE, got 'title'\n"),
         (("--case", cases), f"error: {cases} has 31 cases: pick one with --name\n"),
         (("--case", cases, "--name", "zzz"), f"error: no case in {cases} has 'zzz' in its name\n"),

@@ -120,7 +120,7 @@ def sorted_ldif(ldif_text: str, *, exclude: Collection[str] = ()) -> str:
         entries.append((_dn_sort_key(_decode_dn(dn_line)), dn_line, kept))
     entries.sort(key=lambda entry: entry[0])
     return "".join(
-        "\n".join([dn_line, *attribute_lines]) + "\n\n" for _key, dn_line, attribute_lines in entries
+        "\n".join([dn_line, *lines]) + "\n\n" for _key, dn_line, lines in entries
     )
 
 

@@ -4,8 +4,10 @@ Load with `pytest_plugins = ["tests.servers.plugin"]` in tests/conftest.py (or
 `-p tests.servers.plugin`). Fixtures:
 
 - `slapd`: a fresh OpenLDAP server per test (about 0.1 s to start).
+- `slapd_factory`: makes OpenLDAP servers not yet started (to bulk-load data first).
 - `slapd_session`: one OpenLDAP server shared by the whole session.
-- `samba_dc`: one Samba AD DC shared by the whole session (about 7-8 s to start).
+- `samba_dc`: one Samba AD DC shared by the whole session (about 1 s to start; 7-9 s
+  the first time on a machine, while the template DC is provisioned).
 - `samba_ou`: an OU of the test's own under OU=Staff of `samba_dc`, deleted afterwards.
 
 Tests using any of them get the `servers` marker, so `-m "not servers"` skips them.
@@ -19,17 +21,17 @@ import itertools
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
 from .samba import REQUIRED_BINARIES as SAMBA_BINARIES
-from .samba import SambaDC
+from .samba import SambaDC, SambaError
 from .slapd import REQUIRED_BINARIES as SLAPD_BINARIES
 from .slapd import SlapdServer
 
 INSTALL_COMMAND = "sudo bash .ci/install-system-deps"
-SERVER_FIXTURES = frozenset({"slapd", "slapd_session", "samba_dc", "samba_ou"})
+SERVER_FIXTURES = frozenset({"slapd", "slapd_factory", "slapd_session", "samba_dc", "samba_ou"})
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,7 +69,7 @@ def require_samba() -> None:
     if missing := _missing(SAMBA_BINARIES):
         _unavailable(
             f"Samba AD DC not installed (missing {', '.join(missing)}): run "
-            f"`{INSTALL_COMMAND}` (installs slapd ldap-utils samba samba-ad-dc)"
+            f"`{INSTALL_COMMAND}` (installs slapd ldap-utils samba samba-ad-dc ldb-tools)"
         )
     if os.geteuid() != 0:
         _unavailable("Samba AD DC tests must run as root (samba refuses to start otherwise)")
@@ -79,6 +81,22 @@ def slapd() -> Iterator[SlapdServer]:
     require_slapd()
     with SlapdServer() as server:
         yield server
+
+
+@pytest.fixture
+def slapd_factory() -> Iterator[Callable[[], SlapdServer]]:
+    """Make servers that are not started yet, e.g. to bulk-load LDIF with slapadd
+    (`add_ldif` before `start()`); all are stopped after the test."""
+    require_slapd()
+    servers: list[SlapdServer] = []
+
+    def make() -> SlapdServer:
+        servers.append(SlapdServer())
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +111,17 @@ def slapd_session() -> Iterator[SlapdServer]:
 def samba_dc() -> Iterator[SambaDC]:
     """The session's Samba AD DC (ports 389/636 are fixed, so there is one per host)."""
     require_samba()
-    with SambaDC() as dc:
+    dc = SambaDC()
+    try:
+        dc.start()
+    except SambaError as error:
+        # One clear line (ports taken, provisioning failed) instead of a traceback; pytest
+        # caches it, so every Samba test of the session reports it without retrying.
+        pytest.fail(str(error), pytrace=False)
+    try:
         yield dc
+    finally:
+        dc.stop()
 
 
 _ou_numbers = itertools.count(1)

@@ -4,23 +4,29 @@ Samba listens on the fixed ports 389/636/3268/3269 of 127.0.0.1, so one DC serve
 whole test session (see the `samba_dc` fixture). Tests share it: each should work in
 its own OU (`create_ou`) and with user names of its own.
 
-Start-up, about 6-7 s on a 2-core machine:
-  1. `samba-tool domain provision` (about 4 s with TDB_NO_FSYNC=1, 6 s without);
-  2. smb.conf gets `tls *file` lines pointing at a trustme certificate for 127.0.0.1,
+Start-up:
+  1. A template DC is built once per machine (and again whenever this file or the
+     Samba version changes): `samba-tool domain provision` (4-6 s on a 2-core machine;
+     TDB_NO_FSYNC=1 saves about a third), then OUs, the service account and its ACE
+     written into sam.ldb with samba-tool (1.5-2 s). The template is never started.
+  2. Each DC copies the template (35 MB, a few hundredths of a second) and rewrites the
+     paths in smb.conf, the only file that holds them.
+  3. smb.conf gets `tls *file` lines pointing at a trustme certificate for 127.0.0.1,
      localhost and dc1.example.test: Samba's own self-signed certificate names only
      DC1.example.test, with no subjectAltName, so a client dialling 127.0.0.1 cannot
-     verify it;
-  3. OUs, the service account and its ACE are written into sam.ldb with samba-tool
-     while the DC is still down;
+     verify it.
   4. `samba -i` runs in the foreground with its stdin on a pipe from this process:
      Samba exits when that pipe closes, so it cannot outlive the test run even if the
-     run is killed.
+     run is killed. First verified LDAPS bind after about 0.6-0.9 s.
+So a session's DC takes about 1 s, or 7-9 s when the template must be built first.
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -65,7 +71,9 @@ LDAPS_PORT = 636
 FIXED_PORTS = (389, 636, 3268, 3269)
 
 SAMBA = "/usr/sbin/samba"
-REQUIRED_BINARIES = (SAMBA, "samba-tool", "ldapsearch", "ldapadd", "ldapmodify", "ldapdelete")
+REQUIRED_BINARIES = (
+    SAMBA, "samba-tool", "ldbsearch", "ldapsearch", "ldapadd", "ldapmodify", "ldapdelete",
+)
 
 # Attributes left out of `dump()` because they change without the entry's content
 # changing, so a before/after comparison would always differ:
@@ -84,8 +92,16 @@ VOLATILE_ATTRIBUTES = frozenset({
     "lastLogoff",
 })
 
-# Marks our samba processes (in /proc/PID/environ) so a leftover can be recognised.
-OWNER_ENV = "PERSONA_SYNC_TEST_SAMBA_OWNER"
+# Our samba runs with its working directory in a directory named so, holding the test
+# process's pid in OWNER_FILE: that is how a leftover is recognised (and how
+# .ci/install-system-deps tells test servers from system ones). Not an environment
+# variable: samba's process titles overwrite /proc/PID/environ.
+WORKDIR_PREFIX = "persona-sync-samba-"
+OWNER_FILE = "owner.pid"
+TEMPLATE_PREFIX = f"{WORKDIR_PREFIX}template-"
+# Stands for the DC's directory in the template's smb.conf.
+WORKDIR_PLACEHOLDER = "@PERSONA_SYNC_SAMBA_DIR@"
+SERVICE_SID_FILE = "service-account.sid"
 
 
 class SambaError(RuntimeError):
@@ -185,17 +201,22 @@ def _socket_owners(inodes: set[str]) -> dict[int, str]:
     return owners
 
 
-def _leftover_owner(pid: int) -> int | None:
-    """The test-process pid recorded in a samba process's environment, if any."""
+def _workdir_owner(directory: Path) -> int | None:
+    """The test-process pid recorded in one of our DC directories, if it is one."""
+    if not directory.name.startswith(WORKDIR_PREFIX):
+        return None
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        return int((directory / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _leftover_owner(pid: int) -> int | None:
+    """The test-process pid that started samba process `pid`, if we started it."""
+    try:
+        return _workdir_owner(Path(os.readlink(f"/proc/{pid}/cwd")))
     except OSError:
         return None
-    prefix = f"{OWNER_ENV}=".encode()
-    for item in environ:
-        if item.startswith(prefix):
-            return int(item[len(prefix):])
-    return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -206,6 +227,138 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def remove_stale_workdirs() -> None:
+    """Delete the directories (about 35 MB each) of DCs whose test process was killed
+    before it could clean up."""
+    for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        owner = _workdir_owner(workdir)
+        if owner is not None and not _pid_alive(owner):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _tool_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Test data needs no durability: without fsync provisioning is about a third
+    # faster and the DC takes writes about twice as fast (~450-850 modifies/s).
+    env["TDB_NO_FSYNC"] = "1"
+    return env
+
+
+def _run(command: Sequence[str], *, cwd: Path, timeout: float = 120.0) -> str:
+    """Run a Samba tool in `cwd` (which marks it as ours); SambaError when it fails."""
+    result = subprocess.run(
+        list(command),
+        capture_output=True,
+        text=True,
+        env=_tool_env(),
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+    )
+    if result.returncode != 0:
+        raise SambaError(
+            f"{' '.join(command[:3])} ... exited {result.returncode}:\n"
+            f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
+        )
+    return result.stdout
+
+
+def _make_workdir() -> Path:
+    """A new directory that the stale-directory sweep removes if this process dies."""
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (workdir / OWNER_FILE).write_text(str(os.getpid()))
+    return workdir
+
+
+def _template_path() -> Path:
+    """Where the template for this Samba version and this file's content lives."""
+    fingerprint = hashlib.sha256(Path(__file__).read_bytes())
+    fingerprint.update(_run([SAMBA, "--version"], cwd=Path(tempfile.gettempdir())).encode())
+    return Path(tempfile.gettempdir()) / f"{TEMPLATE_PREFIX}{fingerprint.hexdigest()[:16]}"
+
+
+def _provision(directory: Path) -> None:
+    for sub in ("run", "ncalrpc", "winbindd", "ntp_signd"):
+        (directory / sub).mkdir(exist_ok=True)
+    _run([
+        "samba-tool", "domain", "provision",
+        f"--targetdir={directory}", f"--realm={REALM}", f"--domain={NETBIOS_DOMAIN}",
+        "--server-role=dc", "--dns-backend=NONE", f"--host-name={HOST_NAME}",
+        f"--adminpass={ADMIN_PASSWORD}",
+        "--option=interfaces=127.0.0.1",
+        "--option=bind interfaces only=yes",
+        # Without an explicit list Samba also starts DNS, which aborts with
+        # --dns-backend=NONE.
+        "--option=server services=ldap",
+        f"--option=log file={directory}/log.%m",
+        f"--option=pid directory={directory}/run",
+        f"--option=ncalrpc dir={directory}/ncalrpc",
+        f"--option=winbindd socket directory={directory}/winbindd",
+        f"--option=ntp signd socket directory={directory}/ntp_signd",
+    ], cwd=directory)
+
+
+def _create_service_account(directory: Path) -> str:
+    """Create the OUs and svc-persona with its one ACE; return the account's SID."""
+    config = ("-s", str(directory / "etc" / "smb.conf"))
+
+    def samba_tool(*args: str) -> str:
+        return _run(["samba-tool", *args, *config], cwd=directory)
+
+    samba_tool("ou", "add", STAFF_DN)
+    samba_tool("ou", "add", SERVICE_ACCOUNTS_DN)
+    samba_tool(
+        "user", "add", SERVICE_USER, SERVICE_PASSWORD,
+        "--userou=OU=Service Accounts",
+        "--description=persona-sync service account (least privilege)",
+    )
+    # ldbsearch reads sam.ldb directly: about twice as fast as `samba-tool user show`.
+    sid_match = re.search(
+        r"^objectSid: (S-1-5-21-[\d-]+)$",
+        _run(["ldbsearch", "-H", str(directory / "private" / "sam.ldb"),
+              "-b", BASE_DN, f"(sAMAccountName={SERVICE_USER})", "objectSid"], cwd=directory),
+        flags=re.MULTILINE,
+    )
+    if sid_match is None:
+        raise SambaError(f"could not read the objectSid of {SERVICE_USER}")
+    sid = sid_match.group(1)
+    # Object ACE, inherited by containers (CI) but effective only on user objects
+    # (inherited object type = user class): write property msDS-cloudExtensionAttribute1.
+    samba_tool(
+        "dsacl", "set", f"--objectdn={STAFF_DN}",
+        f"--sddl=(OA;CI;WP;{PERSONA_ATTRIBUTE_GUID};{USER_CLASS_GUID};{sid})",
+    )
+    return sid
+
+
+def ensure_template() -> Path:
+    """Return the template DC directory, building it first if this machine has none.
+
+    Built in a directory of its own and renamed into place, so a concurrent or
+    interrupted build never leaves a half-made template behind.
+    """
+    template = _template_path()
+    if (template / SERVICE_SID_FILE).exists():
+        return template
+    build = _make_workdir()
+    try:
+        _provision(build)
+        (build / SERVICE_SID_FILE).write_text(_create_service_account(build))
+        config = build / "etc" / "smb.conf"
+        config.write_text(config.read_text().replace(str(build), WORKDIR_PLACEHOLDER))
+        (build / OWNER_FILE).unlink()
+        for old in template.parent.glob(f"{TEMPLATE_PREFIX}*"):
+            if old != template:
+                shutil.rmtree(old, ignore_errors=True)  # templates of other versions
+        os.rename(build, template)
+    except OSError:
+        if not (template / SERVICE_SID_FILE).exists():
+            raise
+    finally:
+        shutil.rmtree(build, ignore_errors=True)  # still there only if not renamed
+    return template
 
 
 def ensure_ports_free() -> None:
@@ -224,13 +377,11 @@ def ensure_ports_free() -> None:
                 holders.setdefault(-port, f"port {port}: a process this user cannot see")
     orphans = [
         pid for pid in holders
-        if pid > 0 and (owner := _leftover_owner(pid)) is not None and not _pid_alive(owner)
+        if pid > 0 and (test_pid := _leftover_owner(pid)) is not None and not _pid_alive(test_pid)
     ]
     for pid in orphans:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(os.getpgid(pid), signal.SIGTERM)
-        except OSError:
-            pass
         del holders[pid]
     if orphans:
         time.sleep(0.5)
@@ -271,7 +422,8 @@ class SambaDC:
     persona_attribute = PERSONA_ATTRIBUTE
 
     def __init__(self, *, start_timeout: float = 60.0) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="persona-sync-samba-"))
+        remove_stale_workdirs()
+        self.workdir = _make_workdir()
         self._start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self.config_file = self.workdir / "etc" / "smb.conf"
@@ -289,9 +441,8 @@ class SambaDC:
         ensure_ports_free()
         atexit.register(self.stop)
         try:
-            self._timed("provision", self._provision)
+            self._timed("template", self._copy_template)
             self._timed("configure_tls", self._configure_tls)
-            self._timed("create_service_account", self._create_service_account)
             self._timed("launch", self._launch)
         except BaseException:
             self.stop()
@@ -303,56 +454,16 @@ class SambaDC:
         action()
         self.timings[step] = time.perf_counter() - began
 
-    @property
-    def _tool_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # Test data needs no durability; skipping fsync makes provisioning ~30% faster.
-        env["TDB_NO_FSYNC"] = "1"
-        env[OWNER_ENV] = str(os.getpid())
-        env["KRB5_CONFIG"] = str(self.workdir / "private" / "krb5.conf")
-        return env
-
-    def _run(self, command: Sequence[str], *, timeout: float = 120.0) -> str:
-        result = subprocess.run(
-            list(command),
-            capture_output=True,
-            text=True,
-            env=self._tool_env,
-            timeout=timeout,
-            check=False,
-            cwd=self.workdir,
-        )
-        if result.returncode != 0:
-            raise SambaError(
-                f"{' '.join(command[:3])} ... exited {result.returncode}:\n"
-                f"{result.stdout[-2000:]}{result.stderr[-4000:]}"
-            )
-        return result.stdout
+    def _copy_template(self) -> None:
+        template = ensure_template()
+        shutil.copytree(template, self.workdir, symlinks=True, dirs_exist_ok=True)
+        self.service_sid = (self.workdir / SERVICE_SID_FILE).read_text()
+        config = self.config_file.read_text()
+        self.config_file.write_text(config.replace(WORKDIR_PLACEHOLDER, str(self.workdir)))
 
     def samba_tool(self, *args: str) -> str:
         """Run `samba-tool ARGS` against this DC's database (works running or not)."""
-        return self._run(["samba-tool", *args, "-s", str(self.config_file)])
-
-    def _provision(self) -> None:
-        d = self.workdir
-        for sub in ("run", "ncalrpc", "winbindd", "ntp_signd"):
-            (d / sub).mkdir(exist_ok=True)
-        self._run([
-            "samba-tool", "domain", "provision",
-            f"--targetdir={d}", f"--realm={REALM}", f"--domain={NETBIOS_DOMAIN}",
-            "--server-role=dc", "--dns-backend=NONE", f"--host-name={HOST_NAME}",
-            f"--adminpass={ADMIN_PASSWORD}",
-            "--option=interfaces=127.0.0.1",
-            "--option=bind interfaces only=yes",
-            # Without an explicit list Samba also starts DNS, which aborts with
-            # --dns-backend=NONE.
-            "--option=server services=ldap",
-            f"--option=log file={d}/log.%m",
-            f"--option=pid directory={d}/run",
-            f"--option=ncalrpc dir={d}/ncalrpc",
-            f"--option=winbindd socket directory={d}/winbindd",
-            f"--option=ntp signd socket directory={d}/ntp_signd",
-        ])
+        return _run(["samba-tool", *args, "-s", str(self.config_file)], cwd=self.workdir)
 
     def _configure_tls(self) -> None:
         tls = write_tls_files(self.workdir / "tls")
@@ -370,40 +481,18 @@ class SambaDC:
             raise SambaError(f"no [global] section in {self.config_file}")
         self.config_file.write_text(config)
 
-    def _create_service_account(self) -> None:
-        self.samba_tool("ou", "add", STAFF_DN)
-        self.samba_tool("ou", "add", SERVICE_ACCOUNTS_DN)
-        self.samba_tool(
-            "user", "add", SERVICE_USER, SERVICE_PASSWORD,
-            "--userou=OU=Service Accounts",
-            "--description=persona-sync service account (least privilege)",
-        )
-        sid_match = re.search(
-            r"^objectSid: (S-1-5-21-[\d-]+)$",
-            self.samba_tool("user", "show", SERVICE_USER, "--attributes=objectSid"),
-            flags=re.MULTILINE,
-        )
-        if sid_match is None:
-            raise SambaError(f"could not read the objectSid of {SERVICE_USER}")
-        self.service_sid = sid_match.group(1)
-        # Object ACE, inherited by containers (CI) but effective only on user objects
-        # (inherited object type = user class): write property msDS-cloudExtensionAttribute1.
-        self.samba_tool(
-            "dsacl", "set", f"--objectdn={STAFF_DN}",
-            f"--sddl=(OA;CI;WP;{PERSONA_ATTRIBUTE_GUID};{USER_CLASS_GUID};{self.service_sid})",
-        )
-
     def _launch(self) -> None:
         output_path = self.workdir / "samba.out"
         with output_path.open("wb") as output:
             # stdin stays a pipe: `samba -i` exits on EOF there, i.e. when this process
             # ends for any reason. start_new_session gives it a process group to kill.
+            # cwd marks it as ours (see WORKDIR_PREFIX).
             self._process = subprocess.Popen(
                 [SAMBA, "-i", "-s", str(self.config_file)],
                 stdin=subprocess.PIPE,
                 stdout=output,
                 stderr=output,
-                env=self._tool_env,
+                env=_tool_env(),
                 cwd=self.workdir,
                 start_new_session=True,
             )
@@ -445,14 +534,10 @@ class SambaDC:
         if process is not None:
             if process.stdin is not None:
                 process.stdin.close()  # samba -i shuts down cleanly on EOF
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # workers, if any survived
-            except ProcessLookupError:
-                pass
             if process.poll() is None:
                 process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -11,6 +11,7 @@ in about a second); after `start()` it goes through `ldapadd` like any client wr
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import os
@@ -242,17 +243,21 @@ index       personaName eq
         accepts connections on both ports."""
         if self._process is not None:
             raise SlapdError("slapd already started")
-        self._slapadd("".join(self._bulk_ldif))
-        self._bulk_ldif.clear()
-        # Another process may grab a port between our probe and slapd's bind: retry.
-        for attempt in range(3):
-            try:
-                self._launch()
-                return self
-            except SlapdError as error:
-                if "bind" not in str(error).lower() or attempt == 2:
-                    self.stop()
-                    raise
+        atexit.register(self.stop)
+        try:
+            self._slapadd("".join(self._bulk_ldif))
+            self._bulk_ldif.clear()
+            # Another process may take a port between our probe and slapd's bind: retry.
+            for attempt in range(3):
+                try:
+                    self._launch()
+                    return self
+                except SlapdError as error:
+                    if "Address already in use" not in str(error) or attempt == 2:
+                        raise
+        except BaseException:
+            self.stop()
+            raise
         raise AssertionError("unreachable")
 
     def _slapadd(self, ldif: str) -> None:
@@ -280,6 +285,8 @@ index       personaName eq
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
+                # The directory name marks it as a test server for .ci/install-system-deps.
+                cwd=self.workdir,
                 preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self._start_timeout
@@ -312,6 +319,7 @@ index       personaName eq
         """Stop slapd and delete its directory. Safe to call more than once."""
         self._terminate()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        atexit.unregister(self.stop)
 
     def __enter__(self) -> SlapdServer:
         return self.start()

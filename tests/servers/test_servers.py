@@ -6,15 +6,16 @@ from __future__ import annotations
 import ssl
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ldap3
 import pytest
+import trustme
 
 from .clients import sorted_ldif
 from .samba import AdUser, SambaDC, SambaError, ensure_ports_free
 from .slapd import SlapdError, SlapdServer
-from .tls import write_tls_files
 
 pytestmark = pytest.mark.servers
 
@@ -62,12 +63,17 @@ def test_slapd_serves_base_entries_over_ldap(slapd: SlapdServer) -> None:
     ]
 
 
-def test_slapd_starts_well_under_a_second() -> None:
+def test_slapd_starts_well_under_a_second(
+    slapd_factory: Callable[[], SlapdServer],
+) -> None:
     began = time.perf_counter()
-    with SlapdServer() as server:
-        elapsed = time.perf_counter() - began
-        assert server.running
+    server = slapd_factory().start()
+    elapsed = time.perf_counter() - began
+    assert server.running
     assert elapsed < 1.0
+    server.stop()
+    assert not server.running
+    assert not server.workdir.exists()
 
 
 def test_slapd_tls_verifies_against_the_test_ca(slapd: SlapdServer, tmp_path: Path) -> None:
@@ -77,18 +83,12 @@ def test_slapd_tls_verifies_against_the_test_ca(slapd: SlapdServer, tmp_path: Pa
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"dn: {slapd.base_dn}"
     # The check is real: a client trusting another CA refuses the certificate.
-    other_ca = Path(str(write_tls_files(tmp_path).ca_file))
-    other_ca.write_text(_foreign_ca_pem())
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(trustme.CA().cert_pem.bytes())
     env = {**slapd.client_env, "LDAPTLS_CACERT": str(other_ca)}
     refused = ldap(slapd, "ldapsearch", "-x", "-H", slapd.ldaps_url, "-b", "", "-s", "base",
                    env=env)
     assert refused.returncode == CONNECT_ERROR
-
-
-def _foreign_ca_pem() -> str:
-    import trustme
-
-    return trustme.CA().cert_pem.bytes().decode()
 
 
 def test_slapd_persona_schema(slapd: SlapdServer) -> None:
@@ -174,23 +174,24 @@ def test_slapd_dump_is_sorted_and_shows_exactly_what_changed(slapd: SlapdServer)
     )
 
 
-def test_slapd_bulk_load_before_start() -> None:
-    server = SlapdServer()
+def test_slapd_bulk_load_before_start(slapd_factory: Callable[[], SlapdServer]) -> None:
+    server = slapd_factory()
     server.add_ldif("".join(
         f"dn: uid=bulk{n},{server.people_dn}\nobjectClass: inetOrgPerson\nuid: bulk{n}\n"
         f"cn: Bulk {n}\nsn: {n}\n\n" for n in range(2000)
     ))
-    with server:
-        result = ldap(server, "ldapsearch", "-LLL", "-x", "-H", server.url, "-D",
-                      server.service_dn, "-w", server.service_password, "-b",
-                      server.people_dn, "(uid=bulk*)", "1.1")
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.count("dn: ") == 2000
-    assert not server.workdir.exists()
+    server.start()
+    result = ldap(server, "ldapsearch", "-LLL", "-x", "-H", server.url, "-D",
+                  server.service_dn, "-w", server.service_password, "-b",
+                  server.people_dn, "(uid=bulk*)", "1.1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("dn: ") == 2000
 
 
-def test_slapd_start_failure_carries_slapd_output() -> None:
-    server = SlapdServer()
+def test_slapd_start_failure_carries_slapd_output(
+    slapd_factory: Callable[[], SlapdServer],
+) -> None:
+    server = slapd_factory()
     server.config_file.write_text(server.config_file.read_text() + "\nnot-a-directive x\n")
     with pytest.raises(SlapdError, match="unknown directive <not-a-directive>"):
         server.start()
@@ -239,11 +240,13 @@ def test_samba_service_account_may_write_only_the_persona_attribute_on_staff(
     samba_dc: SambaDC, samba_ou: str,
 ) -> None:
     [staff_user] = samba_dc.add_users([AdUser("persona-t1", parent_dn=samba_ou)])
-    [outsider] = samba_dc.add_users([AdUser("persona-t2", parent_dn=f"CN=Users,{samba_dc.base_dn}")])
+    users_container = f"CN=Users,{samba_dc.base_dn}"
+    [outsider] = samba_dc.add_users([AdUser("persona-t2", parent_dn=users_container)])
     svc = (samba_dc.service_user, samba_dc.service_password)
     try:
         persona = samba_dc.persona_attribute
-        assert modify(samba_dc, samba_dc.url, *svc, replace(staff_user, persona, "Dev")) == 0
+        assert modify(samba_dc, samba_dc.url, *svc,
+                      replace(staff_user, persona, "Dev")) == LDAP_SUCCESS
         assert modify(samba_dc, samba_dc.url, *svc,
                       replace(staff_user, "msDS-cloudExtensionAttribute2", "Dev")
                       ) == INSUFFICIENT_ACCESS

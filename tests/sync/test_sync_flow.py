@@ -243,3 +243,23 @@ def test_installed_script_plan_exit_code(workspace: Workspace) -> None:
                           cwd=workspace.root, env={**os.environ}, check=False)
     assert done.returncode == 2, done.stderr
     assert json.loads(done.stdout)["summary"]["changes"] == 2  # piped: JSON by default
+
+
+def test_explain_looks_up_the_directory(workspace: Workspace, run_cli: Run) -> None:
+    for key in ("jsmith", "CN=Smith\\, John,OU=People,DC=example,DC=com", "JSMITH"):
+        result = run_cli("explain", key, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["employee"] == {"id": "jsmith",
+                                    "dn": "CN=Smith\\, John,OU=People,DC=example,DC=com"}
+        assert data["scenarios"][0]["persona"] == "clinician"
+    boss = json.loads(run_cli("explain", "boss", "--format", "json").stdout)
+    seniority = next(f for f in boss["facts"] if f["fact"] == "seniority")
+    assert (seniority["value"], seniority["origin"]) == (10.0, "attribute title via table")
+    text = run_cli("explain", "jmuller").stdout
+    assert text.splitlines()[0] == "employee jmuller  (CN=Müller\\, Jörg,OU=People,DC=example,DC=com)"
+    missing = run_cli("explain", "nobody")
+    assert (missing.exit_code, missing.stderr) == (1, (
+        f"error: no employee 'nobody' in file:{workspace.directory} (searched id, DN, "
+        "sAMAccountName, uid, userPrincipalName, mail, cn)\n"
+    ))
