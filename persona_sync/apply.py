@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from persona_sync.config import LoadedConfig, SafetyConfig
-from persona_sync.directory.base import Change, ChangeResult, Directory
+from persona_sync.directory.base import Change, ChangeResult, Directory, DirectoryAborted
 from persona_sync.errors import DirectoryError, PersonaSyncError, PlanError, SafetyLimitExceeded
 from persona_sync.journal import Journal, RunRecord, read_run
 from persona_sync.lock import RunLock
@@ -94,6 +94,13 @@ def run_changes(
             journal.pending(batch)
             try:
                 batch_results = directory.apply(batch)
+            except DirectoryAborted as exc:
+                done = {id(r.change) for r in exc.results}
+                batch_results = exc.results + [
+                    ChangeResult(c, "failed", f"not written: {exc}") for c in batch
+                    if id(c) not in done
+                ]
+                status = "aborted"
             except DirectoryError as exc:
                 batch_results = [ChangeResult(c, "failed", str(exc)) for c in batch]
                 status = "aborted"
@@ -129,6 +136,7 @@ def apply_plan(
 ) -> RunReport:
     verify_plan(plan, config, rules_checksum, directory)
     check_safety(plan, config.spec.safety, force)
+    directory.check_targets(sorted({c.attribute for c in plan.changes}))
     with RunLock(config.state_dir, command):
         return run_changes(
             directory, [c.to_change() for c in plan.changes], config.state_dir, command,
@@ -139,7 +147,10 @@ def apply_plan(
 def rollback_changes(record: RunRecord) -> list[Change]:
     """The inverse of every write a run made (or may have made), newest first."""
     changes: list[Change] = []
-    candidates = [w for w in record.writes if w["result"] == "applied"] + record.unresolved()
+    # Failed writes may still have reached the directory (a lost connection); reversing
+    # one that did not is harmless: compare-and-swap finds the value already restored.
+    candidates = [w for w in record.writes if w["result"] in ("applied", "failed")]
+    candidates += record.unresolved()
     for item in reversed(candidates):
         original = Change(item["employee"], item["dn"], item["attribute"], item["old"],
                           item["new"], item.get("persona"), item.get("rule"), item.get("scenario"))

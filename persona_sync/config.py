@@ -51,7 +51,64 @@ class FileDirectoryConfig(StrictModel):
     )
 
 
-DirectoryConfig = Annotated[FileDirectoryConfig, Field(discriminator="type")]
+class BindConfig(StrictModel):
+    """How persona-sync authenticates; the password never sits in this file."""
+
+    method: Literal["simple", "ntlm", "anonymous"] = Field(
+        "simple",
+        description="simple: a DN or user@domain over TLS; ntlm: DOMAIN\\user (Active "
+        "Directory); anonymous: read-only tests.",
+    )
+    user: str | None = Field(None, description="Bind DN, user@domain or DOMAIN\\user.")
+    password_env: str = Field(
+        "PERSONA_SYNC_BIND_PASSWORD", description="Environment variable holding the password."
+    )
+    password_file: Path | None = Field(
+        None, description="File holding the password (e.g. a mounted secret); wins over the variable."
+    )
+
+
+class LdapDirectoryConfig(StrictModel):
+    """Active Directory or OpenLDAP over LDAP, with ldap3."""
+
+    type: Literal["ldap"]
+    preset: Literal["ad", "openldap"] = Field(
+        description="Fills the defaults below: ad (sAMAccountName, objectGUID, user objects) "
+        "or openldap (uid, entryUUID, inetOrgPerson)."
+    )
+    urls: list[str] = Field(
+        min_length=1,
+        description="ldaps://host[:port] or ldap://host[:port]; several for failover, tried in order.",
+    )
+    start_tls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS.")
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) that signed the server's certificate.")
+    verify_tls: bool = Field(True, description="Check the server certificate (keep on).")
+    allow_plaintext: bool = Field(
+        False,
+        description="Allow binds over ldap:// without StartTLS: the password crosses the network "
+        "in clear. Only for test labs.",
+    )
+    bind: BindConfig = BindConfig()
+    base_dns: list[str] = Field(min_length=1, description="Where employees live; searched in order.")
+    scope: Literal["subtree", "one"] = "subtree"
+    filter: str | None = Field(None, description="Extra LDAP filter ANDed with the preset's, e.g. (department=*).")
+    id_attribute: str | None = Field(None, description="Names an employee (preset: sAMAccountName / uid).")
+    stable_id_attribute: str | None = Field(None, description="preset: objectGUID / entryUUID.")
+    auxiliary_class: str | None = Field(
+        None,
+        description="Object class to add when an entry lacks it, so the target attribute is "
+        "allowed (OpenLDAP: e.g. personaHolder).",
+    )
+    page_size: int = Field(500, ge=1, le=5000)
+    timeout: float = Field(30, gt=0, description="Seconds for connecting and for each answer.")
+    write_window: int = Field(
+        100, ge=1, le=500, description="Modify requests in flight at once (slapd drops clients near 1000)."
+    )
+
+
+DirectoryConfig = Annotated[
+    FileDirectoryConfig | LdapDirectoryConfig, Field(discriminator="type")
+]
 
 
 class SafetyConfig(StrictModel):

@@ -25,7 +25,7 @@ from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
 from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
-from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, build_org_chart
+from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, build_org_chart, normalize_dn
 
 log = structlog.get_logger(__name__)
 
@@ -157,11 +157,12 @@ def compute_plan(
     rule_facts = _facts_read(rule_set)
     owns = config.spec.owns_attribute
 
+    directory.check_targets(list(config.spec.targets.values()))
     employees: Iterable[Employee] = directory.read(read_attributes(engine, config))
     chart = None
     if rule_set.uses_org_chart:
         employees = list(employees)
-        chart = build_org_chart(employees)
+        chart = build_org_chart([*employees, *_outside_managers(directory, employees)])
         for problem in chart.problems[:20]:
             log.warning("org_chart_problem", problem=problem)
     changes: list[PlannedChange] = []
@@ -236,6 +237,27 @@ def compute_plan(
     log.info("plan_computed", changes=len(changes), in_scope=counts["in_scope"],
              foreign=len(foreign))
     return plan
+
+
+def _outside_managers(directory: Directory, employees: list[Employee]) -> list[Employee]:
+    """Managers that head employees' chains but were not read (outside the search base)."""
+    known = {normalize_dn(e.dn) for e in employees} | {e.id.casefold() for e in employees}
+    extra: list[Employee] = []
+    frontier: list[Employee] = employees
+    for _ in range(64):  # chains are short; the bound stops a pathological loop
+        wanted = sorted({
+            link for e in frontier
+            if (link := e.get(MANAGER_ATTRIBUTE))
+            and normalize_dn(link) not in known and link.casefold() not in known
+        })
+        if not wanted:
+            break
+        known.update(normalize_dn(link) for link in wanted)
+        frontier = directory.lookup_managers(wanted)
+        if not frontier:
+            break
+        extra.extend(frontier)
+    return extra
 
 
 def _facts_read(rule_set: RuleSet) -> dict[str, tuple[str, ...]]:

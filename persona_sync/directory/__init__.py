@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Directory
+from persona_sync.secrets import Prompt, resolve_secret
 
 
-def open_directory(config: LoadedConfig) -> Directory:
+def open_directory(config: LoadedConfig, prompt: Prompt | None = None) -> Directory:
     """The configured backend; backends import their vendor libraries lazily."""
     spec = config.spec.directory
     if spec.type == "file":
         from persona_sync.directory.files import FileDirectory
 
         return FileDirectory(config.resolve(spec.path), spec.format, spec.id_attributes)
+    if spec.type == "ldap":
+        from persona_sync.directory.ldap import LdapDirectory
+
+        password = None
+        if spec.bind.method != "anonymous":
+            file = config.resolve(spec.bind.password_file) if spec.bind.password_file else None
+            password = resolve_secret("bind password", spec.bind.password_env, file, prompt)
+        if spec.ca_file is not None:
+            spec = spec.model_copy(update={"ca_file": config.resolve(spec.ca_file)})
+        return LdapDirectory(spec, password)
     raise AssertionError(f"unknown directory type {spec.type}")  # pragma: no cover

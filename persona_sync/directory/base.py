@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from persona_sync.employee import Employee
+from persona_sync.errors import DirectoryError
 
 Status = Literal["applied", "conflict", "failed", "skipped"]
 
@@ -46,6 +47,14 @@ class ChangeResult:
     found: str | None = None  # the value actually there, for conflicts
 
 
+class DirectoryAborted(DirectoryError):
+    """A batch stopped part way; ``results`` says what happened to each change so far."""
+
+    def __init__(self, message: str, results: Sequence[ChangeResult]) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+
 class Directory(abc.ABC):
     """A place employees live. Use as a context manager; ``close`` is idempotent."""
 
@@ -63,6 +72,13 @@ class Directory(abc.ABC):
     @abc.abstractmethod
     def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
         """Apply a batch with compare-and-swap; one result per change, in order."""
+
+    def check_targets(self, attributes: Sequence[str]) -> None:
+        """Refuse target attributes the directory cannot hold safely (raises ConfigError)."""
+
+    def lookup_managers(self, dns: Sequence[str]) -> list[Employee]:
+        """Entries outside the read scope that appear in manager chains (id and manager)."""
+        return []
 
     def find(self, key: str, attributes: Sequence[str]) -> list[Employee]:
         """Entries whose id, DN or any of the id attributes equals ``key`` (case-insensitive)."""
