@@ -25,7 +25,7 @@ from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
 from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
-from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, build_org_chart, normalize_dn
+from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, OrgChart, build_org_chart, normalize_dn
 
 log = structlog.get_logger(__name__)
 
@@ -162,7 +162,7 @@ def compute_plan(
     chart = None
     if rule_set.uses_org_chart:
         employees = list(employees)
-        chart = build_org_chart([*employees, *_outside_managers(directory, employees)])
+        chart = org_chart(directory, employees)
         for problem in chart.problems[:20]:
             log.warning("org_chart_problem", problem=problem)
     changes: list[PlannedChange] = []
@@ -237,6 +237,11 @@ def compute_plan(
     log.info("plan_computed", changes=len(changes), in_scope=counts["in_scope"],
              foreign=len(foreign))
     return plan
+
+
+def org_chart(directory: Directory, employees: list[Employee]) -> OrgChart:
+    """The org chart over the employees plus managers the directory has outside the scope."""
+    return build_org_chart([*employees, *_outside_managers(directory, employees)])
 
 
 def _outside_managers(directory: Directory, employees: list[Employee]) -> list[Employee]:

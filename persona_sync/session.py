@@ -10,10 +10,10 @@ from persona_sync.directory import open_directory
 from persona_sync.directory.base import Directory
 from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
-from persona_sync.plan import check_targets, read_attributes
+from persona_sync.plan import check_targets, org_chart, read_attributes
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.loader import load_rules
-from persona_sync.rules.orgchart import Position, build_org_chart
+from persona_sync.rules.orgchart import Position
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def find_employee(session: Session, key: str) -> tuple[Employee, Position | None
                                      *LOOKUP_ATTRIBUTES]))
     with session.directory() as directory:
         people = list(directory.read(attributes))
+        chart = org_chart(directory, people) if session.engine.rule_set.uses_org_chart else None
     wanted = key.casefold()
     found = [
         p for p in people
@@ -58,7 +59,4 @@ def find_employee(session: Session, key: str) -> tuple[Employee, Position | None
         names = ", ".join(p.dn for p in found[:5])
         raise PersonaSyncError(f"{len(found)} employees match {key!r}: {names}; use the DN")
     employee = found[0]
-    position = None
-    if session.engine.rule_set.uses_org_chart:
-        position = build_org_chart(people).position(employee)
-    return employee, position
+    return employee, chart.position(employee) if chart is not None else None

@@ -147,6 +147,14 @@ class LdapDirectory(Directory):
                 raise DirectoryError(self._bind_error(connection))
         except ldap_errors.LDAPStartTLSError as exc:
             raise DirectoryError(f"StartTLS with {where} failed: {_reason(exc)}") from None
+        except ldap_errors.LDAPSessionTerminatedByServerError as exc:
+            if bind.method == "ntlm":
+                raise DirectoryError(
+                    f"{where} dropped the NTLM bind (Samba AD DCs do not implement the Sicily "
+                    "NTLM bind that ldap3 uses): bind with method: simple as DOMAIN\\user or "
+                    "user@domain over TLS instead"
+                ) from None
+            raise DirectoryError(f"cannot connect to {where}: {_reason(exc)}") from None
         except ldap_errors.LDAPException as exc:
             raise DirectoryError(f"cannot connect to {where}: {_reason(exc)}") from None
         return connection

@@ -36,7 +36,11 @@ def entries(dump: str) -> dict[str, list[str]]:
 def _decode(line: str) -> tuple[str, str]:
     name, _, rest = line.partition(":")
     if rest.startswith(": "):
-        return name, base64.b64decode(rest[2:]).decode("utf-8")
+        raw = base64.b64decode(rest[2:])
+        try:
+            return name, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return name, "0x" + raw.hex()  # binary: objectGUID, objectSid
     return name, rest.lstrip(" ")
 
 
