@@ -213,3 +213,28 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
         report = rollback(run_id, session.config, directory, progress.count)
     progress.done()
     return _finish(report, quiet)
+
+
+@cli.command("check-connection")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
+    """Check the directory before the first sync; writes nothing.
+
+    Binds, reads the server's rootDSE, checks that each target attribute exists in the
+    schema and is single-valued, counts the employees in scope, and probes that the
+    bound account may write the target attribute (without changing any value).
+    Exit 0 when every check passes, 1 otherwise.
+    """
+    from persona_sync.doctor import diagnose
+
+    session = open_session(config_path)
+    with session.directory() as directory:
+        findings = list(diagnose(session, directory))
+    if fmt == "json":
+        click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
+    else:
+        for finding in findings:
+            click.echo(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check:<13} {finding.detail}")
+    return EXIT_OK if findings and all(f.ok for f in findings) else EXIT_ERROR

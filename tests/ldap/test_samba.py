@@ -155,3 +155,22 @@ def test_ntlm_bind_refused_by_samba_says_what_to_do(samba_dc: SambaDC, domain: d
         "NTLM bind that ldap3 uses): bind with method: simple as DOMAIN\\user or user@domain "
         "over TLS instead\n"
     ))
+
+
+def test_check_connection_on_active_directory(samba_dc: SambaDC, domain: dict[str, str],
+                                              run_cli: Run) -> None:
+    result = run_cli("check-connection", "--format", "json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    findings = {f["check"]: f for f in json.loads(result.stdout)}
+    assert findings["target"]["detail"] == f"{TARGET}: in the schema, single-valued"
+    assert findings["employees"]["detail"] == "4 read, 3 in scope, 1 out of scope"
+    assert findings["write access"]["ok"] is True
+    config = Path("persona-sync.yaml")
+    config.write_text(config.read_text().replace(TARGET, "extensionAttribute1"))
+    missing = run_cli("check-connection")
+    assert missing.exit_code == 1
+    assert missing.stdout.splitlines()[-1] == (
+        "FAIL  target        target attribute extensionAttribute1 does not exist in this "
+        "directory's schema; attributes that fit: msDS-cloudExtensionAttribute1..20 or "
+        "employeeType; extensionAttribute1..15 where the Exchange schema is installed"
+    )

@@ -216,3 +216,23 @@ def test_connection_errors_are_clear(slapd: SlapdServer, setup: dict[str, str], 
     config.write_text(config.read_text().replace("  auxiliary_class", f"  ca_file: {slapd.ca_file}\n"
                                                  "  start_tls: true\n  auxiliary_class"))
     assert run_cli("plan", "-q").exit_code == 2
+
+
+def test_check_connection(slapd: SlapdServer, setup: dict[str, str], run_cli: Run) -> None:
+    result = run_cli("check-connection")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"ok    connect       {slapd.ldaps_url} as {slapd.service_dn} (TLS)"
+    assert lines[1].startswith("ok    server        ")
+    assert lines[2] == "ok    target        personaName: in the schema, single-valued"
+    assert lines[3] == "ok    employees     5 read, 4 in scope, 1 out of scope"
+    assert lines[4].startswith("ok    write access  may write personaName (probed on ")
+    before = slapd.dump()
+    assert run_cli("check-connection").exit_code == 0
+    assert slapd.dump() == before  # the probe changes nothing
+    config = Path("persona-sync.yaml")
+    config.write_text(config.read_text().replace("persona: personaName", "persona: displayName"))
+    denied = run_cli("check-connection")
+    assert denied.exit_code == 1
+    assert denied.stdout.splitlines()[-1].startswith(
+        "FAIL  write access  may NOT write displayName on ")

@@ -1,0 +1,90 @@
+"""check-connection: everything an admin should know before the first sync.
+
+Each check is a :class:`Finding`; a failed one says what to do. Nothing is written: the
+write-access probe deletes a value no entry has, which the server refuses either with
+"no such value" (allowed) or "insufficient access" (not allowed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from persona_sync.directory.base import Directory
+from persona_sync.errors import PersonaSyncError
+from persona_sync.plan import read_attributes
+from persona_sync.session import Session
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+
+
+def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
+    """Run the checks in order; stop after the first one that makes the rest meaningless."""
+    spec = session.config.spec.directory
+    targets = list(session.config.spec.targets.values())
+    if spec.type == "ldap":
+        from persona_sync.directory.ldap import LdapDirectory
+
+        assert isinstance(directory, LdapDirectory)
+        try:
+            root = directory.root_dse()
+        except PersonaSyncError as exc:
+            yield Finding("connect", False, str(exc))
+            return
+        who = spec.bind.user or "anonymous"
+        yield Finding("connect", True, f"{', '.join(spec.urls)} as {who} "
+                      f"({'TLS' if _secure(spec.urls, spec.start_tls) else 'PLAINTEXT'})")
+        server = root.get("vendorname") or root.get("dnshostname") or "unknown server"
+        contexts = root.get("defaultnamingcontext") or root.get("namingcontexts", "")
+        yield Finding("server", True, f"{server}; naming context {contexts}")
+        for attribute in targets:
+            try:
+                directory.check_targets([attribute])
+            except PersonaSyncError as exc:
+                yield Finding("target", False, str(exc))
+                return
+            yield Finding("target", True, f"{attribute}: in the schema, single-valued")
+    elif spec.type == "file":
+        path = session.config.resolve(spec.path)
+        if not path.is_file():
+            yield Finding("file", False, f"{path}: no such directory file")
+            return
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        yield Finding("file", writable, f"{path}" + ("" if writable else
+                      ": not writable (the file and its folder must be writable)"))
+    attributes = read_attributes(session.engine, session.config)
+    try:
+        people = list(directory.read(attributes))
+    except PersonaSyncError as exc:
+        yield Finding("read", False, str(exc))
+        return
+    in_scope = [p for p in people if session.engine.in_scope(session.engine.facts(p))]
+    yield Finding("employees", bool(people),
+                  f"{len(people)} read, {len(in_scope)} in scope, "
+                  f"{len(people) - len(in_scope)} out of scope" if people else
+                  "no entries found: check base_dns and filter")
+    if spec.type == "ldap" and in_scope:
+        from persona_sync.directory.ldap import LdapDirectory
+
+        assert isinstance(directory, LdapDirectory)
+        sample = in_scope[0]
+        for attribute in targets:
+            allowed = directory.can_write(sample.dn, attribute)
+            if allowed is None:
+                yield Finding("write access", False, f"could not tell whether {attribute} is "
+                              f"writable on {sample.dn}")
+            else:
+                yield Finding("write access", allowed, (
+                    f"may write {attribute} (probed on {sample.dn}, nothing changed)" if allowed
+                    else f"may NOT write {attribute} on {sample.dn}: grant write access to that "
+                    "one attribute on user objects (see the README)"))
+
+
+def _secure(urls: list[str], start_tls: bool) -> bool:
+    return start_tls or all(u.startswith("ldaps://") for u in urls)
