@@ -22,7 +22,6 @@ import structlog
 from ldap3 import (
     ASYNC,
     BASE,
-    FIRST,
     LEVEL,
     MODIFY_ADD,
     MODIFY_DELETE,
@@ -33,7 +32,6 @@ from ldap3 import (
     SYNC,
     Connection,
     Server,
-    ServerPool,
     Tls,
 )
 from ldap3.core import exceptions as ldap_errors
@@ -74,6 +72,7 @@ _NO_SUCH_OBJECT = 32
 _ACCESS_DENIED = 50
 _OBJECT_CLASS_VIOLATION = 65
 _LOST = (
+    ldap_errors.LDAPSocketOpenError,
     ldap_errors.LDAPSocketReceiveError,
     ldap_errors.LDAPSocketSendError,
     ldap_errors.LDAPSessionTerminatedByServerError,
@@ -123,7 +122,7 @@ class LdapDirectory(Directory):
                       connect_timeout=self.spec.timeout)
 
     def _connect(self, strategy: str = SYNC) -> Connection:
-        pool = ServerPool(self._servers, FIRST, active=1, exhaust=False)
+        """Open and bind, trying each URL in order (failover); errors say what each said."""
         bind = self.spec.bind
         kwargs: dict[str, Any] = {
             "client_strategy": strategy,
@@ -137,27 +136,41 @@ class LdapDirectory(Directory):
                 raise ConfigError("no bind password given")
             kwargs.update(user=bind.user, password=self.password.value,
                           authentication=NTLM if bind.method == "ntlm" else SIMPLE)
-        where = ", ".join(self.spec.urls)
-        try:
-            connection = Connection(pool, **kwargs)
-            connection.open()
-            if self.spec.start_tls and not connection.server.ssl:
-                connection.start_tls()
-            if bind.method != "anonymous" and not connection.bind():
+        failures: list[str] = []
+        for url, server in zip(self.spec.urls, self._servers, strict=True):
+            try:
+                connection = Connection(server, **kwargs)
+                connection.open()
+                if self.spec.start_tls and not server.ssl:
+                    connection.start_tls()
+            except ldap_errors.LDAPStartTLSError as exc:
+                failures.append(f"{url}: StartTLS failed: {_reason(exc)}")
+                continue
+            except ldap_errors.LDAPException as exc:
+                failures.append(f"{url}: {_reason(exc)}")
+                continue
+            try:
+                bound = bind.method == "anonymous" or connection.bind()
+            except ldap_errors.LDAPSessionTerminatedByServerError:
+                if bind.method == "ntlm":
+                    raise DirectoryError(
+                        f"{url} dropped the NTLM bind (Samba AD DCs do not implement the "
+                        "Sicily NTLM bind that ldap3 uses): bind with method: simple as "
+                        "DOMAIN\\user or user@domain over TLS instead"
+                    ) from None
+                failures.append(f"{url}: session terminated by server during bind")
+                continue
+            except ldap_errors.LDAPException as exc:
+                failures.append(f"{url}: {_reason(exc)}")
+                continue
+            if not bound:
                 raise DirectoryError(self._bind_error(connection))
-        except ldap_errors.LDAPStartTLSError as exc:
-            raise DirectoryError(f"StartTLS with {where} failed: {_reason(exc)}") from None
-        except ldap_errors.LDAPSessionTerminatedByServerError as exc:
-            if bind.method == "ntlm":
-                raise DirectoryError(
-                    f"{where} dropped the NTLM bind (Samba AD DCs do not implement the Sicily "
-                    "NTLM bind that ldap3 uses): bind with method: simple as DOMAIN\\user or "
-                    "user@domain over TLS instead"
-                ) from None
-            raise DirectoryError(f"cannot connect to {where}: {_reason(exc)}") from None
-        except ldap_errors.LDAPException as exc:
-            raise DirectoryError(f"cannot connect to {where}: {_reason(exc)}") from None
-        return connection
+            if failures:
+                log.warning("ldap_failover", used=url, failed=failures)
+            return connection
+        if len(failures) == 1:
+            raise DirectoryError(f"cannot connect to {failures[0]}")
+        raise DirectoryError("cannot connect to any server: " + "; ".join(failures))
 
     def _bind_error(self, connection: Connection) -> str:
         result = connection.result or {}
@@ -362,7 +375,7 @@ class LdapDirectory(Directory):
         self.check_targets(sorted({c.attribute for c in changes}))
         results: dict[int, ChangeResult] = {}
         todo = list(range(len(changes)))
-        attempts = 0
+        losses = 0
         rounds = 0
         while todo:
             rounds += 1
@@ -376,30 +389,31 @@ class LdapDirectory(Directory):
                     self._writer = self._connect(ASYNC)
                 todo = self._pipeline(changes, todo, results)
             except _LOST as exc:
-                self._writer = None
-                self._reader = None
-                attempts += 1
-                unresolved = [i for i in todo if i not in results]
-                log.warning("ldap_connection_lost", error=_reason(exc), unresolved=len(unresolved),
-                            attempt=attempts)
-                if attempts > _RECONNECTS:
-                    for i in unresolved:
-                        results[i] = ChangeResult(
-                            changes[i], "failed",
-                            "connection lost before the server answered: the value may or may "
-                            "not be written; rerun apply with the same plan (compare-and-swap "
-                            "makes that safe)")
-                    raise DirectoryAborted(
-                        f"connection to {', '.join(self.spec.urls)} lost {attempts} times: "
-                        f"{_reason(exc)}", [results[i] for i in range(len(changes)) if i in results],
-                    ) from None
-                todo = self._settle(changes, unresolved, results)
+                self._writer = self._reader = None
+                losses += 1
+                log.warning("ldap_connection_lost", error=_reason(exc), attempt=losses)
+                if losses > _RECONNECTS:
+                    self._abort(changes, results, f"connection to {', '.join(self.spec.urls)} "
+                                f"lost {losses} times: {_reason(exc)}")
+                try:
+                    # What was in flight may or may not have been written: read it back.
+                    todo = self._settle(changes, [i for i in todo if i not in results], results)
+                except (DirectoryError, *_LOST) as again:
+                    self._abort(changes, results, f"connection lost and not regained: "
+                                f"{_reason(again)}")
             except DirectoryError as exc:
-                unresolved = [i for i in todo if i not in results]
-                for i in unresolved:
-                    results[i] = ChangeResult(changes[i], "failed", f"not written: {exc}")
-                raise DirectoryAborted(str(exc), [results[i] for i in sorted(results)]) from None
+                self._abort(changes, results, str(exc))
         return [results[i] for i in range(len(changes))]
+
+    def _abort(self, changes: Sequence[Change], results: dict[int, ChangeResult],
+               reason: str) -> None:
+        """Stop, keeping the outcome of every change decided so far; the rest are unknown."""
+        for i in range(len(changes)):
+            results.setdefault(i, ChangeResult(
+                changes[i], "failed",
+                "not confirmed (connection lost): the value may or may not be written; rerun "
+                "apply with the same plan, compare-and-swap makes that safe"))
+        raise DirectoryAborted(reason, [results[i] for i in range(len(changes))])
 
     def _pipeline(self, changes: Sequence[Change], todo: list[int],
                   results: dict[int, ChangeResult]) -> list[int]:
