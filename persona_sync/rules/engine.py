@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from persona_sync.employee import Employee
+from persona_sync.rules.codegen import compile_decide
 from persona_sync.rules.conditions import Check, compile_node, reads_folded
 from persona_sync.rules.facts import compile_fact
 from persona_sync.rules.model import AllOf, AnyOf, Node, NotOf, RuleSet, Scenario, Test
@@ -60,9 +61,15 @@ class Engine:
         self._out_of_scope = tuple(
             Decision(s.id, "out_of_scope", None, None) for s in rule_set.scenarios
         )
+        self._decide = compile_decide(rule_set, self._tables, self._out_of_scope)
+
+    _tables: list[tuple[Any, ...]]
 
     def _compile_scenario(self, scenario: Scenario, slot_of: Any) -> Any:
+        if not hasattr(self, "_tables"):
+            self._tables = []
         entries = []
+        generated = []
         for persona_id in scenario.order:
             persona = self.rule_set.personas[persona_id]
             rules = tuple(
@@ -71,12 +78,15 @@ class Engine:
             )
             unless = tuple(compile_node(n, slot_of) for n in persona.unless)
             entries.append((rules, _any_of(unless)))
+            generated.append((persona, tuple((rule, decision) for rule, (_check, decision)
+                                            in zip(persona.rules, rules, strict=True))))
         if scenario.unmatched == "default" and scenario.default is not None:
             fallback = Decision(scenario.id, "default", scenario.default, "default")
         elif scenario.unmatched == "clear":
             fallback = Decision(scenario.id, "clear", None, None)
         else:
             fallback = Decision(scenario.id, "leave", None, None)
+        self._tables.append((tuple(generated), fallback))
         table = tuple(entries)
 
         def decide(f: list[Any]) -> Decision:
@@ -108,7 +118,13 @@ class Engine:
         return not any(check(facts) for check in self._exclude)
 
     def decide(self, employee: Employee, position: Position | None = None) -> tuple[Decision, ...]:
-        """One decision per scenario, in the rule set's scenario order."""
+        """One decision per scenario, in the rule set's scenario order (generated code)."""
+        return self._decide(employee, position)
+
+    def decide_reference(
+        self, employee: Employee, position: Position | None = None
+    ) -> tuple[Decision, ...]:
+        """The same decision through the closures: slower, kept to check the generated code."""
         f = self.facts(employee, position)
         if not self.in_scope(f):
             return self._out_of_scope

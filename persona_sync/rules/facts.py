@@ -98,7 +98,7 @@ def org_chart_value(source: Source, position: Position | None) -> float | None:
 
 
 def read_attribute(name: str, employee: Employee, position: Position | None) -> Any:
-    """Raw value of an attribute or built-in; empty strings count as missing."""
+    """Raw value of an attribute or built-in; empty and whitespace-only count as missing."""
     if name == "@dn":
         return employee.dn
     if name == "@id":
@@ -108,7 +108,7 @@ def read_attribute(name: str, employee: Employee, position: Position | None) -> 
     if name == "@direct_reports":
         return None if position is None else position.direct_reports
     value = employee.attributes.get(name)
-    return value if value else None
+    return value if value and not value.isspace() else None
 
 
 def compile_fact(fact: Fact) -> Derive:
@@ -144,7 +144,7 @@ def _compile_source(source: Source, fact_type: str) -> Derive:
             attributes = employee.attributes
             for name in names:
                 raw = attributes.get(name)
-                if raw:
+                if raw and not raw.isspace():
                     break
             else:
                 return None
