@@ -51,7 +51,7 @@ def _located(doc: LocatedDocument, err: Any, known_keys: frozenset[str]) -> Rule
     if kind == "extra_forbidden" and isinstance(last, str):
         text = f"unknown key '{last}'"
         hint = difflib.get_close_matches(last, sorted(known_keys), n=1, cutoff=0.7)
-        if hint:
+        if hint and hint[0] != last:  # a known key in the wrong place: no "did you mean"
             text += f" (did you mean '{hint[0]}'?)"
         return doc.error(path, text, key=True)
     if kind == "union_tag_invalid":

@@ -8,6 +8,7 @@ changes, rules and config, so a tampered or stale plan is refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -80,10 +81,15 @@ class Plan:
     summary: Mapping[str, Any]
     provenance: Provenance
 
-    @property
+    @functools.cached_property
+    def change_dicts(self) -> list[dict[str, Any]]:
+        """The changes as JSON-ready dicts (built once: large plans have 100,000)."""
+        return [_change_dict(c) for c in self.changes]
+
+    @functools.cached_property
     def checksum(self) -> str:
         return plan_checksum(
-            [_change_dict(c) for c in self.changes],
+            self.change_dicts,
             self.provenance.rules_checksum,
             self.provenance.config_checksum,
             self.provenance.directory,
@@ -100,15 +106,17 @@ class Plan:
             "checksum": self.checksum,
             "provenance": asdict(self.provenance),
             "summary": self.summary,
-            "changes": [_change_dict(c) for c in self.changes],
+            "changes": self.change_dicts,
             "foreign": [asdict(f) for f in self.foreign],
         }
 
 
 def _change_dict(change: PlannedChange) -> dict[str, Any]:
-    data = asdict(change)
-    data["facts"] = dict(change.facts)
-    return data
+    return {
+        "employee": change.employee, "dn": change.dn, "scenario": change.scenario,
+        "attribute": change.attribute, "old": change.old, "new": change.new,
+        "persona": change.persona, "rule": change.rule, "facts": dict(change.facts),
+    }
 
 
 def plan_checksum(changes: list[dict[str, Any]], rules: str, config: str, directory: str) -> str:

@@ -64,7 +64,25 @@ def render_table(plan: Plan) -> str:
 
 
 def render_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+    """Stable JSON: sorted keys, one change per line (readable, diffable, and fast: the
+    indenting encoder is pure Python and takes seconds on 100,000 changes)."""
+    data = plan.to_dict()
+    lines = ["{"]
+    keys = sorted(data)
+    for position, key in enumerate(keys):
+        comma = "," if position < len(keys) - 1 else ""
+        value = data[key]
+        if isinstance(value, list) and value:
+            lines.append(f"  {json.dumps(key)}: [")
+            items = [json.dumps(item, sort_keys=True, ensure_ascii=False) for item in value]
+            lines.extend(f"    {item}," for item in items[:-1])
+            lines.append(f"    {items[-1]}")
+            lines.append(f"  ]{comma}")
+        else:
+            text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+            lines.append(f"  {json.dumps(key)}: {text.replace(chr(10), chr(10) + '  ')}{comma}")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 CSV_COLUMNS = ("employee", "dn", "scenario", "attribute", "old", "new", "persona", "rule", "facts")

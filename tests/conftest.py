@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 
 from persona_sync.cli.main import cli
 
-pytest_plugins = ["tests.servers.plugin"]
+pytest_plugins = ["tests.servers.plugin", "tests.fakegraph.plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = REPO / "rules"

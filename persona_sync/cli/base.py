@@ -100,8 +100,9 @@ def cli(verbose: int, log_format: str, debug: bool) -> None:
 
     \b
     Rule authors:  validate, lint, test, explain, schema
-    Admins:        plan, apply, sync, runs, rollback, check-connection
-    Auditors:      plan --format json|csv|markdown, explain, runs
+    Admins:        check-connection, plan, apply, sync, runs, rollback
+    Auditors:      plan --format json|csv|markdown, report, explain, runs
+    Downstream:    catalog export (ITSM, device management, Entra groups)
 
     Start with `persona-sync demo` to see a full run on a bundled directory.
     """

@@ -515,7 +515,12 @@ class _Registry:
             if key not in taken:
                 taken.add(key)
                 return given, surname, pool
-        raise RuntimeError(f"no free name left in OU {site.ou}")
+        # A very large company (benchmarks) runs out of combinations: number the surname.
+        number = 2
+        while (given.casefold(), f"{surname} {number}".casefold()) in taken:
+            number += 1
+        taken.add((given.casefold(), f"{surname} {number}".casefold()))
+        return given, f"{surname} {number}", pool
 
 
 def _unique(base: str, taken: set[str], limit: int) -> str:

@@ -60,13 +60,12 @@ class FileDirectory(Directory):
             yield from self._read_csv(document, wanted)
 
     def _read_ldif(self, document: LdifDocument, wanted: list[str]) -> Iterator[Employee]:
+        names = set(wanted) | set(self.id_attributes)
         for record in document.records:
-            attributes: dict[str, str] = {}
-            for name in wanted:
-                values = record.values(name)
-                if values:
-                    attributes[name] = values[0]
-            yield Employee(self._id_of(record.values, record.dn), record.dn, attributes)
+            values = record.first_values(names)
+            employee_id = next((values[a] for a in self.id_attributes if a in values), record.dn)
+            attributes = {name: values[name] for name in wanted if name in values}
+            yield Employee(employee_id, record.dn, attributes)
 
     def _read_csv(self, document: CsvDocument, wanted: list[str]) -> Iterator[Employee]:
         dn_column = next((c for c in CSV_DN_COLUMNS if document.has_column(c)), None)

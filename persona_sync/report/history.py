@@ -2,10 +2,10 @@
 
 Input is what :func:`persona_sync.journal.list_runs` returns (plain records). The
 journal holds writes, not head counts, so the personas-over-time series is built from
-each run's applied writes: anchored at the directory's current values when the caller
-read them (walking back run by run), otherwise as net change since before the first run.
-Writes made outside persona-sync are not in the journal; where they happened, anchored
-earlier points are estimates.
+each run's applied writes, plus the outside changes its conflicts revealed: anchored at
+the directory's current values when the caller read them (walking back run by run),
+otherwise as net change since before the first run. Outside changes that no run met as
+a conflict are not in the journal; anchored points before them are estimates.
 """
 
 from __future__ import annotations
@@ -154,14 +154,27 @@ def persona_series(
     writes: Sequence[Write],
     current: Mapping[str, Mapping[str, int]] | None = None,
 ) -> tuple[PersonaSeries, ...]:
-    """Per scenario: counts before the first run and after each run."""
+    """Per scenario: counts before the first run and after each run.
+
+    Changes made outside persona-sync show up only where a later run met them as a
+    conflict; those are counted in that run. Others (never met) make anchored points
+    before them estimates.
+    """
     deltas: dict[str, dict[str, Counter[str]]] = {}
     for w in writes:
-        if w.result != "applied" or w.old == w.new:
+        # An applied write moves old -> new; a conflict reveals a change made outside
+        # persona-sync before that run (old -> the value found), which counts as well.
+        if w.result == "applied":
+            was, now = w.old, w.new
+        elif w.result == "conflict":
+            was, now = w.old, w.found
+        else:
+            continue
+        if was == now:
             continue
         per_run = deltas.setdefault(w.scenario, {}).setdefault(w.run_id, Counter())
-        per_run[w.new or EMPTY] += 1
-        per_run[w.old or EMPTY] -= 1
+        per_run[now or EMPTY] += 1
+        per_run[was or EMPTY] -= 1
     series = []
     for scenario in sorted(deltas):
         by_run = deltas[scenario]
@@ -223,16 +236,19 @@ class EmployeeReport:
     notes: tuple[str, ...] = field(default=())
 
     def current(self) -> dict[str, str]:
-        """Scenario -> the value the last applied write left."""
+        """Scenario -> the value last seen: written by a run, or found by a conflict."""
         state: dict[str, str] = {}
         for event in self.events:
             if event.result == "applied":
                 state[event.scenario] = event.new or EMPTY
+            elif event.result == "conflict":
+                state[event.scenario] = event.found or EMPTY
         return state
 
     @property
     def personas(self) -> list[str]:
         names = {e.old or EMPTY for e in self.events} | {e.new or EMPTY for e in self.events}
+        names |= {e.found or EMPTY for e in self.events if e.result == "conflict"}
         names |= {c.new or EMPTY for c in self.planned}
         return sorted(names)
 

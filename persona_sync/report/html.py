@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from html import escape
+from typing import Any
 
-from persona_sync.plan import EMPTY
+from persona_sync.plan import EMPTY, Plan
 from persona_sync.render import headline
 from persona_sync.report.history import BEFORE, EmployeeReport, HistoryReport, PersonaSeries, Write
 from persona_sync.report.page import page
-from persona_sync.report.plan_view import PlanReport, TransitionMatrix, fact_text
+from persona_sync.report.plan_view import PlanReport, TransitionMatrix, fact_items, fact_text
 from persona_sync.report.population import Distribution, GroupTable
 from persona_sync.report.svg import bar_chart, colours, journey_chart, line_chart
-from persona_sync.report.table import DEFAULT_BUDGET, Column, EncodedTable, encode_table
+from persona_sync.report.table import DEFAULT_BUDGET, Cell, Column, EncodedTable, encode_table
 
 SERVER_ROWS = 500  # rows of server-rendered lists (conflicts, foreign values) before "more"
 
@@ -61,9 +62,9 @@ def _table(head: Sequence[str], rows: Iterator[Sequence[str]] | Sequence[Sequenc
     out += [f'<th{" class=num" if i in numeric else ""}>{_e(h)}</th>' for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
     for row in rows:
-        out.append("<tr>" + "".join(
-            f'<td{" class=num" if i in numeric else ""}>{_e(cell)}</td>' for i, cell in enumerate(row)
-        ) + "</tr>")
+        cells = (f'<td{" class=num" if i in numeric else ""}>{_e(cell)}</td>'
+                 for i, cell in enumerate(row))
+        out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
 
@@ -164,7 +165,7 @@ CHANGE_COLUMNS = (
     Column("old", "Old", "ref", True),
     Column("new", "New", "ref", True),
     Column("rule", "Rule", "ref", True),
-    Column("facts", "Facts the rule read"),
+    Column("facts", "Facts the rule read", "refs"),
 )
 
 
@@ -181,6 +182,25 @@ def _distribution(dist: Distribution, palette: Mapping[str, str], dims: bool) ->
     return "".join(out)
 
 
+def _change_table(plan: Plan) -> tuple[list[Column], list[Sequence[Cell]]]:
+    """The change list column by column; scenario and attribute only if they vary."""
+    changes = plan.changes
+    memo: dict[tuple[str, type, Any], str] = {}
+    values: dict[str, Sequence[Cell]] = {
+        "employee": [c.employee for c in changes],
+        "dn": [c.dn for c in changes],
+        "scenario": [c.scenario for c in changes],
+        "attribute": [c.attribute for c in changes],
+        "old": [EMPTY if c.old is None else c.old for c in changes],
+        "new": [EMPTY if c.new is None else c.new for c in changes],
+        "rule": [c.rule or "-" for c in changes],
+        "facts": [fact_items(c.facts, memo) for c in changes],
+    }
+    columns = [c for c in CHANGE_COLUMNS
+               if c.key not in ("scenario", "attribute") or len(set(values[c.key])) > 1]
+    return columns, [values[c.key] for c in columns]
+
+
 def render_plan_html(report: PlanReport, budget: int = DEFAULT_BUDGET) -> str:
     plan = report.plan
     s = plan.summary
@@ -192,7 +212,10 @@ def render_plan_html(report: PlanReport, budget: int = DEFAULT_BUDGET) -> str:
                     ("out of scope", s["out_of_scope"]), ("unchanged", s["unchanged"]),
                     ("changes", s["changes"]), ("employees changed", s["employees_changed"]),
                     ("foreign values", s["foreign_values"])]),
-            _meta([("Directory", p.directory), ("Rules checksum", p.rules_checksum),
+            _meta([("Directory", p.directory),
+                   ("Target attributes", ", ".join(sorted({c.attribute for c in plan.changes}))
+                    or "-"),
+                   ("Rules checksum", p.rules_checksum),
                    ("Config checksum", p.config_checksum), ("Plan checksum", plan.checksum),
                    ("Made", p.created), ("Tool version", p.tool_version)]),
             _notes(report.notes), "</section>"]
@@ -219,9 +242,7 @@ def render_plan_html(report: PlanReport, budget: int = DEFAULT_BUDGET) -> str:
         body.append(f"<h3>Scenario {_e(matrix.scenario)}</h3>")
         body.append(_matrix(matrix, "change-list", {}))
     body.append("</section>")
-    encoded = encode_table(CHANGE_COLUMNS, (
-        (c.employee, c.dn, c.scenario, c.attribute, _shown(c.old), _shown(c.new), c.rule or "-",
-         fact_text(c.facts)) for c in plan.changes), len(plan.changes), budget)
+    encoded = encode_table(*_change_table(plan), len(plan.changes), budget)
     body.append('<section id="changes"><h2>Changes</h2>')
     body.append(_list_widget("change-list", "changes", encoded,
                              "the plan's CSV or JSON holds every change."))
@@ -235,7 +256,8 @@ def render_plan_html(report: PlanReport, budget: int = DEFAULT_BUDGET) -> str:
             (f.employee, f.dn, f.attribute, f.value, _shown(f.wanted))
             for f in plan.foreign[:SERVER_ROWS]]))
         if len(plan.foreign) > SERVER_ROWS:
-            body.append(f'<p class="note">{len(plan.foreign) - SERVER_ROWS:,} more in the plan.</p>')
+            more = len(plan.foreign) - SERVER_ROWS
+            body.append(f'<p class="note">{more:,} more in the plan.</p>')
         body.append("</section>")
     return page(report.title, f"{p.directory} - plan made {p.created}", nav, "\n".join(body))
 
@@ -256,12 +278,18 @@ WRITE_COLUMNS = (
 )
 
 
-def _point_label(run_id: str, time: str) -> str:
-    return "before" if run_id == BEFORE else time[:16].replace("T", " ")
+def time_labels(times: Sequence[str]) -> list[str]:
+    """Short axis labels for ISO times: the part that differs (clock, day, or date)."""
+    days = {t[:10] for t in times}
+    if len(days) <= 1:
+        return [t[11:19] for t in times]
+    if len({t[:4] for t in times}) <= 1:
+        return [t[5:16].replace("T", " ") for t in times]
+    return [t[:10] for t in times]
 
 
 def _series(series: PersonaSeries, palette: Mapping[str, str]) -> str:
-    labels = [_point_label(p.run_id, p.time) for p in series.points]
+    labels = ["before", *time_labels([p.time for p in series.points[1:]])]
     shown = [v for v in series.values if v != EMPTY] or list(series.values)
     lines = [(v, [p.counts.get(v, 0) for p in series.points]) for v in shown]
     kind = ("employees holding each value, counted back from the directory's current values"
@@ -327,16 +355,23 @@ def render_history_html(report: HistoryReport, budget: int = DEFAULT_BUDGET) -> 
         body.append('<p class="note">None.</p>')
     body.append('</section><section id="rollbacks"><h2>Rollbacks</h2>')
     if report.rollbacks:
-        body.append(_table(["Rollback run", "Started", "Rolled back", "Restored", "Kept (changed since)"],
+        body.append(_table(["Rollback run", "Started", "Rolled back", "Restored",
+                            "Kept (changed since)"],
                            [(r.run_id, r.started, r.rollback_of or "", f"{r.applied:,}",
                              f"{r.conflicts:,}") for r in report.rollbacks],
                            numeric=(3, 4), css="rollbacks"))
     else:
         body.append('<p class="note">None.</p>')
-    encoded = encode_table(WRITE_COLUMNS, (
-        (w.time, w.run_id, w.employee, w.dn, w.scenario, _shown(w.old), _shown(w.new),
-         w.rule or "-", w.result, _write_note(w)) for w in report.writes),
-        len(report.writes), budget)
+    writes = report.writes
+    values: dict[str, Sequence[Cell]] = {
+        "time": [w.time for w in writes], "run": [w.run_id for w in writes],
+        "employee": [w.employee for w in writes], "dn": [w.dn for w in writes],
+        "scenario": [w.scenario for w in writes], "old": [_shown(w.old) for w in writes],
+        "new": [_shown(w.new) for w in writes], "rule": [w.rule or "-" for w in writes],
+        "result": [w.result for w in writes], "note": [_write_note(w) for w in writes],
+    }
+    columns = [c for c in WRITE_COLUMNS if c.key != "scenario" or len(set(values["scenario"])) > 1]
+    encoded = encode_table(columns, [values[c.key] for c in columns], len(writes), budget)
     body.append('</section><section id="writes"><h2>Writes</h2>')
     body.append(_list_widget("write-list", "writes", encoded,
                              "the journal files hold every write."))
@@ -376,13 +411,16 @@ def render_employee_html(report: EmployeeReport) -> str:
             f"{_e(s)} = <b>{_e(v)}</b>" for s, v in sorted(current.items())) + "</p>")
     body.append(_notes(report.notes) + '</section><section id="journey"><h2>Journey</h2>')
     for scenario in sorted({e.scenario for e in report.events}):
-        steps = [e for e in report.events if e.scenario == scenario and e.result == "applied"]
+        # Applied writes set a value; a conflict shows a value someone else set.
+        steps = [(e.time, e.run_id, _shown(e.new) if e.result == "applied" else _shown(e.found))
+                 for e in report.events if e.scenario == scenario
+                 and e.result in ("applied", "conflict")]
         if not steps:
             continue
-        start = _shown(steps[0].old)
+        first = next(e for e in report.events if e.scenario == scenario)
         body.append(f"<h3>Scenario {_e(scenario)}</h3>")
-        body.append(journey_chart([(e.time, e.run_id, _shown(e.new)) for e in steps], start,
-                                  palette, f"Persona journey of {report.key} ({scenario})"))
+        body.append(journey_chart(steps, _shown(first.old), palette,
+                                  f"Persona journey of {report.key} ({scenario})"))
     body.append('</section><section id="events"><h2>Every change</h2>')
     body.append(_table(["Time", "Run", "Command", "Scenario", "Attribute", "Old", "New", "Rule",
                         "Result", "Note"],

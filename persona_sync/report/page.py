@@ -15,11 +15,13 @@ from html import escape
 STYLE = """
 :root{--fg:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--accent:#2563eb}
 *{box-sizing:border-box}
-body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--fg);background:var(--bg)}
+body{margin:0;color:var(--fg);background:var(--bg);
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
 header{padding:20px 28px 12px;border-bottom:1px solid var(--line)}
 header h1{margin:0 0 4px;font-size:22px}
 header p{margin:2px 0;color:var(--muted)}
-nav{padding:8px 28px;border-bottom:1px solid var(--line);position:sticky;top:0;background:var(--bg);z-index:2}
+nav{padding:8px 28px;border-bottom:1px solid var(--line);position:sticky;top:0;
+  background:var(--bg);z-index:2}
 nav a{margin-right:16px;color:var(--accent);text-decoration:none}
 main{padding:8px 28px 40px;max-width:1400px}
 section{margin:22px 0 30px}
@@ -29,7 +31,8 @@ h3{font-size:15px;margin:18px 0 8px}
 .warn{background:#fef3c7;border:1px solid #f59e0b;padding:6px 10px;border-radius:4px}
 dl.meta{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:8px 0}
 dl.meta dt{color:var(--muted)}
-dl.meta dd{margin:0;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
+dl.meta dd{margin:0;word-break:break-all;
+  font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
 .card{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:20px}
@@ -54,6 +57,8 @@ td.cell button:focus{outline:2px solid #f59e0b}
 .controls select,.controls button{padding:3px 6px}
 .status{color:var(--muted)}
 table.rows td{font-size:13px}
+table.runs td,table.events td,table.series-table td,table.conflicts td,table.rollbacks td,
+table.rule-usage td{white-space:nowrap}
 table.rows td.c-dn,table.rows td.c-facts{color:#374151;max-width:420px;word-break:break-word}
 .muted{color:var(--muted)}
 @media print{nav,.controls{display:none}}
@@ -74,6 +79,7 @@ SCRIPT = r"""
       var c = cols[i], v = row[slots[i]];
       if (c.kind === "text") { return v; }
       if (c.kind === "ref") { return v < 0 ? "" : strings[v]; }
+      if (c.kind === "refs") { return v.map(function (i) { return strings[i]; }).join("; "); }
       var parent = row[slots[i] + 1];
       return parent < 0 ? v : v + "," + strings[parent];
     }
@@ -185,7 +191,8 @@ SCRIPT = r"""
       show: function (wanted) {
         search.value = "";
         Object.keys(filters).forEach(function (key) {
-          filters[key].select.value = Object.prototype.hasOwnProperty.call(wanted, key) ? wanted[key] : "";
+          var given = Object.prototype.hasOwnProperty.call(wanted, key);
+          filters[key].select.value = given ? wanted[key] : "";
         });
         apply();
         box.scrollIntoView();

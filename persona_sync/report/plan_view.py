@@ -39,7 +39,9 @@ class TransitionMatrix:
         return max(self.counts.values(), default=0)
 
 
-def transition_matrices(pairs: Iterable[tuple[str, str | None, str | None]]) -> tuple[TransitionMatrix, ...]:
+def transition_matrices(
+    pairs: Iterable[tuple[str, str | None, str | None]],
+) -> tuple[TransitionMatrix, ...]:
     """Matrices from (scenario, old, new) triples; rows and columns by volume."""
     per: dict[str, Counter[tuple[str, str]]] = {}
     for scenario, old, new in pairs:
@@ -107,7 +109,8 @@ def build_plan_report(
     max_groups: int = 25,
 ) -> PlanReport:
     """Everything a plan report shows; ``population`` adds groups and rule coverage."""
-    scenarios = list(plan.summary.get("scenarios", {})) or sorted({c.scenario for c in plan.changes})
+    scenarios = (list(plan.summary.get("scenarios", {}))
+                 or sorted({c.scenario for c in plan.changes}))
     if population is not None:
         distributions = tuple(distribution_from_rows(population, s, dimensions, max_groups)
                               for s in scenarios)
@@ -136,9 +139,27 @@ def _rule_usage(changes: Sequence[PlannedChange],
     return tuple(usage)
 
 
+def fact_items(facts: Mapping[str, Any],
+               memo: dict[tuple[str, type, Any], str] | None = None) -> tuple[str, ...]:
+    """The facts a rule read as ``name=value`` texts: ``role.family=sales``.
+
+    Pass one ``memo`` dict for many calls: fact values repeat a lot across a plan.
+    """
+    if memo is None:
+        return tuple(f"{name}={_value(value)}" for name, value in facts.items())
+    items = []
+    for name, value in facts.items():
+        key = (name, type(value), value)
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = f"{name}={_value(value)}"
+        items.append(text)
+    return tuple(items)
+
+
 def fact_text(facts: Mapping[str, Any]) -> str:
     """The facts a rule read, as one line: ``role.family=sales; customer_facing=true``."""
-    return "; ".join(f"{name}={_value(value)}" for name, value in facts.items())
+    return "; ".join(fact_items(facts))
 
 
 def _value(value: Any) -> str:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError
 from persona_sync.plan import EMPTY
-from persona_sync.rules.engine import Engine
+from persona_sync.rules.engine import Decision, Engine
+from persona_sync.rules.orgchart import OrgChart
 
 #: Labels the plan summary uses for in-scope employees without a persona to write.
 LEFT = "(unmatched, left as is)"
@@ -78,11 +79,24 @@ class PopulationRow:
 
 
 def population_rows(
-    engine: Engine, employees: Iterable[Employee], dimensions: Sequence[Dimension]
+    engine: Engine,
+    employees: Iterable[Employee],
+    dimensions: Sequence[Dimension],
+    chart: OrgChart | None = None,
 ) -> list[PopulationRow]:
-    """Decide every employee and keep the in-scope ones with their groups."""
+    """Decide every employee and keep the in-scope ones with their groups.
+
+    Pass the ``chart`` the plan used (:func:`persona_sync.plan.org_chart`, which also
+    knows managers outside the search base) so org-chart facts decide as in the plan;
+    without one, the engine builds it from ``employees`` when the rules need it.
+    """
+    decided: Iterable[tuple[Employee, tuple[Decision, ...]]]
+    if chart is not None:
+        decided = ((e, engine.decide(e, chart.position(e))) for e in employees)
+    else:
+        decided = engine.decide_all(employees)
     rows: list[PopulationRow] = []
-    for employee, decisions in engine.decide_all(employees):
+    for employee, decisions in decided:
         if decisions and decisions[0].outcome == "out_of_scope":
             continue
         personas: dict[str, str] = {}
@@ -156,14 +170,18 @@ def distribution_from_rows(
     """Count personas overall and per group; groups beyond ``max_groups`` go to 'other'."""
     overall: Counter[str] = Counter()
     per_dimension: dict[str, dict[str, Counter[str]]] = {d.id: {} for d in dimensions}
+    tallies = [(d.id, per_dimension[d.id]) for d in dimensions]
     for row in rows:
         persona = row.personas.get(scenario)
         if persona is None:
             continue
         overall[persona] += 1
-        for dimension in dimensions:
-            group = row.groups.get(dimension.id) or NO_VALUE
-            per_dimension[dimension.id].setdefault(group, Counter())[persona] += 1
+        for key, by_group in tallies:
+            name = row.groups.get(key) or NO_VALUE
+            counter = by_group.get(name)
+            if counter is None:
+                counter = by_group[name] = Counter()
+            counter[persona] += 1
     counts = _ordered(overall)
     personas = tuple(name for name, _ in counts)
     tables = []

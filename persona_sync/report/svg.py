@@ -59,11 +59,12 @@ def bar_chart(counts: Sequence[tuple[str, int]], total: int, palette: Mapping[st
         share = _share(count, total)
         parts.append(
             f'<g class="bar" data-persona="{_a(name)}" data-count="{count}" data-share="{share}">'
-            f"<title>{_a(name)}: {count} ({share})</title>"
+            f"<title>{_a(name)}: {count:,} ({share})</title>"
             f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{_a(_short(name))}</text>'
             f'<rect x="{left}" y="{y + 3}" width="{width:.1f}" height="{row - 8}" '
             f'fill="{palette.get(name, MUTED)}" rx="2"/>'
-            f'<text x="{left + width + 6:.1f}" y="{y + 17}" class="value">{count} ({share})</text>'
+            f'<text x="{left + width + 6:.1f}" y="{y + 17}" class="value">'
+            f"{count:,} ({share})</text>"
             "</g>"
         )
     parts.append("</svg>")
@@ -90,8 +91,8 @@ def line_chart(x_labels: Sequence[str], series: Sequence[tuple[str, Sequence[int
     height = 320
     plot_w, plot_h = WIDTH - left - right, height - top - bottom
     values = [v for _, vs in series for v in vs] or [0]
-    low, high = min(0, min(values)), max(0, max(values))
-    step = _nice_step(high - low)
+    low, high = float(min(0, min(values))), float(max(0, max(values)))
+    step = max(_nice_step(high - low), 1.0)  # counts are whole numbers
     low = math.floor(low / step) * step
     high = max(math.ceil(high / step) * step, low + step)
     count = len(x_labels)
@@ -105,14 +106,14 @@ def line_chart(x_labels: Sequence[str], series: Sequence[tuple[str, Sequence[int
     parts = [f'<svg class="chart line-chart" role="img" aria-label="{_a(label)}" '
              f'width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
              f'xmlns="http://www.w3.org/2000/svg">', f"<title>{_a(label)}</title>"]
-    tick = low
+    tick: float = low
     while tick <= high + step / 2:
         ty = y(tick)
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" '
                      f'y2="{ty:.1f}"/><text x="{left - 6}" y="{ty + 4:.1f}" '
                      f'text-anchor="end">{_label(tick)}</text>')
         tick += step
-    every = max(1, math.ceil(count / 8))
+    every = max(1, math.ceil(count / max(2, plot_w // 84)))  # labels ~84 px apart
     for i, text in enumerate(x_labels):
         if i % every == 0 or i == count - 1:
             parts.append(f'<text class="x-label" x="{x(i):.1f}" y="{height - bottom + 18}" '

@@ -11,19 +11,30 @@ charts elsewhere in the report always cover everything.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 
-Kind = Literal["text", "ref", "dn"]
+Kind = Literal["text", "ref", "refs", "dn"]
+Cell = str | Sequence[str]  # a sequence only in "refs" columns
 
-#: Bytes of row data one page may embed; the rest of a report is far smaller.
-DEFAULT_BUDGET = 7_000_000
+#: Bytes of row data one page may embed: with the rest of a report (tables capped at a
+#: few hundred rows) the page stays under 10 MB.
+DEFAULT_BUDGET = 8_500_000
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """``text``: stored inline; ``ref``: via the string table; ``dn``: RDN + shared parent."""
+    """How a column's values are stored.
+
+    ``text``: inline (unique values such as account names); ``ref``: an index into the
+    string table (repeating values); ``refs``: a list of such indexes, shown joined with
+    "; " (the facts a rule read, one "name=value" each); ``dn``: the first RDN inline and
+    an index for the parent.
+    """
 
     key: str
     label: str
@@ -42,16 +53,14 @@ class EncodedTable:
         return self.embedded < self.total
 
 
+_FIRST_RDN = re.compile(r"(?:[^\\,]|\\.)*", re.DOTALL)
+
+
 def split_dn(dn: str) -> tuple[str, str]:
     """First RDN and the rest, at the first comma that is not escaped."""
-    escaped = False
-    for index, char in enumerate(dn):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            return dn[:index], dn[index + 1 :]
+    end = _FIRST_RDN.match(dn).end()  # type: ignore[union-attr]  # always matches
+    if end < len(dn) and dn[end] == ",":
+        return dn[:end], dn[end + 1 :]
     return dn, ""
 
 
@@ -61,47 +70,66 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def _encode(columns: Sequence[Column], values: Sequence[Sequence[Cell]],
+            count: int) -> tuple[list[list[Any]], list[str]]:
+    """Column by column, then zipped into rows.
+
+    The string table is ordered by use, most used first, so the indexes that fill most
+    rows are the shortest: count first, then map each column in one pass.
+    """
+    uses: Counter[str] = Counter()
+    prepared: list[tuple[str, Sequence[Any]]] = []
+    for column, column_values in zip(columns, values, strict=True):
+        kept = column_values[:count]
+        if column.kind == "text":
+            prepared.append(("text", kept))
+        elif column.kind == "ref":
+            prepared.append(("ref", kept))
+            uses.update(kept)  # type: ignore[arg-type]
+        elif column.kind == "refs":
+            prepared.append(("refs", kept))
+            uses.update(chain.from_iterable(kept))
+        else:
+            parts = [split_dn(v) for v in kept]  # type: ignore[arg-type]
+            parents = [parent for _, parent in parts]
+            prepared.append(("text", [rdn for rdn, _ in parts]))
+            prepared.append(("parent", parents))
+            uses.update(p for p in parents if p)
+    strings = [s for s, _ in sorted(uses.items(), key=lambda item: -item[1])]
+    index = {s: i for i, s in enumerate(strings)}
+    lookup = index.__getitem__
+    parent_lookup = {**index, "": -1}.__getitem__
+    encoded: list[Sequence[Any]] = []
+    for kind, data in prepared:
+        if kind == "text":
+            encoded.append(data)
+        elif kind == "ref":
+            encoded.append(list(map(lookup, data)))
+        elif kind == "refs":
+            encoded.append([list(map(lookup, many)) for many in data])
+        else:
+            encoded.append(list(map(parent_lookup, data)))
+    return [list(row) for row in zip(*encoded, strict=True)], strings
+
+
 def encode_table(
     columns: Sequence[Column],
-    rows: Iterable[Sequence[str]],
+    values: Sequence[Sequence[Cell]],
     total: int,
     budget: int = DEFAULT_BUDGET,
 ) -> EncodedTable:
-    """Encode rows (one string per column) until the byte budget is spent."""
-    strings: dict[str, int] = {}
-    used = 0
+    """Encode a table given column by column (``values[i]`` holds column i's cells).
 
-    def ref(value: str) -> int:
-        nonlocal used
-        index = strings.get(value)
-        if index is None:
-            index = strings[value] = len(strings)
-            used += len(script_json(value).encode()) + 1
-        return index
-
-    parts: list[str] = []
-    for row in rows:
-        cells: list[Any] = []
-        for column, value in zip(columns, row, strict=True):
-            if column.kind == "text":
-                cells.append(value)
-            elif column.kind == "ref":
-                cells.append(ref(value))
-            else:
-                rdn, parent = split_dn(value)
-                cells.append(rdn)
-                cells.append(ref(parent) if parent else -1)
-        text = script_json(cells)
-        used += len(text.encode()) + 1
-        if used > budget:
-            break
-        parts.append(text)
-    table = {
-        "columns": [{"key": c.key, "label": c.label, "kind": c.kind, "filter": c.filter}
-                    for c in columns],
-        "strings": list(strings),
-        "total": total,
-    }
-    head = script_json(table)
-    body = head[:-1] + ',"rows":[' + ",".join(parts) + "]}"
-    return EncodedTable(body, total, len(parts))
+    Keeps the first rows that fit the byte budget.
+    """
+    count = min((len(v) for v in values), default=0)
+    head = {"columns": [{"key": c.key, "label": c.label, "kind": c.kind, "filter": c.filter}
+                        for c in columns], "total": total}
+    while True:
+        rows, strings = _encode(columns, values, count)
+        text = script_json({**head, "strings": strings, "rows": rows})
+        size = len(text.encode())
+        if size <= budget or count == 0:
+            return EncodedTable(text, total, count)
+        # Rows cost about the same each: cut in proportion, a little under.
+        count = min(count - 1, int(count * budget / size * 0.98))

@@ -134,7 +134,7 @@ def _emit_group(code: _Code, depth: int, index: int, group: _Group) -> None:
     blank = code.const(_BLANK)
     derive = _deriver(tuple(group.members))
     if group.unique:  # values never repeat: derive on the spot, no memo
-        lookup = code.const(derive)
+        lookup = code.const(_blank_aware(derive))
     else:
         memo: dict[Any, tuple[Any, ...]] = {}
         lookup = code.const(_memoised(memo, _blank_aware(derive)))
@@ -149,7 +149,7 @@ def _emit_group(code: _Code, depth: int, index: int, group: _Group) -> None:
                 code.emit(level, f"{b} = {lookup}(r) if r is not None else {blank}")
         elif group.unique:
             code.emit(level, f"r = a.get({code.const(attribute)})")
-            code.emit(level, f"{b} = {lookup}(r) if r else {blank}")
+            code.emit(level, f"{b} = {lookup}(r) if r else {blank}")  # blank-aware lookup
         else:
             code.emit(level, f"r = a.get({code.const(attribute)})")
             code.emit(level, f"{b} = ({table}.get(r) or {lookup}(r)) if r else {blank}")

@@ -8,6 +8,7 @@ directories repeat the same titles and departments thousands of times.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,12 +36,13 @@ def convert(raw: Any, fact_type: str) -> Value | None:
     if fact_type == "number":
         if isinstance(raw, bool):
             return None
-        if isinstance(raw, int | float):
-            return float(raw)
         try:
-            return float(str(raw).strip().replace(",", "."))
+            number = float(raw) if isinstance(raw, int | float) else float(
+                str(raw).strip().replace(",", ".")
+            )
         except ValueError:
             return None
+        return number if math.isfinite(number) else None  # "nan" and "inf" are not numbers
     if isinstance(raw, bool):
         return raw
     word = str(raw).strip().casefold()
@@ -94,7 +96,7 @@ def org_chart_value(source: Source, position: Position | None) -> float | None:
     value = max(chart.floor, chart.top - chart.per_level * position.depth)
     if position.direct_reports >= chart.manager_min_reports:
         value += chart.manager_bonus
-    return value
+    return min(value, chart.top)  # the bonus never lifts anyone above the top
 
 
 def read_attribute(name: str, employee: Employee, position: Position | None) -> Any:
@@ -136,6 +138,8 @@ def _compile_source(source: Source, fact_type: str) -> Derive:
         return lambda employee, position: constant
     names = source.attributes
     plain = all(not n.startswith("@") for n in names)
+    if {"@dn", "@id"} & set(names):  # unique per employee: a memo would only miss
+        return lambda employee, position: _first_transformed(source, fact_type, employee, position)
     cache: dict[Any, Any] = {}
 
     def derive(employee: Employee, position: Position | None) -> Any:
@@ -164,6 +168,15 @@ def _compile_source(source: Source, fact_type: str) -> Derive:
         return value
 
     return derive
+
+
+def _first_transformed(source: Source, fact_type: str, employee: Employee,
+                       position: Position | None) -> Any:
+    for name in source.attributes:
+        raw = read_attribute(name, employee, position)
+        if raw is not None:
+            return transform(source, raw, fact_type)
+    return None
 
 
 @dataclass(frozen=True)

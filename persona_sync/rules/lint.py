@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from persona_sync.errors import Location
-from persona_sync.rules.conditions import compile_node
+from persona_sync.rules.conditions import compile_node, reads_folded
 from persona_sync.rules.model import AllOf, AnyOf, Node, NotOf, Persona, Rule, RuleSet, Test
 
 MAX_PERSONAS = 10
@@ -152,7 +152,7 @@ def _test_implies(b: Test, a: Test, fact_type: str) -> bool:
         ) or (b.operator == "missing" and b.operand is False)
     samples = _finite_values(b)
     if samples is not None:
-        if b.case_sensitive and not a.case_sensitive and fact_type == "string":
+        if b.case_sensitive and reads_folded(a, fact_type):
             samples = [s.casefold() if isinstance(s, str) else s for s in samples]
         elif a.case_sensitive and not b.case_sensitive and fact_type == "string":
             return False

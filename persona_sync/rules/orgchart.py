@@ -9,6 +9,8 @@ source.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -17,8 +19,25 @@ from persona_sync.employee import Employee
 MANAGER_ATTRIBUTE = "manager"
 
 
+_SEPARATOR_SPACES = re.compile(r"\s*([,=+])\s*")
+_SEPARATOR_SPACES_PRESENT = re.compile(r"\s[,=+]|[,=+]\s")
+
+
+def _separator(match: re.Match[str]) -> str:
+    return match.group(1)
+
+
+@functools.lru_cache(maxsize=262_144)
 def normalize_dn(dn: str) -> str:
-    """Case-fold a DN and drop spaces around unescaped separators, for matching links."""
+    """Case-fold a DN and drop spaces around unescaped separators, for matching links.
+
+    Cached: every manager link names one of a few thousand managers.
+    """
+    if "\\" not in dn:
+        text = dn.strip()
+        if _SEPARATOR_SPACES_PRESENT.search(text):
+            text = _SEPARATOR_SPACES.sub(_separator, text)
+        return text.casefold()
     parts: list[str] = []
     current: list[str] = []
     escaped = False
@@ -72,10 +91,13 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
     reports: dict[str, int] = {}
     for person in people:
         link = person.get(MANAGER_ATTRIBUTE)
-        if not link:
+        if not link or link.isspace():
             manager_of[person.dn] = None
             continue
         target = key_of.get(normalize_dn(link)) or key_of.get(link.casefold())
+        if target == person.dn:  # one's own manager: the top of a chain, not a report
+            manager_of[person.dn] = None
+            continue
         if target is None:
             missing[person.dn] = link
             continue
