@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,20 +34,29 @@ state_dir: state
 """
 
 
+_CHILD = """
+import atexit, resource, runpy, sys
+peak_file = sys.argv[1]
+def report():
+    with open(peak_file, "w") as out:
+        out.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+atexit.register(report)
+sys.argv = ["persona-sync", *sys.argv[2:]]
+runpy.run_module("persona_sync", run_name="__main__")
+"""
+
+
 def run(folder: Path, *args: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Run persona-sync in a child; return wall seconds and the child's peak RSS in MB."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run persona-sync in a fresh process; return wall seconds and its own peak RSS (MB)."""
+    peak_file = folder / "peak.txt"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "persona_sync", *args], cwd=folder,
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(peak_file), *args], cwd=folder,
                           capture_output=True, text=True, check=False,
                           env={**os.environ, "PERSONA_SYNC_LOG_FORMAT": "json"})
     elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode not in (0, 2):
         sys.exit(f"persona-sync {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    # ru_maxrss of children is the maximum over all children so far: report a fresh
-    # maximum only when this child set it.
-    return elapsed, max(peak, before) / 1024, done
+    return elapsed, int(peak_file.read_text()) / 1024, done
 
 
 def main() -> int:

@@ -205,7 +205,7 @@ def compute_plan(
                                             shown_targets[decision.scenario], current, wanted))
                 continue
             if facts is None:
-                facts = dict(zip(engine.fact_names, engine.facts(employee, position), strict=False))
+                facts = engine.fact_values(employee, position)
             changes.append(
                 PlannedChange(
                     employee.id, employee.dn, decision.scenario, shown_targets[decision.scenario],

@@ -124,6 +124,33 @@ def compile_decide(rule_set: RuleSet, scenarios: Sequence[tuple[Any, ...]],
 _BLANK = ("<blank>",)  # bundle of a whitespace-only value: try the group's next attribute
 
 
+def compile_fact_values(rule_set: RuleSet) -> Callable[[Any, Any], list[Any]]:
+    """Generate ``fact_values(employee, position)``: every fact's value, in rule-set order."""
+    code = _Code()
+    names = list(rule_set.facts)
+    groups: dict[tuple[str, ...], _Group] = {}
+    position_of: dict[int, tuple[int, int]] = {}
+    for fact in rule_set.facts.values():
+        for source in fact.sources:
+            if source.org_chart is None and source.attributes:
+                group = groups.setdefault(source.attributes, _Group(source.attributes))
+                position_of[id(source)] = (list(groups).index(source.attributes), group.width)
+                group.members.append((source, fact.type, False))
+                group.width += 1
+    group_list = list(groups.values())
+    code.emit(1, "a = employee.attributes")
+    read_at_top: set[int] = set()
+    for i, name in enumerate(names):
+        _emit_fact(code, i, rule_set.facts[name], False, position_of, group_list, read_at_top)
+    code.emit(1, f"return [{', '.join(f'f{i}' for i in range(len(names)))}]")
+    defaults = ", ".join(f"{name}={name}" for name in code.constants)
+    code.lines.insert(0, f"def fact_values(employee, position, *, {defaults}):")
+    namespace: dict[str, Any] = dict(code.constants)
+    exec(compile("\n".join(code.lines), "<persona-sync facts>", "exec"), namespace)  # noqa: S102
+    function: Callable[[Any, Any], list[Any]] = namespace["fact_values"]
+    return function
+
+
 def _emit_group(code: _Code, depth: int, index: int, group: _Group) -> None:
     """Read the group's attributes (first with a value) and look its bundle up.
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from persona_sync.employee import Employee
-from persona_sync.rules.codegen import compile_decide
+from persona_sync.rules.codegen import compile_decide, compile_fact_values
 from persona_sync.rules.conditions import Check, compile_node, reads_folded
 from persona_sync.rules.facts import compile_fact
 from persona_sync.rules.model import AllOf, AnyOf, Node, NotOf, RuleSet, Scenario, Test
@@ -62,6 +62,7 @@ class Engine:
             Decision(s.id, "out_of_scope", None, None) for s in rule_set.scenarios
         )
         self._decide = compile_decide(rule_set, self._tables, self._out_of_scope)
+        self._fact_values = compile_fact_values(rule_set)
 
     _tables: list[tuple[Any, ...]]
 
@@ -111,6 +112,10 @@ class Engine:
             v = values[i]
             values.append(v.casefold() if v is not None else None)
         return values
+
+    def fact_values(self, employee: Employee, position: Position | None = None) -> dict[str, Any]:
+        """Every fact's value by name (generated code; same values as ``facts``)."""
+        return dict(zip(self.fact_names, self._fact_values(employee, position), strict=True))
 
     def in_scope(self, facts: list[Any]) -> bool:
         if self._include is not None and not self._include(facts):

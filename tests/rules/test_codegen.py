@@ -67,3 +67,11 @@ def test_rule_text_never_enters_the_generated_source(write: Callable[[str, str],
     assert "import" not in source and "pwned" not in source
     match = Employee("a", "a", {hostile.lower(): '"); import sys; ("'})  # the regex matches
     assert engine.decide(match)[0].rule == "r"
+
+
+@settings(max_examples=300, deadline=None)
+@given(employees())
+def test_generated_fact_values_agree_with_the_closures(case: tuple[Employee, Position | None]) -> None:
+    employee, position = case
+    reference = ENGINE.facts(employee, position)[: len(ENGINE.fact_names)]
+    assert ENGINE.fact_values(employee, position) == dict(zip(ENGINE.fact_names, reference, strict=True))
