@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from persona_sync.errors import ConfigError, Location, RuleError, ValidationFailed
 from persona_sync.located import model_keys, validate_document
@@ -24,14 +25,23 @@ from persona_sync.rules.spec import StrictModel
 from persona_sync.yamlsource import LocatedDocument, load_yaml
 
 DEFAULT_CONFIG = Path("persona-sync.yaml")
-ATTRIBUTE_NAME = r"^[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z][A-Za-z0-9]*)?$"
+ATTRIBUTE_NAME = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_]*){0,2}$"
+
+def _attribute_name(value: str) -> str:
+    if not re.match(ATTRIBUTE_NAME, value):
+        raise ValueError(f"{value!r} is not a directory attribute name (letters, digits, '-', "
+                         "'_'; dots only between parts, as in onPremisesExtensionAttributes."
+                         "extensionAttribute10)")
+    return value
+
 
 AttributeName = Annotated[
     str,
+    AfterValidator(_attribute_name),
     Field(
-        pattern=ATTRIBUTE_NAME,
-        description="A directory attribute name, e.g. msDS-cloudExtensionAttribute1 or "
-        "onPremisesExtensionAttributes.extensionAttribute10.",
+        description="A directory attribute name: msDS-cloudExtensionAttribute1 (AD), "
+        "extension_<appId>_<name>, onPremisesExtensionAttributes.extensionAttribute10 or "
+        "customSecurityAttributes.<set>.<name> (Entra ID).",
     ),
 ]
 ENV_PREFIX = "PERSONA_SYNC_"
@@ -106,8 +116,57 @@ class LdapDirectoryConfig(StrictModel):
     )
 
 
+class EntraCredentialConfig(StrictModel):
+    """App credential: a certificate (preferred) or a client secret, never inline."""
+
+    certificate_file: Path | None = Field(
+        None, description="PEM file with the private key and certificate, or a PFX/P12 file."
+    )
+    certificate_password_env: str | None = Field(
+        None, description="Environment variable with the PFX or key password, if any."
+    )
+    thumbprint: str | None = Field(
+        None, description="SHA-1 thumbprint of the certificate (computed when omitted)."
+    )
+    client_secret_env: str = Field(
+        "PERSONA_SYNC_CLIENT_SECRET", description="Environment variable with the client secret."
+    )
+    client_secret_file: Path | None = Field(None, description="File with the client secret.")
+
+
+class EntraScopeConfig(StrictModel):
+    filter: str | None = Field(None, description="OData $filter on users, e.g. userType eq 'Member'.")
+    group_id: str | None = Field(None, description="Only (transitive) members of this group.")
+    include_disabled: bool = Field(False, description="Read disabled accounts too.")
+
+
+class EntraDirectoryConfig(StrictModel):
+    """Microsoft Entra ID through Microsoft Graph (msal + msgraph-sdk); extra 'entra'."""
+
+    type: Literal["entra"]
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    authority_host: str = Field(
+        "https://login.microsoftonline.com",
+        description="National clouds: https://login.microsoftonline.us, https://login.chinacloudapi.cn.",
+    )
+    graph_endpoint: str = Field(
+        "https://graph.microsoft.com",
+        description="National clouds: https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn.",
+    )
+    credential: EntraCredentialConfig = EntraCredentialConfig()
+    ca_file: Path | None = Field(
+        None, description="Extra CA bundle (PEM), e.g. for a TLS-inspecting proxy."
+    )
+    scope: EntraScopeConfig = EntraScopeConfig()
+    concurrency: int = Field(4, ge=1, le=16, description="$batch requests in flight at once.")
+    max_retries: int = Field(8, ge=0, le=50, description="Tries per throttled change.")
+    retry_cap: float = Field(120, gt=0, description="Longest wait in seconds for one retry.")
+    timeout: float = Field(60, gt=0)
+
+
 DirectoryConfig = Annotated[
-    FileDirectoryConfig | LdapDirectoryConfig, Field(discriminator="type")
+    FileDirectoryConfig | LdapDirectoryConfig | EntraDirectoryConfig, Field(discriminator="type")
 ]
 
 

@@ -66,6 +66,19 @@ class ForeignValue:
 
 
 @dataclass(frozen=True)
+class SkippedChange:
+    """A change the directory cannot make here, e.g. a synced user's on-premises attribute."""
+
+    employee: str
+    dn: str
+    scenario: str
+    attribute: str
+    old: str | None
+    new: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Provenance:
     tool_version: str
     rules_checksum: str
@@ -80,6 +93,7 @@ class Plan:
     foreign: tuple[ForeignValue, ...]
     summary: Mapping[str, Any]
     provenance: Provenance
+    skipped: tuple[SkippedChange, ...] = ()
 
     @functools.cached_property
     def change_dicts(self) -> list[dict[str, Any]]:
@@ -108,6 +122,7 @@ class Plan:
             "summary": self.summary,
             "changes": self.change_dicts,
             "foreign": [asdict(f) for f in self.foreign],
+            "skipped": [asdict(k) for k in self.skipped],
         }
 
 
@@ -175,6 +190,7 @@ def compute_plan(
             log.warning("org_chart_problem", problem=problem)
     changes: list[PlannedChange] = []
     foreign: list[ForeignValue] = []
+    skipped: list[SkippedChange] = []
     counts: Counter[str] = Counter()
     personas: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
     transitions: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
@@ -204,6 +220,12 @@ def compute_plan(
                 foreign.append(ForeignValue(employee.id, employee.dn, decision.scenario,
                                             shown_targets[decision.scenario], current, wanted))
                 continue
+            reason = directory.unwritable_reason(employee, shown_targets[decision.scenario])
+            if reason is not None:
+                skipped.append(SkippedChange(employee.id, employee.dn, decision.scenario,
+                                             shown_targets[decision.scenario], current, wanted,
+                                             reason))
+                continue
             if facts is None:
                 facts = engine.fact_values(employee, position)
             changes.append(
@@ -219,6 +241,7 @@ def compute_plan(
             counts["unchanged"] += 1
     changes.sort(key=lambda c: (c.dn.casefold(), c.scenario))
     foreign.sort(key=lambda f: (f.dn.casefold(), f.scenario))
+    skipped.sort(key=lambda k: (k.dn.casefold(), k.scenario))
     summary = {
         "employees": counts["employees"],
         "in_scope": counts["in_scope"],
@@ -227,6 +250,7 @@ def compute_plan(
         "changes": len(changes),
         "employees_changed": len({c.dn for c in changes}),
         "foreign_values": len(foreign),
+        "skipped": len(skipped),
         "org_chart_problems": len(chart.problems) if chart is not None else 0,
         "scenarios": {
             s: {"personas": dict(sorted(personas[s].items())),
@@ -241,7 +265,7 @@ def compute_plan(
         directory=directory.identity,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    plan = Plan(tuple(changes), tuple(foreign), summary, provenance)
+    plan = Plan(tuple(changes), tuple(foreign), summary, provenance, tuple(skipped))
     log.info("plan_computed", changes=len(changes), in_scope=counts["in_scope"],
              foreign=len(foreign))
     return plan
@@ -308,11 +332,12 @@ def load_plan(text: str, source: str) -> Plan:
         prov = Provenance(**data["provenance"])
         changes = tuple(PlannedChange(**c) for c in data["changes"])
         foreign = tuple(ForeignValue(**f) for f in data.get("foreign", []))
+        skipped = tuple(SkippedChange(**k) for k in data.get("skipped", []))
         summary = data["summary"]
         stated = data["checksum"]
     except (KeyError, TypeError) as exc:
         raise PlanError(f"{source}: plan is incomplete or damaged ({exc})") from None
-    plan = Plan(changes, foreign, summary, prov)
+    plan = Plan(changes, foreign, summary, prov, skipped)
     if plan.checksum != stated:
         raise PlanError(f"{source}: plan checksum does not match its contents: the file was "
                         "edited or damaged; make a new plan")

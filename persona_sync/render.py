@@ -23,6 +23,8 @@ def headline(plan: Plan) -> str:
     )
     if s["foreign_values"]:
         text += f", {s['foreign_values']} foreign values left alone"
+    if s.get("skipped"):
+        text += f", {s['skipped']} skipped"
     return text + ")"
 
 
@@ -58,6 +60,11 @@ def render_table(plan: Plan) -> str:
         lines.append("Foreign values (not personas; left alone unless owns_attribute: true):")
         for f in plan.foreign:
             lines.append(f"  {f.employee}  {f.attribute} = {f.value!r} (would be {_shown(f.wanted)})")
+        lines.append("")
+    if plan.skipped:
+        lines.append("Skipped (cannot be written in this directory):")
+        for k in plan.skipped:
+            lines.append(f"  {k.employee}  {k.attribute}: {_shown(k.old)} -> {_shown(k.new)}: {k.reason}")
         lines.append("")
     lines.append(f"Checksum: {plan.checksum}")
     return "\n".join(lines)
@@ -129,6 +136,12 @@ def render_markdown(plan: Plan) -> str:
         lines += ["### Changes", "", "| Employee | Attribute | Old | New | Rule |", "|---|---|---|---|---|"]
         lines += [f"| {_md(c.employee)} | {_md(c.attribute)} | {_md(c.old)} | {_md(c.new)} | "
                   f"{_md(c.rule)} |" for c in plan.changes]
+        lines.append("")
+    if plan.skipped:
+        lines += ["### Skipped (cannot be written here)", "", "| Employee | Attribute | New | Reason |",
+                  "|---|---|---|---|"]
+        lines += [f"| {_md(k.employee)} | {_md(k.attribute)} | {_md(k.new)} | {_md(k.reason)} |"
+                  for k in plan.skipped]
         lines.append("")
     if plan.foreign:
         lines += ["### Foreign values left alone", "", "| Employee | Attribute | Value |", "|---|---|---|"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Directory
+from persona_sync.errors import ConfigError
 from persona_sync.secrets import Prompt, resolve_secret
 
 
@@ -24,4 +25,14 @@ def open_directory(config: LoadedConfig, prompt: Prompt | None = None) -> Direct
         if spec.ca_file is not None:
             spec = spec.model_copy(update={"ca_file": config.resolve(spec.ca_file)})
         return LdapDirectory(spec, password)
+    if spec.type == "entra":
+        try:
+            from persona_sync.directory.entra import EntraDirectory, load_credential
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                f"directory type entra needs the Entra ID extra: pip install 'persona-sync[entra]' "
+                f"({exc.name} is missing)") from None
+        if spec.ca_file is not None:
+            spec = spec.model_copy(update={"ca_file": config.resolve(spec.ca_file)})
+        return EntraDirectory(spec, load_credential(spec, config.base, prompt))
     raise AssertionError(f"unknown directory type {spec.type}")  # pragma: no cover

@@ -76,6 +76,10 @@ class Directory(abc.ABC):
     def check_targets(self, attributes: Sequence[str]) -> None:
         """Refuse target attributes the directory cannot hold safely (raises ConfigError)."""
 
+    def unwritable_reason(self, employee: Employee, attribute: str) -> str | None:
+        """Why this employee's attribute cannot be written here (planned as skipped)."""
+        return None
+
     def lookup_managers(self, dns: Sequence[str]) -> list[Employee]:
         """Entries outside the read scope that appear in manager chains (id and manager)."""
         return []

@@ -41,9 +41,10 @@ def test_config_errors_are_located(workspace: Workspace, run_cli: Run) -> None:
     result = run_cli("plan")
     assert result.exit_code == 1
     assert result.stderr == (
-        "persona-sync.yaml:3:9: directory.type: unknown type 'ldapp' (expected: file, ldap)\n"
-        "persona-sync.yaml:5:12: persona: string should match pattern "
-        "'^[A-Za-z][A-Za-z0-9-]*(\\.[A-Za-z][A-Za-z0-9]*)?$'\n"
+        "persona-sync.yaml:3:9: directory.type: unknown type 'ldapp' (expected: file, ldap, entra)\n"
+        "persona-sync.yaml:5:12: 'bad attribute!' is not a directory attribute name (letters, "
+        "digits, '-', '_'; dots only between parts, as in onPremisesExtensionAttributes."
+        "extensionAttribute10)\n"
         "persona-sync.yaml:7:16: max_changes: input should be a valid integer, unable to parse "
         "string as an integer\n"
         "persona-sync.yaml:8:23: max_change_percent: input should be less than or equal to 100\n"

@@ -31,8 +31,8 @@ def test_plan_json_lists_changes_summary_and_checksum(workspace: Workspace, run_
         "1 foreign values left alone)\n"
     )
     plan = json.loads(result.stdout)
-    assert sorted(plan) == ["changes", "checksum", "foreign", "format", "provenance", "summary",
-                            "version"]
+    assert sorted(plan) == ["changes", "checksum", "foreign", "format", "provenance", "skipped",
+                            "summary", "version"]
     assert [(c["employee"], c["dn"], c["attribute"], c["old"], c["new"], c["rule"])
             for c in plan["changes"]] == [
         ("boss", "CN=Boss,OU=People,DC=example,DC=com", "msDS-cloudExtensionAttribute1",
@@ -51,7 +51,7 @@ def test_plan_json_lists_changes_summary_and_checksum(workspace: Workspace, run_
     summary = plan["summary"]
     assert {k: v for k, v in summary.items() if k != "scenarios"} == {
         "employees": 6, "in_scope": 4, "out_of_scope": 2, "unchanged": 2, "changes": 2,
-        "employees_changed": 2, "foreign_values": 1, "org_chart_problems": 0,
+        "employees_changed": 2, "foreign_values": 1, "org_chart_problems": 0, "skipped": 0,
     }
     assert summary["scenarios"]["persona"]["transitions"] == {
         "(empty) -> vip": 1, "engineer -> clinician": 1,
