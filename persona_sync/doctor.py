@@ -50,6 +50,35 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
                 yield Finding("target", False, str(exc))
                 return
             yield Finding("target", True, f"{attribute}: in the schema, single-valued")
+    elif spec.type == "entra":
+        from persona_sync.directory.entra import EntraDirectory
+
+        assert isinstance(directory, EntraDirectory)
+        try:
+            directory.token()
+        except PersonaSyncError as exc:
+            yield Finding("token", False, str(exc))
+            return
+        yield Finding("token", True, f"app {spec.client_id} in tenant {spec.tenant_id}")
+        for attribute in targets:
+            if attribute.lower().startswith("extension_"):
+                name = attribute.split("_", 2)[2] if attribute.count("_") >= 2 else attribute
+                try:
+                    full, missing = directory.ensure_extension(name, dry_run=True)
+                except PersonaSyncError as exc:
+                    yield Finding("target", False, str(exc))
+                    return
+                if full.lower() != attribute.lower():
+                    yield Finding("target", False, f"{attribute} belongs to another app; this app's "
+                                  f"extension would be {full}")
+                    return
+                yield Finding("target", not missing, f"{attribute}: " + (
+                    f"missing: run `persona-sync entra create-extension {name}`" if missing
+                    else "exists on the app"))
+                if missing:
+                    return
+            else:
+                yield Finding("target", True, f"{attribute}: built into Entra ID")
     elif spec.type == "file":
         path = session.config.resolve(spec.path)
         if not path.is_file():

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from persona_sync.cli import demo_cmd, report_cmds, rules_cmds, sync_cmds  # noqa: F401 - register commands
+from persona_sync.cli import (  # noqa: F401 - register commands
+    demo_cmd,
+    entra_cmds,
+    report_cmds,
+    rules_cmds,
+    sync_cmds,
+)
 from persona_sync.cli.base import cli
 
 __all__ = ["cli", "main"]

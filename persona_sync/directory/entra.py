@@ -8,8 +8,8 @@ and ``$batch`` sub-responses keep their error bodies (the SDK's batch model drop
 Writes are ``$batch`` requests of up to 20 PATCHes, several in flight. Compare-and-swap
 as far as Graph allows: the batch's users are re-read just before the PATCH, and a value
 that differs from the plan's becomes a conflict. (A change made between that read and the
-PATCH, a fraction of a second, is the remaining race; Graph has no conditional PATCH for
-users.) Each throttled or failed sub-request is retried on its own after its Retry-After,
+PATCH is the remaining race: a fraction of a second, at most FRESH_SECONDS when Graph
+throttles; Graph has no conditional PATCH for users.) Each throttled or failed sub-request is retried on its own after its Retry-After,
 with jitter and a cap; nothing is sent twice without first reading it back.
 """
 
@@ -19,6 +19,7 @@ import asyncio
 import json
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ ALWAYS_SELECTED = ("id", "userPrincipalName", "accountEnabled", "onPremisesSyncE
 ON_PREMISES = "onpremisesextensionattributes."
 CUSTOM_SECURITY = "customsecurityattributes."
 RETRIED_STATUSES = {429, 500, 502, 503, 504}
+FRESH_SECONDS = 5.0  # a compare-and-swap read this recent is reused for a retry
 SYNCED_REASON = ("mastered on-premises (synced from Active Directory): write the persona in AD; "
                  "Entra Connect carries it to Entra ID")
 
@@ -80,6 +82,7 @@ class EntraDirectory(Directory):
         self._http: Any = None
         self._app: Any = None
         self._properties: frozenset[str] | None = None
+        self._lost: set[int] = set()
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -181,6 +184,17 @@ class EntraDirectory(Directory):
         return self._adapter
 
     async def _call(self, method: str, url: str, body: Any = None) -> Any:
+        """One Graph request; reads that lose their connection are tried again (3 times)."""
+        for attempt in range(3):
+            try:
+                return await self._send(method, url, body)
+            except _Dropped as exc:
+                if method != "GET" or attempt == 2:
+                    raise DirectoryError(str(exc)) from None
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(self, method: str, url: str, body: Any = None) -> Any:
         """One Graph request through the SDK's adapter; JSON in, JSON out."""
         from kiota_abstractions.api_error import APIError
         from kiota_abstractions.method import Method
@@ -206,7 +220,7 @@ class EntraDirectory(Directory):
         except DirectoryError:
             raise
         except Exception as exc:  # noqa: BLE001 - httpx transport errors and the like
-            raise DirectoryError(f"Microsoft Graph unreachable: {type(exc).__name__}: {exc}") from None
+            raise _Dropped(f"Microsoft Graph unreachable: {type(exc).__name__}: {exc}") from None
         return json.loads(raw) if raw else None
 
     def _graph_error(self, status: int | None, body: Any) -> str:
@@ -310,6 +324,7 @@ class EntraDirectory(Directory):
         return [results[i] for i in range(len(changes))]
 
     async def _apply(self, changes: Sequence[Change], results: dict[int, ChangeResult]) -> None:
+        self._lost = set()
         gate = asyncio.Semaphore(self.spec.concurrency)
         chunks = [list(range(start, min(start + BATCH_LIMIT, len(changes))))
                   for start in range(0, len(changes), BATCH_LIMIT)]
@@ -322,16 +337,30 @@ class EntraDirectory(Directory):
 
     async def _write_chunk(self, changes: Sequence[Change], chunk: list[int],
                            results: dict[int, ChangeResult]) -> None:
+        """Read, compare, PATCH; retry what Graph refused (429/5xx: nothing applied).
+
+        A read younger than FRESH_SECONDS is reused for a retry: the refused PATCH did not
+        change anything, and re-reading would double the exposure to throttling.
+        """
         pending = chunk
+        known: dict[int, Any] = {}
+        read_at = 0.0
         for attempt in range(self.spec.max_retries + 1):
-            current = await self._current_values(changes, pending)
+            if time.monotonic() - read_at > FRESH_SECONDS:
+                known.clear()
+            to_read = [i for i in pending if i not in known]
+            if to_read:
+                if not known:
+                    read_at = time.monotonic()
+                known.update(await self._current_values(changes, to_read))
             to_write: list[int] = []
+            unread: list[int] = []
             for i in pending:
-                change, found = changes[i], current.get(i, _UNKNOWN)
+                change, found = changes[i], known.get(i, _UNKNOWN)
                 if found is _GONE:
                     results[i] = ChangeResult(change, "conflict", "user no longer exists")
                 elif found is _UNKNOWN:
-                    to_write.append(i)  # the read itself was throttled: try again below
+                    unread.append(i)  # the read itself was throttled: try again
                 elif found == change.new:
                     results[i] = ChangeResult(change, "applied", "already had the value", found)
                 elif found != change.old:
@@ -341,15 +370,17 @@ class EntraDirectory(Directory):
                         f"found {_show(found)}", found)
                 else:
                     to_write.append(i)
-            writable = [i for i in to_write if current.get(i, _UNKNOWN) is not _UNKNOWN]
-            waits, retry = await self._patch(changes, writable, results)
-            retry += [i for i in to_write if i not in writable]
+            waits, retry = await self._patch(changes, to_write, results)
+            for i in retry:
+                if i in self._lost:
+                    known.pop(i, None)  # outcome unknown: read it back before trying again
+            retry += unread
             if not retry:
                 return
             pending = retry
             if attempt == self.spec.max_retries:
                 break
-            delay = min(self.spec.retry_cap, max(waits, default=1.0)) + random.uniform(0, 0.5)
+            delay = min(self.spec.retry_cap, max(waits, default=0.5)) + random.uniform(0, 0.5)
             log.info("entra_throttled", changes=len(retry), wait=round(delay, 2), attempt=attempt + 1)
             await asyncio.sleep(delay)
         for i in pending:
@@ -366,7 +397,12 @@ class EntraDirectory(Directory):
             requests.append({"id": str(i), "method": "GET",
                              "url": f"/users/{quote(change.dn)}?$select=id,{top}"})
         found: dict[int, Any] = {}
-        for response in await self._batch(requests):
+        try:
+            responses = await self._batch(requests)
+        except DirectoryError as exc:  # a dropped read: nothing known, try again later
+            log.warning("entra_read_lost", error=str(exc), users=len(indexes))
+            return found
+        for response in responses:
             i = int(response["id"])
             status = response.get("status")
             if status == 200:
@@ -393,6 +429,7 @@ class EntraDirectory(Directory):
             # The envelope failed (connection dropped): we cannot know what Graph applied.
             # Retrying goes through a fresh read, so nothing is written twice blindly.
             log.warning("entra_batch_lost", error=str(exc), changes=len(indexes))
+            self._lost.update(indexes)
             return [1.0], list(indexes)
         answered = {int(r["id"]): r for r in responses}
         for i in indexes:
@@ -450,6 +487,10 @@ class EntraDirectory(Directory):
 
     def count_users(self) -> int:
         return sum(1 for _ in self.read([]))
+
+
+class _Dropped(Exception):
+    """The connection failed before Graph answered."""
 
 
 class _Sentinel:

@@ -1,0 +1,73 @@
+"""A workspace pointing persona-sync at the fake Entra ID / Graph server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEFAULT_RULES
+from tests.fakegraph import FakeEntra
+
+ON_PREMISES = "onPremisesExtensionAttributes.extensionAttribute10"
+
+
+@dataclass
+class Tenant:
+    fake: FakeEntra
+    root: Path
+    users: dict[str, str]
+
+    @property
+    def config(self) -> Path:
+        return self.root / "persona-sync.yaml"
+
+    def write_config(self, target: str = ON_PREMISES, extra: str = "") -> None:
+        authority_host = self.fake.authority.rsplit("/", 1)[0]
+        graph = self.fake.graph_url.removesuffix("/v1.0")
+        assert self.fake.app is not None
+        self.config.write_text(
+            f"rules: {DEFAULT_RULES}\n"
+            "directory:\n  type: entra\n"
+            f"  tenant_id: {self.fake.tenant_id}\n  client_id: {self.fake.app.client_id}\n"
+            f"  authority_host: {authority_host}\n  graph_endpoint: {graph}\n"
+            f"  ca_file: {self.fake.ca_file}\n{extra}"
+            f"targets:\n  persona: {target}\n"
+            "safety:\n  max_change_percent: 100\n"
+            "state_dir: state\n",
+            encoding="utf-8",
+        )
+
+    def value(self, name: str, attribute: str = ON_PREMISES) -> object:
+        user = self.fake.users[self.users[name]]
+        if "." in attribute:
+            outer, inner = attribute.split(".")
+            return (user.get(outer) or {}).get(inner)
+        return user.get(attribute)
+
+
+@pytest.fixture
+def tenant(fake_entra: FakeEntra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tenant]:
+    fake = fake_entra
+    boss = fake.add_user(userPrincipalName="ceo@contoso.example", jobTitle="Chief Executive Officer",
+                         officeLocation="Munich HQ")
+    users = {
+        "boss": boss,
+        "nurse": fake.add_user(userPrincipalName="nurse@contoso.example", jobTitle="Registered Nurse",
+                               officeLocation="North Clinic", manager=boss),
+        "engineer": fake.add_user(userPrincipalName="eng@contoso.example",
+                                  jobTitle="Software Engineer", officeLocation="Munich HQ",
+                                  manager=boss),
+        "synced": fake.add_user(userPrincipalName="synced@contoso.example", jobTitle="Cashier",
+                                officeLocation="Store 9", onPremisesSyncEnabled=True),
+        "disabled": fake.add_user(userPrincipalName="gone@contoso.example",
+                                  jobTitle="Chief Financial Officer", accountEnabled=False),
+    }
+    assert fake.app is not None
+    monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", fake.app.secret)
+    monkeypatch.chdir(tmp_path)
+    workspace = Tenant(fake, tmp_path, users)
+    workspace.write_config()
+    yield workspace

@@ -1,0 +1,136 @@
+"""The Entra ID backend: real msal and msgraph-sdk over HTTPS against the local fake."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+
+from click.testing import Result
+
+from tests.entra.conftest import ON_PREMISES, Tenant
+
+Run = Callable[..., Result]
+
+
+def test_plan_apply_no_op_and_synced_users_skipped(tenant: Tenant, run_cli: Run) -> None:
+    planned = run_cli("plan", "-o", "plan.json")
+    assert planned.exit_code == 2, planned.stderr
+    plan = json.loads((tenant.root / "plan.json").read_text())
+    assert sorted((c["employee"], c["old"], c["new"]) for c in plan["changes"]) == [
+        ("ceo@contoso.example", None, "vip"),
+        ("eng@contoso.example", None, "engineer"),
+        ("nurse@contoso.example", None, "clinician"),
+    ]
+    assert plan["skipped"] == [{
+        "employee": "synced@contoso.example", "dn": tenant.users["synced"], "scenario": "persona",
+        "attribute": ON_PREMISES, "old": None, "new": "frontline",
+        "reason": "mastered on-premises (synced from Active Directory): write the persona in AD; "
+                  "Entra Connect carries it to Entra ID",
+    }]
+    assert plan["provenance"]["directory"] == f"entra:{tenant.fake.tenant_id}"
+    assert tenant.fake.writes == []  # planning writes nothing
+    applied = run_cli("apply", "plan.json")
+    assert applied.exit_code == 0, applied.stderr
+    assert {tenant.value(n) for n in ("boss", "nurse", "engineer")} == {"vip", "clinician", "engineer"}
+    assert tenant.value("synced") is None and tenant.value("disabled") is None
+    assert len(tenant.fake.writes) == 3
+    again = run_cli("plan", "--format", "json")
+    assert again.exit_code == 0
+    assert json.loads(again.stdout)["changes"] == []
+
+
+def test_concurrent_change_is_a_conflict_and_rollback_restores(tenant: Tenant, run_cli: Run) -> None:
+    run_cli("plan", "-o", "plan.json", "-q")
+    tenant.fake.set_property(tenant.users["nurse"], ON_PREMISES, "tech-support")
+    result = run_cli("apply", "plan.json")
+    assert result.exit_code == 3, result.stderr
+    assert result.stderr.splitlines()[0] == (
+        f"conflict: nurse@contoso.example ({tenant.users['nurse']}) {ON_PREMISES}: value changed "
+        "since the plan: expected (empty), found 'tech-support'"
+    )
+    assert tenant.value("nurse") == "tech-support"
+    run_id = json.loads(run_cli("runs", "--format", "json").stdout)[0]["run_id"]
+    rolled = run_cli("rollback", run_id)
+    assert rolled.exit_code == 0, rolled.stderr
+    assert [tenant.value(n) for n in ("boss", "engineer", "nurse")] == [None, None, "tech-support"]
+
+
+def test_throttling_storm_loses_nothing_and_writes_nothing_twice(tenant: Tenant, run_cli: Run) -> None:
+    for number in range(60):
+        tenant.fake.add_user(userPrincipalName=f"u{number}@contoso.example",
+                             jobTitle="Software Engineer", officeLocation="Munich HQ")
+    run_cli("plan", "-o", "plan.json", "-q")
+    tenant.fake.faults.seed = 7
+    tenant.fake.faults.throttle_ratio = 1 / 3
+    tenant.fake.faults.retry_after = 0
+    result = run_cli("apply", "plan.json")
+    assert result.exit_code == 0, result.stderr
+    assert ": 63 applied, 0 conflicts, 0 failed" in result.stderr
+    throttled = [r for r in tenant.fake.requests if r.status == 429]
+    assert len(throttled) > 10  # the storm really happened
+    per_user = Counter(write.user_id for write in tenant.fake.writes)
+    assert len(per_user) == 63 and set(per_user.values()) == {1}
+
+
+def test_directory_extension_target(tenant: Tenant, run_cli: Run) -> None:
+    assert tenant.fake.app is not None
+    full = f"extension_{tenant.fake.app.client_id.replace('-', '')}_persona"
+    tenant.write_config(target=full)
+    dry = run_cli("entra", "create-extension", "persona", "--dry-run")
+    assert (dry.exit_code, dry.stdout) == (
+        0, f"would create {full} (String, on users); run again without --dry-run\n")
+    check = run_cli("check-connection")
+    assert check.exit_code == 1
+    assert f"FAIL  target        {full}: missing: run `persona-sync entra create-extension persona`" \
+        in check.stdout
+    created = run_cli("entra", "create-extension", "persona")
+    assert (created.exit_code, created.stdout) == (
+        0, f"created {full}; use it as the target attribute\n")
+    assert run_cli("entra", "create-extension", "persona").stdout == f"{full} already exists\n"
+    assert run_cli("check-connection").exit_code == 0
+    assert run_cli("sync").exit_code == 0
+    # Synced users are written too: extensions are cloud attributes.
+    assert tenant.value("synced", full) == "frontline"
+    assert tenant.value("nurse", full) == "clinician"
+
+
+def test_authentication_errors_are_clear(tenant: Tenant, run_cli: Run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", "wrong")
+    result = run_cli("plan")
+    assert (result.exit_code, result.stderr) == (1, (
+        f"error: Entra ID refused the client secret of app {tenant.fake.app.client_id} "  # type: ignore[union-attr]
+        "(AADSTS7000215: invalid secret); set a current one\n"))
+    monkeypatch.delenv("PERSONA_SYNC_CLIENT_SECRET")
+    result = run_cli("plan")
+    assert (result.exit_code, result.stderr) == (1, (
+        "error: no client secret: set the environment variable PERSONA_SYNC_CLIENT_SECRET, or "
+        "name a file with the secret (never put it on the command line)\n"))
+
+
+def test_certificate_credential(tenant: Tenant, run_cli: Run) -> None:
+    assert tenant.fake.app is not None
+    pem = tenant.root / "app.pem"
+    pem.write_text(tenant.fake.app.private_key_pem + tenant.fake.app.certificate_pem)
+    tenant.write_config(extra=f"  credential:\n    certificate_file: {pem}\n")
+    result = run_cli("plan", "-q")
+    assert result.exit_code == 2, result.stderr
+
+
+def test_unavailable_and_dropped_requests_complete_without_double_writes(
+    tenant: Tenant, run_cli: Run
+) -> None:
+    for number in range(40):
+        tenant.fake.add_user(userPrincipalName=f"d{number}@contoso.example",
+                             jobTitle="Registered Nurse", officeLocation="North Clinic")
+    run_cli("plan", "-o", "plan.json", "-q")
+    faults = tenant.fake.faults
+    faults.seed, faults.retry_after = 3, 0
+    faults.unavailable_ratio, faults.drop_ratio = 0.15, 0.1
+    faults.methods = {"GET", "PATCH"}  # a $batch is matched by its sub-requests
+    result = run_cli("apply", "plan.json")
+    assert result.exit_code == 0, result.stderr
+    assert ": 43 applied, 0 conflicts, 0 failed" in result.stderr
+    assert any(r.status is None for r in tenant.fake.requests)  # connections really dropped
+    per_user = Counter(write.user_id for write in tenant.fake.writes)
+    assert len(per_user) == 43 and set(per_user.values()) == {1}
