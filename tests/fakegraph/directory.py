@@ -223,6 +223,9 @@ class Directory:
     def find_user(self, key: str) -> dict[str, Any] | None:
         """A user by object id or userPrincipalName (both case-insensitive, as Graph)."""
         key = key.lower()
+        user = self.users.get(key)  # ids are stored lower-case: the common case is O(1)
+        if user is not None and user["id"].lower() == key:
+            return user
         for user in self.users.values():
             if user["id"].lower() == key or (user["userPrincipalName"] or "").lower() == key:
                 return user
