@@ -117,20 +117,36 @@ def load_yaml(path: Path, display: str | None = None) -> LocatedDocument:
 
 
 def parse_yaml(text: str, shown: str) -> LocatedDocument:
-    loader = _CoreSchemaLoader(text)
+    try:
+        loader = _CoreSchemaLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, shown, text) from None
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, shown, text) from None
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, shown, text) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
         raise RuleError(Location(shown, 1, 1), f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if "loader" in locals():
+            loader.dispose()
     doc = LocatedDocument(shown, None)
     if node is None:
         return doc
     doc.data = _build(node, (), doc, loader)
     return doc
+
+
+def _reader_error(exc: yaml.reader.ReaderError, shown: str, text: str) -> RuleError:
+    """A character YAML does not allow (NUL, most control characters), located."""
+    position = max(0, min(exc.position, len(text)))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return RuleError(Location(shown, line, column),
+                     f"character U+{ord(char):04X} is not allowed in YAML")
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> RuleError:

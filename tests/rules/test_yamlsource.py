@@ -90,3 +90,9 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
 
 def test_empty_document_is_none() -> None:
     assert parse_yaml("# only a comment\n", "f.yaml").data is None
+
+
+def test_control_characters_are_located() -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_yaml("a: 1\nb: x\x00y\n", "f.yaml")
+    assert str(caught.value) == "f.yaml:2:5: character U+0000 is not allowed in YAML"
