@@ -80,132 +80,334 @@ _NO: tuple[str, ...] = ()
 
 TITLES: dict[str, list[tuple[str, float, tuple[str, ...]]]] = {
     "clinical": [
-        ("Registered Nurse", 30, ("Senior ",)), ("Nurse Practitioner", 6, _V_FEW),
-        ("Charge Nurse", 4, _NO), ("Clinical Nurse Specialist", 2, _NO),
-        ("Trauma Surgeon", 2, ("Senior ",)), ("Emergency Physician", 3, _NO),
-        ("Attending Physician", 4, ("Senior ",)), ("Physician", 6, _NO), ("Surgeon", 3, _NO),
-        ("Orthopedic Surgeon", 2, _NO), ("Anesthesiologist", 2, _NO), ("Pharmacist", 3, _V_FEW),
-        ("Radiologist", 2, _NO), ("Physical Therapist", 3, _V_FEW),
-        ("Respiratory Therapist", 2, _NO), ("Paramedic", 3, _NO), ("Midwife", 2, _NO),
-        ("Resident Doctor", 3, _NO), ("Emergency Medicine Doctor", 1, _NO),
-        ("Medical Assistant", 6, _NO), ("Patient Care Technician", 4, _NO),
-        ("Ward Clerk", 2, _NO), ("Medical Receptionist", 3, _NO), ("Nursing Manager", 1, _NO),
-        ("Head of Nursing", 0.3, _NO), ("Chief Nursing Officer", 0.05, _NO),
+        ("Registered Nurse", 30, ("Senior ",)),
+        ("Nurse Practitioner", 6, _V_FEW),
+        ("Charge Nurse", 4, _NO),
+        ("Clinical Nurse Specialist", 2, _NO),
+        ("Trauma Surgeon", 2, ("Senior ",)),
+        ("Emergency Physician", 3, _NO),
+        ("Attending Physician", 4, ("Senior ",)),
+        ("Physician", 6, _NO),
+        ("Surgeon", 3, _NO),
+        ("Orthopedic Surgeon", 2, _NO),
+        ("Anesthesiologist", 2, _NO),
+        ("Pharmacist", 3, _V_FEW),
+        ("Radiologist", 2, _NO),
+        ("Physical Therapist", 3, _V_FEW),
+        ("Respiratory Therapist", 2, _NO),
+        ("Paramedic", 3, _NO),
+        ("Midwife", 2, _NO),
+        ("Resident Doctor", 3, _NO),
+        ("Emergency Medicine Doctor", 1, _NO),
+        ("Medical Assistant", 6, _NO),
+        ("Patient Care Technician", 4, _NO),
+        ("Ward Clerk", 2, _NO),
+        ("Medical Receptionist", 3, _NO),
+        ("Nursing Manager", 1, _NO),
+        ("Head of Nursing", 0.3, _NO),
+        ("Chief Nursing Officer", 0.05, _NO),
         ("Director of Clinical Services", 0.1, _NO),
     ],
     "retail": [
-        ("Cashier", 30, _NO), ("Head Cashier", 3, _NO), ("Sales Associate", 20, ("Senior ",)),
-        ("Retail Associate", 8, _NO), ("Store Manager", 3, _NO),
+        ("Cashier", 30, _NO),
+        ("Head Cashier", 3, _NO),
+        ("Sales Associate", 20, ("Senior ",)),
+        ("Retail Associate", 8, _NO),
+        ("Store Manager", 3, _NO),
         ("Assistant Store Manager", 3, _NO),
-        ("Shift Supervisor", 4, _NO), ("Stock Clerk", 6, _NO), ("Merchandiser", 3, _NO),
-        ("Visual Merchandiser", 2, _NO), ("Customer Service Representative", 5, _V_FEW),
-        ("Shop Assistant", 4, _NO), ("Greeter", 2, _NO), ("Store Clerk", 4, _NO),
-        ("Loss Prevention Officer", 2, _NO), ("Regional Store Director", 0.2, _NO),
+        ("Shift Supervisor", 4, _NO),
+        ("Stock Clerk", 6, _NO),
+        ("Merchandiser", 3, _NO),
+        ("Visual Merchandiser", 2, _NO),
+        ("Customer Service Representative", 5, _V_FEW),
+        ("Shop Assistant", 4, _NO),
+        ("Greeter", 2, _NO),
+        ("Store Clerk", 4, _NO),
+        ("Loss Prevention Officer", 2, _NO),
+        ("Regional Store Director", 0.2, _NO),
     ],
     "plant": [
         ("CNC Machine Operator", 15, ("Senior ", "Lead ", "Trainee ")),
-        ("Machine Operator", 12, ("Senior ", "Trainee ")), ("Forklift Driver", 6, _NO),
-        ("Assembler", 10, _NO), ("Welder", 5, ("Senior ",)), ("Machinist", 5, ("Senior ",)),
-        ("Production Worker", 10, _NO), ("Line Worker", 6, _NO),
-        ("Maintenance Technician", 5, ("Senior ",)), ("Quality Inspector", 4, _NO),
-        ("Production Supervisor", 3, _NO), ("Warehouse Associate", 8, _NO), ("Shift Lead", 2, _NO),
-        ("Plant Manager", 0.5, _NO), ("Plant Director", 0.2, _NO),
-        ("Production Planner", 2, _V_FEW), ("Logistics Coordinator", 2, _NO),
-        ("Electrician", 3, _NO), ("Process Engineer", 2, _V_PRO),
+        ("Machine Operator", 12, ("Senior ", "Trainee ")),
+        ("Forklift Driver", 6, _NO),
+        ("Assembler", 10, _NO),
+        ("Welder", 5, ("Senior ",)),
+        ("Machinist", 5, ("Senior ",)),
+        ("Production Worker", 10, _NO),
+        ("Line Worker", 6, _NO),
+        ("Maintenance Technician", 5, ("Senior ",)),
+        ("Quality Inspector", 4, _NO),
+        ("Production Supervisor", 3, _NO),
+        ("Warehouse Associate", 8, _NO),
+        ("Shift Lead", 2, _NO),
+        ("Plant Manager", 0.5, _NO),
+        ("Plant Director", 0.2, _NO),
+        ("Production Planner", 2, _V_FEW),
+        ("Logistics Coordinator", 2, _NO),
+        ("Electrician", 3, _NO),
+        ("Process Engineer", 2, _V_PRO),
         ("Apprentice Mechanic", 1.5, _NO),
     ],
     "sales": [
-        ("Account Executive", 12, ("Senior ", "Junior ", "Sr. ")), ("Account Manager", 8, _V_FEW),
-        ("Key Account Manager", 4, _NO), ("Sales Representative", 10, _V_ALL),
-        ("Sales Manager", 3, _NO), ("Business Development Representative", 5, _V_FEW),
-        ("Sales Engineer", 3, _V_FEW), ("Inside Sales Representative", 5, _NO),
-        ("Field Sales Representative", 4, _NO), ("Sales Operations Analyst", 2, _NO),
-        ("Customer Success Manager", 3, _NO), ("Regional Sales Director", 0.5, _NO),
-        ("Vice President, Sales", 0.1, _NO), ("Head of Sales EMEA", 0.1, _NO),
+        ("Account Executive", 12, ("Senior ", "Junior ", "Sr. ")),
+        ("Account Manager", 8, _V_FEW),
+        ("Key Account Manager", 4, _NO),
+        ("Sales Representative", 10, _V_ALL),
+        ("Sales Manager", 3, _NO),
+        ("Business Development Representative", 5, _V_FEW),
+        ("Sales Engineer", 3, _V_FEW),
+        ("Inside Sales Representative", 5, _NO),
+        ("Field Sales Representative", 4, _NO),
+        ("Sales Operations Analyst", 2, _NO),
+        ("Customer Success Manager", 3, _NO),
+        ("Regional Sales Director", 0.5, _NO),
+        ("Vice President, Sales", 0.1, _NO),
+        ("Head of Sales EMEA", 0.1, _NO),
     ],
     "it": [
-        ("Service Desk Technician", 10, ("Senior ", "Junior ")), ("Help Desk Analyst", 6, _V_FEW),
-        ("Helpdesk Technician", 3, _NO), ("IT Support Specialist", 6, _V_FEW),
-        ("Desktop Support Technician", 5, _NO), ("System Administrator", 5, ("Senior ", "Junior ")),
-        ("Network Administrator", 3, _V_FEW), ("Sysadmin", 1, _NO), ("IT Project Manager", 2, _NO),
-        ("Security Analyst", 3, _V_FEW), ("Database Administrator", 2, _V_FEW),
-        ("Cloud Engineer", 3, _V_PRO), ("DevOps Engineer", 3, _V_PRO), ("IT Manager", 1, _NO),
-        ("Chief Information Officer", 0.05, _NO), ("Director of IT", 0.1, _NO),
+        ("Service Desk Technician", 10, ("Senior ", "Junior ")),
+        ("Help Desk Analyst", 6, _V_FEW),
+        ("Helpdesk Technician", 3, _NO),
+        ("IT Support Specialist", 6, _V_FEW),
+        ("Desktop Support Technician", 5, _NO),
+        ("System Administrator", 5, ("Senior ", "Junior ")),
+        ("Network Administrator", 3, _V_FEW),
+        ("Sysadmin", 1, _NO),
+        ("IT Project Manager", 2, _NO),
+        ("Security Analyst", 3, _V_FEW),
+        ("Database Administrator", 2, _V_FEW),
+        ("Cloud Engineer", 3, _V_PRO),
+        ("DevOps Engineer", 3, _V_PRO),
+        ("IT Manager", 1, _NO),
+        ("Chief Information Officer", 0.05, _NO),
+        ("Director of IT", 0.1, _NO),
     ],
     "engineering": [
-        ("Software Engineer", 30, _V_PRO), ("Software Developer", 10, _V_PRO),
-        ("Data Scientist", 5, _V_PRO), ("Data Analyst", 5, _V_ALL), ("Solutions Architect", 3, _NO),
-        ("Mechanical Engineer", 5, _V_PRO), ("Electrical Engineer", 4, _V_PRO),
-        ("UX Designer", 3, _V_FEW), ("QA Engineer", 4, _V_ALL), ("Research Scientist", 2, _V_FEW),
-        ("Firmware Engineer", 2, _V_PRO), ("Engineering Manager", 2, _NO),
-        ("Product Designer", 2, _NO), ("Engineering Intern", 1, _NO), ("VP Engineering", 0.05, _NO),
+        ("Software Engineer", 30, _V_PRO),
+        ("Software Developer", 10, _V_PRO),
+        ("Data Scientist", 5, _V_PRO),
+        ("Data Analyst", 5, _V_ALL),
+        ("Solutions Architect", 3, _NO),
+        ("Mechanical Engineer", 5, _V_PRO),
+        ("Electrical Engineer", 4, _V_PRO),
+        ("UX Designer", 3, _V_FEW),
+        ("QA Engineer", 4, _V_ALL),
+        ("Research Scientist", 2, _V_FEW),
+        ("Firmware Engineer", 2, _V_PRO),
+        ("Engineering Manager", 2, _NO),
+        ("Product Designer", 2, _NO),
+        ("Engineering Intern", 1, _NO),
+        ("VP Engineering", 0.05, _NO),
         ("Chief Technology Officer", 0.02, _NO),
     ],
     "corporate": [
-        ("Accountant", 10, _V_ALL), ("Financial Analyst", 8, _V_ALL), ("Controller", 2, _NO),
-        ("HR Business Partner", 4, _V_FEW), ("Recruiter", 4, _V_FEW),
-        ("Payroll Specialist", 3, _NO), ("Paralegal", 2, _NO), ("Legal Counsel", 2, _V_FEW),
-        ("Marketing Specialist", 6, _V_ALL), ("Marketing Coordinator", 4, _NO),
-        ("Content Writer", 2, _NO), ("Procurement Officer", 3, _NO), ("Buyer", 3, _V_FEW),
-        ("Administrative Assistant", 6, _NO), ("Executive Assistant", 2, _NO),
-        ("Office Manager", 2, _NO), ("Project Coordinator", 4, _NO),
-        ("Business Analyst", 5, _V_ALL), ("Communications Specialist", 2, _NO),
-        ("Receptionist", 2, _NO), ("Compliance Officer", 2, _NO),
-        ("Internal Auditor", 2, _V_FEW), ("Product Manager", 4, _V_FEW),
+        ("Accountant", 10, _V_ALL),
+        ("Financial Analyst", 8, _V_ALL),
+        ("Controller", 2, _NO),
+        ("HR Business Partner", 4, _V_FEW),
+        ("Recruiter", 4, _V_FEW),
+        ("Payroll Specialist", 3, _NO),
+        ("Paralegal", 2, _NO),
+        ("Legal Counsel", 2, _V_FEW),
+        ("Marketing Specialist", 6, _V_ALL),
+        ("Marketing Coordinator", 4, _NO),
+        ("Content Writer", 2, _NO),
+        ("Procurement Officer", 3, _NO),
+        ("Buyer", 3, _V_FEW),
+        ("Administrative Assistant", 6, _NO),
+        ("Executive Assistant", 2, _NO),
+        ("Office Manager", 2, _NO),
+        ("Project Coordinator", 4, _NO),
+        ("Business Analyst", 5, _V_ALL),
+        ("Communications Specialist", 2, _NO),
+        ("Receptionist", 2, _NO),
+        ("Compliance Officer", 2, _NO),
+        ("Internal Auditor", 2, _V_FEW),
+        ("Product Manager", 4, _V_FEW),
         ("Project Manager", 4, _V_FEW),
-        ("Facilities Coordinator", 2, _NO), ("Finance Manager", 1.5, _NO), ("HR Manager", 1, _NO),
-        ("Team Lead, Accounts Payable", 0.5, _NO), ("Senior Manager, Procurement", 0.3, _NO),
-        ("Head of Legal", 0.1, _NO), ("Director of Finance", 0.3, _NO),
-        ("Director, Human Resources", 0.2, _NO), ("Vice President, Marketing", 0.15, _NO),
-        ("Senior Vice President, Operations", 0.05, _NO), ("EVP, Finance", 0.03, _NO),
-        ("SVP Strategy", 0.03, _NO), ("Chief Executive Officer", 0.01, _NO),
-        ("Chief Financial Officer", 0.01, _NO), ("President", 0.01, _NO),
-        ("Interim CFO", 0.01, _NO), ("Marketing Intern", 1, _NO),
+        ("Facilities Coordinator", 2, _NO),
+        ("Finance Manager", 1.5, _NO),
+        ("HR Manager", 1, _NO),
+        ("Team Lead, Accounts Payable", 0.5, _NO),
+        ("Senior Manager, Procurement", 0.3, _NO),
+        ("Head of Legal", 0.1, _NO),
+        ("Director of Finance", 0.3, _NO),
+        ("Director, Human Resources", 0.2, _NO),
+        ("Vice President, Marketing", 0.15, _NO),
+        ("Senior Vice President, Operations", 0.05, _NO),
+        ("EVP, Finance", 0.03, _NO),
+        ("SVP Strategy", 0.03, _NO),
+        ("Chief Executive Officer", 0.01, _NO),
+        ("Chief Financial Officer", 0.01, _NO),
+        ("President", 0.01, _NO),
+        ("Interim CFO", 0.01, _NO),
+        ("Marketing Intern", 1, _NO),
     ],
 }
 
 # Directory data is not tidy: a few titles arrive shouting, in lower case or padded.
 TITLE_QUIRKS = [
-    ("REGISTERED NURSE", "clinical", 0.5), ("cashier", "retail", 0.5),
-    (" Cashier ", "retail", 0.1), ("software engineer", "engineering", 0.3),
-    ("ACCOUNT EXECUTIVE", "sales", 0.2), ("Sr.Accountant", "corporate", 0.1),
+    ("REGISTERED NURSE", "clinical", 0.5),
+    ("cashier", "retail", 0.5),
+    (" Cashier ", "retail", 0.1),
+    ("software engineer", "engineering", 0.3),
+    ("ACCOUNT EXECUTIVE", "sales", 0.2),
+    ("Sr.Accountant", "corporate", 0.1),
     ("vice president, marketing", "corporate", 0.02),
 ]
 
 DEPARTMENTS: dict[str, list[str]] = {
-    "clinical": ["Emergency Medicine", "Trauma Surgery", "Cardiology", "Surgery", "Nursing",
-                 "Pediatrics", "Radiology", "Oncology", "Patient Services", "Pharmacy",
-                 "Intensive Care", "Emergency Department", "Orthopedics", "Maternity"],
-    "retail": ["Stores", "Retail Operations", "Store Operations", "Customer Service",
-               "Merchandising", "Loss Prevention", "Store 114", "E-Commerce Fulfilment"],
-    "plant": ["Production", "Manufacturing", "Maintenance", "Logistics", "Quality Assurance",
-              "Warehouse Operations", "Supply Chain", "Plant Engineering", "Tooling"],
-    "sales": ["Sales EMEA", "Sales Americas", "Sales APAC", "Inside Sales", "Business Development",
-              "Account Management", "Field Service", "Revenue Operations", "Key Accounts"],
-    "it": ["IT", "IT Operations", "Information Technology", "IT Service Desk", "Infrastructure",
-           "Information Security", "IT Applications", "Digital Workplace"],
-    "engineering": ["R&D", "Engineering", "Software Development", "Data Science",
-                    "Product Engineering", "Platform Engineering", "Research",
-                    "Hardware Engineering"],
-    "corporate": ["Finance", "Accounting", "Human Resources", "Legal", "Marketing", "Procurement",
-                  "Facilities", "Communications", "Executive Office", "Strategy", "Compliance",
-                  "Internal Audit", "Customer Success", "Treasury", "Tax", "Investor Relations"],
+    "clinical": [
+        "Emergency Medicine",
+        "Trauma Surgery",
+        "Cardiology",
+        "Surgery",
+        "Nursing",
+        "Pediatrics",
+        "Radiology",
+        "Oncology",
+        "Patient Services",
+        "Pharmacy",
+        "Intensive Care",
+        "Emergency Department",
+        "Orthopedics",
+        "Maternity",
+    ],
+    "retail": [
+        "Stores",
+        "Retail Operations",
+        "Store Operations",
+        "Customer Service",
+        "Merchandising",
+        "Loss Prevention",
+        "Store 114",
+        "E-Commerce Fulfilment",
+    ],
+    "plant": [
+        "Production",
+        "Manufacturing",
+        "Maintenance",
+        "Logistics",
+        "Quality Assurance",
+        "Warehouse Operations",
+        "Supply Chain",
+        "Plant Engineering",
+        "Tooling",
+    ],
+    "sales": [
+        "Sales EMEA",
+        "Sales Americas",
+        "Sales APAC",
+        "Inside Sales",
+        "Business Development",
+        "Account Management",
+        "Field Service",
+        "Revenue Operations",
+        "Key Accounts",
+    ],
+    "it": [
+        "IT",
+        "IT Operations",
+        "Information Technology",
+        "IT Service Desk",
+        "Infrastructure",
+        "Information Security",
+        "IT Applications",
+        "Digital Workplace",
+    ],
+    "engineering": [
+        "R&D",
+        "Engineering",
+        "Software Development",
+        "Data Science",
+        "Product Engineering",
+        "Platform Engineering",
+        "Research",
+        "Hardware Engineering",
+    ],
+    "corporate": [
+        "Finance",
+        "Accounting",
+        "Human Resources",
+        "Legal",
+        "Marketing",
+        "Procurement",
+        "Facilities",
+        "Communications",
+        "Executive Office",
+        "Strategy",
+        "Compliance",
+        "Internal Audit",
+        "Customer Success",
+        "Treasury",
+        "Tax",
+        "Investor Relations",
+    ],
 }
 
-_CITIES = ["Vienna", "Graz", "Linz", "Munich", "Berlin", "Hamburg", "Lyon", "Paris", "Milan",
-           "Madrid", "Leeds", "Dublin", "Chicago", "Austin", "Toronto", "Dallas", "Denver",
-           "Phoenix", "Atlanta", "Boston"]
+_CITIES = [
+    "Vienna",
+    "Graz",
+    "Linz",
+    "Munich",
+    "Berlin",
+    "Hamburg",
+    "Lyon",
+    "Paris",
+    "Milan",
+    "Madrid",
+    "Leeds",
+    "Dublin",
+    "Chicago",
+    "Austin",
+    "Toronto",
+    "Dallas",
+    "Denver",
+    "Phoenix",
+    "Atlanta",
+    "Boston",
+]
 SITES: dict[str, list[str]] = {
     "hq": ["Munich HQ", "Headquarters Chicago", "Head Office London", "HQ Vienna"],
-    "office": ["Vienna Office", "Berlin", "Paris La Defense", "New York - Midtown", "Toronto",
-               "Singapore", "Sydney", "Austin Campus", "Dublin Docklands", "Zurich",
-               "Madrid Business Park", "Warsaw Tech Hub", "Bangalore", "Sao Paulo", "Tokyo"],
-    "plant": ["Plant Linz", "Plant Gyor", "Detroit Assembly Plant", "Monterrey Factory",
-              "Rotterdam Warehouse", "Memphis Distribution Center", "Sheffield Steel Works",
-              "Kemi Paper Mill", "Leipzig Distribution Centre", "Plant Brno"],
-    "clinic": ["St. Mary Hospital", "Northside Clinic", "University Medical Center",
-               "Riverside Medical Centre", "Children's Hospital Boston", "Lakeside Clinic",
-               "General Hospital Graz", "Eastside Urgent Care Clinic"],
+    "office": [
+        "Vienna Office",
+        "Berlin",
+        "Paris La Defense",
+        "New York - Midtown",
+        "Toronto",
+        "Singapore",
+        "Sydney",
+        "Austin Campus",
+        "Dublin Docklands",
+        "Zurich",
+        "Madrid Business Park",
+        "Warsaw Tech Hub",
+        "Bangalore",
+        "Sao Paulo",
+        "Tokyo",
+    ],
+    "plant": [
+        "Plant Linz",
+        "Plant Gyor",
+        "Detroit Assembly Plant",
+        "Monterrey Factory",
+        "Rotterdam Warehouse",
+        "Memphis Distribution Center",
+        "Sheffield Steel Works",
+        "Kemi Paper Mill",
+        "Leipzig Distribution Centre",
+        "Plant Brno",
+    ],
+    "clinic": [
+        "St. Mary Hospital",
+        "Northside Clinic",
+        "University Medical Center",
+        "Riverside Medical Centre",
+        "Children's Hospital Boston",
+        "Lakeside Clinic",
+        "General Hospital Graz",
+        "Eastside Urgent Care Clinic",
+    ],
     "store": [f"Store {n:03d} {_CITIES[n % len(_CITIES)]}" for n in range(1, 151)]
     + ["Outlet Graz", "Outlet Parndorf", "Flagship Shop Milan", "Airport Shop Vienna"],
     "remote": ["Remote", "Remote - Lyon", "Remote - Texas", "Home Office", "Telework", "Virtual"],
@@ -222,26 +424,66 @@ SITE_MIX: dict[str, dict[str | None, float]] = {
     "corporate": {"hq": 40, "office": 34, "remote": 15, "plant": 3, "clinic": 2, None: 6},
 }
 SEGMENTS: dict[str, float] = {
-    "corporate": 28, "clinical": 16, "retail": 15, "plant": 15, "engineering": 12, "sales": 8,
+    "corporate": 28,
+    "clinical": 16,
+    "retail": 15,
+    "plant": 15,
+    "engineering": 12,
+    "sales": 8,
     "it": 6,
 }
 
 EMPLOYEE_TYPES: dict[str | None, float] = {
-    "employee": 84, "Employee": 1, "contractor": 6.5, "Contractor": 0.5, "consultant": 1,
-    "intern": 2, "service": 0.4, None: 4.6,
+    "employee": 84,
+    "Employee": 1,
+    "contractor": 6.5,
+    "Contractor": 0.5,
+    "consultant": 1,
+    "intern": 2,
+    "service": 0.4,
+    None: 4.6,
 }
 ACCOUNT_CONTROL: dict[str | None, float] = {
-    "512": 88, "66048": 6, "514": 4.5, "66050": 0.5, "544": 0.5, None: 0.5,
+    "512": 88,
+    "66048": 6,
+    "514": 4.5,
+    "66050": 0.5,
+    "544": 0.5,
+    None: 0.5,
 }
-SENIORITY_LEVELS = dict(zip(
-    (str(n) for n in range(1, 11)), (3, 10, 16, 18, 16, 12, 9, 7, 5, 4), strict=True
-))
+SENIORITY_LEVELS = dict(
+    zip((str(n) for n in range(1, 11)), (3, 10, 16, 18, 16, 12, 9, 7, 5, 4), strict=True)
+)
 CUSTOMER_FACING: dict[str | None, float] = {
-    "TRUE": 7, "FALSE": 6, "true": 1, "false": 0.5, "yes": 0.3, "N": 0.2, None: 85,
+    "TRUE": 7,
+    "FALSE": 6,
+    "true": 1,
+    "false": 0.5,
+    "yes": 0.3,
+    "N": 0.2,
+    None: 85,
 }
-_NAME_STEMS = [f"{a}{b}" for a in "abcdefghijklmnoprstvwz" for b in
-               ("smith", "jones", "muller", "garcia", "rossi", "novak", "kim", "patel",
-                "dubois", "silva", "berg", "tanaka", "nguyen", "brown", "wagner")]
+_NAME_STEMS = [
+    f"{a}{b}"
+    for a in "abcdefghijklmnoprstvwz"
+    for b in (
+        "smith",
+        "jones",
+        "muller",
+        "garcia",
+        "rossi",
+        "novak",
+        "kim",
+        "patel",
+        "dubois",
+        "silva",
+        "berg",
+        "tanaka",
+        "nguyen",
+        "brown",
+        "wagner",
+    )
+]
 _SERVICE_PURPOSES = ["backup", "sql", "sccm", "print", "scan", "monitor", "deploy", "web"]
 
 
@@ -366,17 +608,39 @@ def generate_employees(count: int, seed: int) -> list[Employee]:
 _I = re.IGNORECASE
 # facts.yaml, role.family (first matching line wins; default general)
 FAMILY_TABLE = (
-    (re.compile(r"\b(surgeon|physician|doctor|nurse|clinician|paramedic|pharmacist|radiologist"
-                r"|therapist|midwife)", _I), "clinical"),
-    (re.compile(r"\b(help ?desk|service desk|it support|desktop support|support technician"
-                r"|system administrator|sysadmin|network administrator)", _I), "it-support"),
-    (re.compile(r"\b(sales|account executive|account manager|business development)\b", _I),
-     "sales"),
+    (
+        re.compile(
+            r"\b(surgeon|physician|doctor|nurse|clinician|paramedic|pharmacist|radiologist"
+            r"|therapist|midwife)",
+            _I,
+        ),
+        "clinical",
+    ),
+    (
+        re.compile(
+            r"\b(help ?desk|service desk|it support|desktop support|support technician"
+            r"|system administrator|sysadmin|network administrator)",
+            _I,
+        ),
+        "it-support",
+    ),
+    (
+        re.compile(r"\b(sales|account executive|account manager|business development)\b", _I),
+        "sales",
+    ),
     (re.compile(r"\b(cashier|store|retail|shop|merchandiser)\b", _I), "retail"),
-    (re.compile(r"\b(engineer|developer|architect|scientist|designer|data analyst)\b", _I),
-     "engineering"),
-    (re.compile(r"\b(operator|machinist|assembler|technician|welder|forklift|production"
-                r"|line worker|maintenance)\b", _I), "production"),
+    (
+        re.compile(r"\b(engineer|developer|architect|scientist|designer|data analyst)\b", _I),
+        "engineering",
+    ),
+    (
+        re.compile(
+            r"\b(operator|machinist|assembler|technician|welder|forklift|production"
+            r"|line worker|maintenance)\b",
+            _I,
+        ),
+        "production",
+    ),
 )
 # facts.yaml, location.site_type (default office)
 SITE_TYPE_TABLE = (
@@ -397,10 +661,13 @@ SENIORITY_TABLE = (
     (re.compile(r"\b(junior|jr\.?|intern|trainee|apprentice)\b", _I), 2.0),
 )
 CUSTOMER_DEPARTMENT = re.compile(
-    r"\b(sales|retail|stores?|customer|patient|field service|account management)\b", _I)
+    r"\b(sales|retail|stores?|customer|patient|field service|account management)\b", _I
+)
 CUSTOMER_TITLE = re.compile(
     r"\b(sales|cashier|receptionist|account executive|account manager|customer|nurse|physician"
-    r"|field)\b", _I)
+    r"|field)\b",
+    _I,
+)
 SERVICE_ID = re.compile(r"^(svc|srv|sa)[-_.]", _I)
 SERVICE_DN = re.compile(r"ou=service accounts", _I)
 # personas.yaml
@@ -529,8 +796,10 @@ def hand_written_decider() -> Callable[[Employee], Assignment]:
             etype = employee_types[raw] = _employee_type_info(raw)
         contractor, intern, service = etype
         if service is None:
-            service = (SERVICE_ID.search(employee.id) is not None
-                       or SERVICE_DN.search(employee.dn) is not None)
+            service = (
+                SERVICE_ID.search(employee.id) is not None
+                or SERVICE_DN.search(employee.dn) is not None
+            )
         if service:
             return OUT_OF_SCOPE
 
@@ -692,18 +961,21 @@ def run(count: int, seed: int, rules: Path) -> dict[str, Any]:
     mismatches = 0
     examples: list[dict[str, Any]] = []
     distribution: Counter[str] = Counter()
-    for employee, decisions, expected in zip(
-        employees, engine_results, hand_results, strict=True
-    ):
+    for employee, decisions, expected in zip(employees, engine_results, hand_results, strict=True):
         got = _assignment(decisions[0])
         distribution[got[0] or "(out of scope)"] += 1
         if got != expected:
             mismatches += 1
             if len(examples) < 5:
-                examples.append({
-                    "id": employee.id, "dn": employee.dn, "attributes": dict(employee.attributes),
-                    "engine": list(got), "hand_written": list(expected),
-                })
+                examples.append(
+                    {
+                        "id": employee.id,
+                        "dn": employee.dn,
+                        "attributes": dict(employee.attributes),
+                        "engine": list(got),
+                        "hand_written": list(expected),
+                    }
+                )
 
     cpu = {key: took[0] for key, took in seconds.items()}
     engine_rate = count / cpu["decide"]
@@ -784,11 +1056,20 @@ def render(summary: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--employees", type=int, default=DEFAULT_EMPLOYEES, metavar="N",
-                        help=f"synthetic employees to generate (default {DEFAULT_EMPLOYEES:,})")
+    parser.add_argument(
+        "--employees",
+        type=int,
+        default=DEFAULT_EMPLOYEES,
+        metavar="N",
+        help=f"synthetic employees to generate (default {DEFAULT_EMPLOYEES:,})",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    parser.add_argument("--rules", type=Path, default=DEFAULT_RULES,
-                        help="rule folder (default rules/, the default catalog)")
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        default=DEFAULT_RULES,
+        help="rule folder (default rules/, the default catalog)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead")
     args = parser.parse_args(argv)
     if args.employees < 1:

@@ -58,8 +58,17 @@ def serve(connection: Any, users: int, quota: bool, folder: str) -> None:
         if quota:
             fake.faults.latency = LATENCY
             fake.faults.write_quota = QUOTA
-        connection.send(Served(fake.tenant_id, fake.app.client_id, fake.app.secret,
-                               fake.authority, fake.graph_url, str(fake.ca_file), ids))
+        connection.send(
+            Served(
+                fake.tenant_id,
+                fake.app.client_id,
+                fake.app.secret,
+                fake.authority,
+                fake.graph_url,
+                str(fake.ca_file),
+                ids,
+            )
+        )
         connection.recv()  # stop
         throttled = sum(1 for r in fake.requests if r.status == 429)
         connection.send((throttled, len(fake.writes)))
@@ -67,22 +76,29 @@ def serve(connection: Any, users: int, quota: bool, folder: str) -> None:
 
 def directory_for(served: Served, concurrency: int) -> EntraDirectory:
     spec = EntraDirectoryConfig(
-        type="entra", tenant_id=served.tenant_id, client_id=served.client_id,
+        type="entra",
+        tenant_id=served.tenant_id,
+        client_id=served.client_id,
         authority_host=served.authority.rsplit("/", 1)[0],
         graph_endpoint=served.graph_url.removesuffix("/v1.0"),
-        ca_file=Path(served.ca_file), concurrency=concurrency, max_retries=50,
+        ca_file=Path(served.ca_file),
+        concurrency=concurrency,
+        max_retries=50,
     )
     return EntraDirectory(spec, Credential(secret=Secret(served.secret, "bench")))
 
 
-def apply_all(users: int, concurrency: int, quota: bool,
-              folder: str) -> tuple[float, dict[str, int], int, int]:
+def apply_all(
+    users: int, concurrency: int, quota: bool, folder: str
+) -> tuple[float, dict[str, int], int, int]:
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(child, users, quota, folder))
     server.start()
     served: Served = parent.recv()
-    changes = [Change(f"u{i}", user_id, TARGET, None, "engineer")
-               for i, user_id in enumerate(served.user_ids)]
+    changes = [
+        Change(f"u{i}", user_id, TARGET, None, "engineer")
+        for i, user_id in enumerate(served.user_ids)
+    ]
     directory = directory_for(served, concurrency)
     try:
         directory.token()  # the token is not part of the write time
@@ -107,21 +123,31 @@ def main() -> int:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         elapsed, counts, throttled, written = apply_all(
-            options.users, options.concurrency, True, f"{temp}/a")
+            options.users, options.concurrency, True, f"{temp}/a"
+        )
         count, window = QUOTA
         floor = (math.ceil(options.users / count) - 1) * window + 2 * LATENCY
-        print(f"quota run            {options.users:,} changes in {elapsed:.2f} s ({counts}); "
-              f"{throttled:,} sub-requests answered 429; {written:,} writes on the server")
-        print(f"floor                {floor:.2f} s (quota {count:,} writes / {window:g} s, "
-              f"{LATENCY * 1000:.0f} ms latency)")
-        print(f"ratio to floor       {elapsed / floor:.2f}x (target <= 1.2x: "
-              f"{'met' if elapsed <= 1.2 * floor else 'NOT met'})")
-        elapsed, counts, _, written = apply_all(options.users, options.concurrency, False,
-                                                f"{temp}/b")
+        print(
+            f"quota run            {options.users:,} changes in {elapsed:.2f} s ({counts}); "
+            f"{throttled:,} sub-requests answered 429; {written:,} writes on the server"
+        )
+        print(
+            f"floor                {floor:.2f} s (quota {count:,} writes / {window:g} s, "
+            f"{LATENCY * 1000:.0f} ms latency)"
+        )
+        print(
+            f"ratio to floor       {elapsed / floor:.2f}x (target <= 1.2x: "
+            f"{'met' if elapsed <= 1.2 * floor else 'NOT met'})"
+        )
+        elapsed, counts, _, written = apply_all(
+            options.users, options.concurrency, False, f"{temp}/b"
+        )
         rate = options.users / elapsed
-        print(f"no quota             {options.users:,} changes in {elapsed:.2f} s = {rate:,.0f} "
-              f"writes/s ({counts}; {written:,} writes on the server); target >= 1,000/s: "
-              f"{'met' if rate >= 1000 else 'NOT met'}")
+        print(
+            f"no quota             {options.users:,} changes in {elapsed:.2f} s = {rate:,.0f} "
+            f"writes/s ({counts}; {written:,} writes on the server); target >= 1,000/s: "
+            f"{'met' if rate >= 1000 else 'NOT met'}"
+        )
     return 0
 
 

@@ -50,9 +50,14 @@ def run(folder: Path, *args: str) -> tuple[float, float, subprocess.CompletedPro
     """Run persona-sync in a fresh process; return wall seconds and its own peak RSS (MB)."""
     peak_file = folder / "peak.txt"
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(peak_file), *args], cwd=folder,
-                          capture_output=True, text=True, check=False,
-                          env={**os.environ, "PERSONA_SYNC_LOG_FORMAT": "json"})
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(peak_file), *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PERSONA_SYNC_LOG_FORMAT": "json"},
+    )
     elapsed = time.perf_counter() - started
     if done.returncode not in (0, 2):
         sys.exit(f"persona-sync {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
@@ -73,20 +78,28 @@ def main() -> int:
         data = ldif_bytes(generate_company(options.employees, options.seed))
         (folder / "company.ldif").write_bytes(data)
         (folder / "persona-sync.yaml").write_text(CONFIG.format(rules=REPO / "rules"))
-        print(f"directory            {options.employees:,} employees, {len(data) / 1e6:.1f} MB LDIF "
-              f"(generated in {time.perf_counter() - started:.1f} s, not timed)")
+        print(
+            f"directory            {options.employees:,} employees, {len(data) / 1e6:.1f} MB LDIF "
+            f"(generated in {time.perf_counter() - started:.1f} s, not timed)"
+        )
         first, first_mb, done = run(folder, "plan", "-q", "-o", "plan.json")
         changes = json.loads((folder / "plan.json").read_text())["summary"]["changes"]
-        print(f"plan (first run)     {first:6.2f} s   peak {first_mb:5.0f} MB   {changes:,} changes")
+        print(
+            f"plan (first run)     {first:6.2f} s   peak {first_mb:5.0f} MB   {changes:,} changes"
+        )
         applied, applied_mb, _ = run(folder, "apply", "-q", "--force", "plan.json")
         print(f"apply --force        {applied:6.2f} s   peak {applied_mb:5.0f} MB   (reference)")
         second, second_mb, done = run(folder, "plan", "-q", "--format", "json")
         changes = json.loads(done.stdout)["summary"]["changes"]
-        print(f"plan (no changes)    {second:6.2f} s   peak {second_mb:5.0f} MB   {changes:,} changes")
+        print(
+            f"plan (no changes)    {second:6.2f} s   peak {second_mb:5.0f} MB   {changes:,} changes"
+        )
         ok = first < 10 and second < 10 and max(first_mb, second_mb) < 500 and changes == 0
         verdict = "met" if ok else "NOT met"
-        print(f"targets              < 10 s and < 500 MB per plan, second run no slower: {verdict}"
-              f" (second/first = {second / first:.2f})")
+        print(
+            f"targets              < 10 s and < 500 MB per plan, second run no slower: {verdict}"
+            f" (second/first = {second / first:.2f})"
+        )
     return 0
 
 

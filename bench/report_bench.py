@@ -23,16 +23,40 @@ from persona_sync.render import render_json
 from persona_sync.report import build_plan_report, render_html, render_markdown
 from persona_sync.report.population import PopulationRow
 
-PERSONAS = ("knowledge-worker", "engineer", "plant-floor", "frontline", "field-sales",
-            "clinician", "tech-support", "remote-worker", "vip")
-RULES = {"knowledge-worker": "default", "engineer": "engineer-by-title",
-         "plant-floor": "plant-floor-production", "frontline": "frontline-store",
-         "field-sales": "field-sales-rep", "clinician": "clinician-by-title",
-         "tech-support": "tech-support-it", "remote-worker": "remote-by-site",
-         "vip": "vip-executive"}
+PERSONAS = (
+    "knowledge-worker",
+    "engineer",
+    "plant-floor",
+    "frontline",
+    "field-sales",
+    "clinician",
+    "tech-support",
+    "remote-worker",
+    "vip",
+)
+RULES = {
+    "knowledge-worker": "default",
+    "engineer": "engineer-by-title",
+    "plant-floor": "plant-floor-production",
+    "frontline": "frontline-store",
+    "field-sales": "field-sales-rep",
+    "clinician": "clinician-by-title",
+    "tech-support": "tech-support-it",
+    "remote-worker": "remote-by-site",
+    "vip": "vip-executive",
+}
 SITES = [f"Site {i:03}" for i in range(140)] + ["Munich HQ", "Home Office", "Zürich Office"]
-COUNTRIES = ("Germany", "Austria", "France", "Poland", "United Kingdom", "Mexico", "Ireland",
-             "United States", "Switzerland")
+COUNTRIES = (
+    "Germany",
+    "Austria",
+    "France",
+    "Poland",
+    "United Kingdom",
+    "Mexico",
+    "Ireland",
+    "United States",
+    "Switzerland",
+)
 DEPARTMENTS = [f"Department {i:02}" for i in range(60)] + ["R&D", "Finance & Control"]
 TITLES = [f"Title {i:03}" for i in range(400)]
 GIVEN = ("Anna", "Jörg", "Zoë", "Łukasz", "María", "John", "Aarav", "Chloé", "Søren", "Mia")
@@ -40,8 +64,9 @@ T = TypeVar("T")
 FAMILY = ("Müller", "Smith", "Nowak", "García", "O'Brien", "Kowalski", "Dubois", "Rossi")
 
 
-def synthetic_plan(changes: int, population: int,
-                   seed: int = 6) -> tuple[Plan, list[PopulationRow]]:
+def synthetic_plan(
+    changes: int, population: int, seed: int = 6
+) -> tuple[Plan, list[PopulationRow]]:
     rng = random.Random(seed)
     rows: list[PopulationRow] = []
     planned: list[PlannedChange] = []
@@ -50,29 +75,55 @@ def synthetic_plan(changes: int, population: int,
         site, country = rng.choice(SITES), rng.choice(COUNTRIES)
         department = rng.choice(DEPARTMENTS)
         account = f"u{i:06}"
-        rows.append(PopulationRow(account, {"persona": persona}, {"persona": RULES[persona]},
-                                  {"site": site, "country": country, "department": department}))
+        rows.append(
+            PopulationRow(
+                account,
+                {"persona": persona},
+                {"persona": RULES[persona]},
+                {"site": site, "country": country, "department": department},
+            )
+        )
         if i >= changes:
             continue
         name = f"{rng.choice(FAMILY)}\\, {rng.choice(GIVEN)} {i}"
         old = None if rng.random() < 0.8 else rng.choice(PERSONAS)
-        facts = {"role.title": rng.choice(TITLES), "role.family": persona.split("-")[0],
-                 "location.site_type": "office", "account.disabled": False,
-                 "seniority": float(rng.randint(1, 10))}
-        planned.append(PlannedChange(
-            account, f"CN={name},OU={site},OU=People,DC=contoso,DC=example", "persona",
-            "msDS-cloudExtensionAttribute1", old, persona, persona, RULES[persona], facts))
+        facts = {
+            "role.title": rng.choice(TITLES),
+            "role.family": persona.split("-")[0],
+            "location.site_type": "office",
+            "account.disabled": False,
+            "seniority": float(rng.randint(1, 10)),
+        }
+        planned.append(
+            PlannedChange(
+                account,
+                f"CN={name},OU={site},OU=People,DC=contoso,DC=example",
+                "persona",
+                "msDS-cloudExtensionAttribute1",
+                old,
+                persona,
+                persona,
+                RULES[persona],
+                facts,
+            )
+        )
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.personas["persona"]] = counts.get(row.personas["persona"], 0) + 1
     summary = {
-        "employees": population, "in_scope": population, "out_of_scope": 0,
-        "unchanged": population - len(planned), "changes": len(planned),
-        "employees_changed": len(planned), "foreign_values": 0, "org_chart_problems": 0,
+        "employees": population,
+        "in_scope": population,
+        "out_of_scope": 0,
+        "unchanged": population - len(planned),
+        "changes": len(planned),
+        "employees_changed": len(planned),
+        "foreign_values": 0,
+        "org_chart_problems": 0,
         "scenarios": {"persona": {"personas": counts, "transitions": {}}},
     }
-    provenance = Provenance("bench", "sha256:rules", "sha256:config", "file:/bench.ldif",
-                            "2026-01-01T00:00:00+00:00")
+    provenance = Provenance(
+        "bench", "sha256:rules", "sha256:config", "file:/bench.ldif", "2026-01-01T00:00:00+00:00"
+    )
     return Plan(tuple(planned), (), summary, provenance), rows
 
 
@@ -91,8 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100_000)
     parser.add_argument("--population", type=int, default=120_000)
-    parser.add_argument("--load", action="store_true",
-                        help="Also time reading the plan back from JSON (load_plan).")
+    parser.add_argument(
+        "--load", action="store_true", help="Also time reading the plan back from JSON (load_plan)."
+    )
     parser.add_argument("-o", "--output", type=Path, help="Also save the HTML here.")
     args = parser.parse_args()
     plan, rows = synthetic_plan(args.changes, max(args.population, args.changes))
@@ -105,7 +157,7 @@ def main() -> None:
     markdown, wall, cpu = _timed(lambda: render_markdown(build_plan_report(plan, rows)))
     _line("markdown", wall, cpu, f"{len(markdown.encode()) / 1e3:.0f} kB")
     start = html.index('id="change-list-data">') + len('id="change-list-data">')
-    embedded = len(json.loads(html[start: html.index("</script>", start)])["rows"])
+    embedded = len(json.loads(html[start : html.index("</script>", start)])["rows"])
     print(f"{'change rows embedded:':<31} {embedded:,} of {len(plan.changes):,}")
     if args.load:
         text = render_json(plan)

@@ -63,12 +63,16 @@ def check_safety(plan: Plan, safety: SafetyConfig, force: bool) -> None:
         )
 
 
-def verify_plan(plan: Plan, config: LoadedConfig, rules_checksum: str, directory: Directory) -> None:
+def verify_plan(
+    plan: Plan, config: LoadedConfig, rules_checksum: str, directory: Directory
+) -> None:
     """Refuse a plan made for other rules, another config or another directory."""
     prov = plan.provenance
     if prov.directory != directory.identity:
-        raise PlanError(f"this plan is for directory {prov.directory}, but the config points at "
-                        f"{directory.identity}")
+        raise PlanError(
+            f"this plan is for directory {prov.directory}, but the config points at "
+            f"{directory.identity}"
+        )
     if prov.rules_checksum != rules_checksum:
         raise PlanError("the rules changed since this plan was made: make a new plan")
     if prov.config_checksum != config.checksum:
@@ -97,7 +101,8 @@ def run_changes(
             except DirectoryAborted as exc:
                 done = {id(r.change) for r in exc.results}
                 batch_results = exc.results + [
-                    ChangeResult(c, "failed", f"not written: {exc}") for c in batch
+                    ChangeResult(c, "failed", f"not written: {exc}")
+                    for c in batch
                     if id(c) not in done
                 ]
                 status = "aborted"
@@ -110,14 +115,15 @@ def run_changes(
                 progress(len(results), len(changes))
             if status == "aborted":
                 remaining = changes[start + size :]
-                skipped = [ChangeResult(c, "skipped", "not attempted: run aborted")
-                           for c in remaining]
+                skipped = [
+                    ChangeResult(c, "skipped", "not attempted: run aborted") for c in remaining
+                ]
                 results.extend(skipped)
                 break
     finally:
         counts = Counter(r.status for r in results)
         try:
-            journal.end(dict(counts), status)
+            journal.end({str(key): value for key, value in counts.items()}, status)
         finally:
             journal.close()
     report = RunReport(journal.run_id, journal.path, tuple(results))
@@ -139,8 +145,12 @@ def apply_plan(
     directory.check_targets(sorted({c.attribute for c in plan.changes}))
     with RunLock(config.state_dir, command):
         return run_changes(
-            directory, [c.to_change() for c in plan.changes], config.state_dir, command,
-            progress, plan_checksum=plan.checksum,
+            directory,
+            [c.to_change() for c in plan.changes],
+            config.state_dir,
+            command,
+            progress,
+            plan_checksum=plan.checksum,
         )
 
 
@@ -152,8 +162,16 @@ def rollback_changes(record: RunRecord) -> list[Change]:
     candidates = [w for w in record.writes if w["result"] in ("applied", "failed")]
     candidates += record.unresolved()
     for item in reversed(candidates):
-        original = Change(item["employee"], item["dn"], item["attribute"], item["old"],
-                          item["new"], item.get("persona"), item.get("rule"), item.get("scenario"))
+        original = Change(
+            item["employee"],
+            item["dn"],
+            item["attribute"],
+            item["old"],
+            item["new"],
+            item.get("persona"),
+            item.get("rule"),
+            item.get("scenario"),
+        )
         changes.append(original.reversed())
     return changes
 
@@ -170,5 +188,6 @@ def rollback(
         )
     changes = rollback_changes(record)
     with RunLock(config.state_dir, f"rollback {run_id}"):
-        return run_changes(directory, changes, config.state_dir, "rollback", progress,
-                           rollback_of=run_id)
+        return run_changes(
+            directory, changes, config.state_dir, "rollback", progress, rollback_of=run_id
+        )

@@ -23,8 +23,20 @@ from persona_sync.rules.model import Persona, RuleSet
 CATALOG_FORMAT = "persona-sync-catalog"
 CATALOG_VERSION = 1
 WORK_DIMENSIONS = ("technology", "network", "interaction", "communication", "mobility")
-CSV_COLUMNS = ("id", "name", "description", "precedence", "default", "queue", "tier",
-               "priority", "refresh_months", *WORK_DIMENSIONS, "scenarios", "rules")
+CSV_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "precedence",
+    "default",
+    "queue",
+    "tier",
+    "priority",
+    "refresh_months",
+    *WORK_DIMENSIONS,
+    "scenarios",
+    "rules",
+)
 
 _EXTENSION_ATTRIBUTE = re.compile(
     r"^(?:onPremisesExtensionAttributes\.)?extensionAttribute(1[0-5]|[1-9])$", re.IGNORECASE
@@ -52,12 +64,20 @@ class CatalogEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "description": self.description,
-            "precedence": self.precedence, "default": self.default,
-            "service": {"queue": self.queue, "tier": self.tier, "priority": self.priority,
-                        "refresh_months": self.refresh_months,
-                        "work_profile": dict(self.work_profile) if self.work_profile else None},
-            "scenarios": list(self.scenarios), "rules": list(self.rules),
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "precedence": self.precedence,
+            "default": self.default,
+            "service": {
+                "queue": self.queue,
+                "tier": self.tier,
+                "priority": self.priority,
+                "refresh_months": self.refresh_months,
+                "work_profile": dict(self.work_profile) if self.work_profile else None,
+            },
+            "scenarios": list(self.scenarios),
+            "rules": list(self.rules),
         }
 
 
@@ -67,10 +87,20 @@ def _entry(persona: Persona, rule_set: RuleSet) -> CatalogEntry:
     if hints.work_profile is not None:
         profile = {d: int(getattr(hints.work_profile, d)) for d in WORK_DIMENSIONS}
     scenarios = tuple(s.id for s in rule_set.scenarios if persona.id in s.order)
-    return CatalogEntry(persona.id, persona.name, persona.description, persona.precedence,
-                        persona.default, hints.queue, hints.tier, hints.priority,
-                        hints.refresh_months, profile, scenarios,
-                        tuple(r.id for r in persona.rules))
+    return CatalogEntry(
+        persona.id,
+        persona.name,
+        persona.description,
+        persona.precedence,
+        persona.default,
+        hints.queue,
+        hints.tier,
+        hints.priority,
+        hints.refresh_months,
+        profile,
+        scenarios,
+        tuple(r.id for r in persona.rules),
+    )
 
 
 def catalog_entries(rule_set: RuleSet) -> list[CatalogEntry]:
@@ -104,11 +134,25 @@ def render_catalog_csv(rule_set: RuleSet) -> str:
     writer.writerow(CSV_COLUMNS)
     for e in catalog_entries(rule_set):
         profile = e.work_profile or {}
-        writer.writerow([_cell(v) for v in (
-            e.id, e.name, e.description, e.precedence, e.default, e.queue, e.tier, e.priority,
-            e.refresh_months, *[profile.get(d) for d in WORK_DIMENSIONS],
-            " ".join(e.scenarios), " ".join(e.rules),
-        )])
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    e.id,
+                    e.name,
+                    e.description,
+                    e.precedence,
+                    e.default,
+                    e.queue,
+                    e.tier,
+                    e.priority,
+                    e.refresh_months,
+                    *[profile.get(d) for d in WORK_DIMENSIONS],
+                    " ".join(e.scenarios),
+                    " ".join(e.rules),
+                )
+            ]
+        )
     return out.getvalue()
 
 
@@ -164,14 +208,20 @@ def entra_groups(
         wanted = set(scenario.order) | ({scenario.default} if scenario.default else set())
         for entry in (e for e in by_id.values() if e.id in wanted):
             label = f"{entry.name} ({scenario.id})" if several else entry.name
-            groups.append({
-                "persona": entry.id,
-                "scenario": scenario.id,
-                "displayName": f"{prefix} - {label}",
-                "description": (entry.description or f"Employees with persona {entry.id}")[:1024],
-                "mailNickname": _nickname(prefix.lower(), scenario.id if several else "", entry.id),
-                "membershipRule": membership_rule(attribute, entry.id),
-            })
+            groups.append(
+                {
+                    "persona": entry.id,
+                    "scenario": scenario.id,
+                    "displayName": f"{prefix} - {label}",
+                    "description": (entry.description or f"Employees with persona {entry.id}")[
+                        :1024
+                    ],
+                    "mailNickname": _nickname(
+                        prefix.lower(), scenario.id if several else "", entry.id
+                    ),
+                    "membershipRule": membership_rule(attribute, entry.id),
+                }
+            )
     return groups
 
 

@@ -27,11 +27,14 @@ from persona_sync.yamlsource import LocatedDocument, load_yaml
 DEFAULT_CONFIG = Path("persona-sync.yaml")
 ATTRIBUTE_NAME = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_]*){0,2}$"
 
+
 def _attribute_name(value: str) -> str:
     if not re.match(ATTRIBUTE_NAME, value):
-        raise ValueError(f"{value!r} is not a directory attribute name (letters, digits, '-', "
-                         "'_'; dots only between parts, as in onPremisesExtensionAttributes."
-                         "extensionAttribute10)")
+        raise ValueError(
+            f"{value!r} is not a directory attribute name (letters, digits, '-', "
+            "'_'; dots only between parts, as in onPremisesExtensionAttributes."
+            "extensionAttribute10)"
+        )
     return value
 
 
@@ -74,7 +77,8 @@ class BindConfig(StrictModel):
         "PERSONA_SYNC_BIND_PASSWORD", description="Environment variable holding the password."
     )
     password_file: Path | None = Field(
-        None, description="File holding the password (e.g. a mounted secret); wins over the variable."
+        None,
+        description="File holding the password (e.g. a mounted secret); wins over the variable.",
     )
 
 
@@ -91,7 +95,9 @@ class LdapDirectoryConfig(StrictModel):
         description="ldaps://host[:port] or ldap://host[:port]; several for failover, tried in order.",
     )
     start_tls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS.")
-    ca_file: Path | None = Field(None, description="CA bundle (PEM) that signed the server's certificate.")
+    ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) that signed the server's certificate."
+    )
     verify_tls: bool = Field(True, description="Check the server certificate (keep on).")
     allow_plaintext: bool = Field(
         False,
@@ -99,10 +105,16 @@ class LdapDirectoryConfig(StrictModel):
         "in clear. Only for test labs.",
     )
     bind: BindConfig = BindConfig()
-    base_dns: list[str] = Field(min_length=1, description="Where employees live; searched in order.")
+    base_dns: list[str] = Field(
+        min_length=1, description="Where employees live; searched in order."
+    )
     scope: Literal["subtree", "one"] = "subtree"
-    filter: str | None = Field(None, description="Extra LDAP filter ANDed with the preset's, e.g. (department=*).")
-    id_attribute: str | None = Field(None, description="Names an employee (preset: sAMAccountName / uid).")
+    filter: str | None = Field(
+        None, description="Extra LDAP filter ANDed with the preset's, e.g. (department=*)."
+    )
+    id_attribute: str | None = Field(
+        None, description="Names an employee (preset: sAMAccountName / uid)."
+    )
     stable_id_attribute: str | None = Field(None, description="preset: objectGUID / entryUUID.")
     auxiliary_class: str | None = Field(
         None,
@@ -112,7 +124,10 @@ class LdapDirectoryConfig(StrictModel):
     page_size: int = Field(500, ge=1, le=5000)
     timeout: float = Field(30, gt=0, description="Seconds for connecting and for each answer.")
     write_window: int = Field(
-        100, ge=1, le=500, description="Modify requests in flight at once (slapd drops clients near 1000)."
+        100,
+        ge=1,
+        le=500,
+        description="Modify requests in flight at once (slapd drops clients near 1000).",
     )
 
 
@@ -135,7 +150,9 @@ class EntraCredentialConfig(StrictModel):
 
 
 class EntraScopeConfig(StrictModel):
-    filter: str | None = Field(None, description="OData $filter on users, e.g. userType eq 'Member'.")
+    filter: str | None = Field(
+        None, description="OData $filter on users, e.g. userType eq 'Member'."
+    )
     group_id: str | None = Field(None, description="Only (transitive) members of this group.")
     include_disabled: bool = Field(False, description="Read disabled accounts too.")
 
@@ -240,7 +257,9 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     if doc.data is None:
         raise RuleError(Location(str(config_path), 1, 1), "config file is empty")
     if not isinstance(doc.data, dict):
-        raise doc.error((), "the config must be a mapping with keys such as rules, directory, targets")
+        raise doc.error(
+            (), "the config must be a mapping with keys such as rules, directory, targets"
+        )
     _apply_env(doc, env)
     spec, errors = validate_document(SyncConfig, doc, model_keys(SyncConfig))
     ValidationFailed.raise_if_any(errors)

@@ -38,8 +38,12 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
             yield Finding("connect", False, str(exc))
             return
         who = spec.bind.user or "anonymous"
-        yield Finding("connect", True, f"{', '.join(spec.urls)} as {who} "
-                      f"({'TLS' if _secure(spec.urls, spec.start_tls) else 'PLAINTEXT'})")
+        yield Finding(
+            "connect",
+            True,
+            f"{', '.join(spec.urls)} as {who} "
+            f"({'TLS' if _secure(spec.urls, spec.start_tls) else 'PLAINTEXT'})",
+        )
         server = root.get("vendorname") or root.get("dnshostname") or "unknown server"
         contexts = root.get("defaultnamingcontext") or root.get("namingcontexts", "")
         yield Finding("server", True, f"{server}; naming context {contexts}")
@@ -69,12 +73,22 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
                     yield Finding("target", False, str(exc))
                     return
                 if full.lower() != attribute.lower():
-                    yield Finding("target", False, f"{attribute} belongs to another app; this app's "
-                                  f"extension would be {full}")
+                    yield Finding(
+                        "target",
+                        False,
+                        f"{attribute} belongs to another app; this app's extension would be {full}",
+                    )
                     return
-                yield Finding("target", not missing, f"{attribute}: " + (
-                    f"missing: run `persona-sync entra create-extension {name}`" if missing
-                    else "exists on the app"))
+                yield Finding(
+                    "target",
+                    not missing,
+                    f"{attribute}: "
+                    + (
+                        f"missing: run `persona-sync entra create-extension {name}`"
+                        if missing
+                        else "exists on the app"
+                    ),
+                )
                 if missing:
                     return
             else:
@@ -85,8 +99,12 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
             yield Finding("file", False, f"{path}: no such directory file")
             return
         writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-        yield Finding("file", writable, f"{path}" + ("" if writable else
-                      ": not writable (the file and its folder must be writable)"))
+        yield Finding(
+            "file",
+            writable,
+            f"{path}"
+            + ("" if writable else ": not writable (the file and its folder must be writable)"),
+        )
     attributes = read_attributes(session.engine, session.config)
     try:
         people = list(directory.read(attributes))
@@ -94,10 +112,13 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
         yield Finding("read", False, str(exc))
         return
     in_scope = [p for p in people if session.engine.in_scope(session.engine.facts(p))]
-    yield Finding("employees", bool(people),
-                  f"{len(people)} read, {len(in_scope)} in scope, "
-                  f"{len(people) - len(in_scope)} out of scope" if people else
-                  "no entries found: check base_dns and filter")
+    yield Finding(
+        "employees",
+        bool(people),
+        f"{len(people)} read, {len(in_scope)} in scope, {len(people) - len(in_scope)} out of scope"
+        if people
+        else "no entries found: check base_dns and filter",
+    )
     if spec.type == "ldap" and in_scope:
         from persona_sync.directory.ldap import LdapDirectory
 
@@ -106,13 +127,22 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
         for attribute in targets:
             allowed = directory.can_write(sample.dn, attribute)
             if allowed is None:
-                yield Finding("write access", False, f"could not tell whether {attribute} is "
-                              f"writable on {sample.dn}")
+                yield Finding(
+                    "write access",
+                    False,
+                    f"could not tell whether {attribute} is writable on {sample.dn}",
+                )
             else:
-                yield Finding("write access", allowed, (
-                    f"may write {attribute} (probed on {sample.dn}, nothing changed)" if allowed
-                    else f"may NOT write {attribute} on {sample.dn}: grant write access to that "
-                    "one attribute on user objects (see the README)"))
+                yield Finding(
+                    "write access",
+                    allowed,
+                    (
+                        f"may write {attribute} (probed on {sample.dn}, nothing changed)"
+                        if allowed
+                        else f"may NOT write {attribute} on {sample.dn}: grant write access to that "
+                        "one attribute on user objects (see the README)"
+                    ),
+                )
 
 
 def _secure(urls: list[str], start_tls: bool) -> bool:

@@ -44,25 +44,47 @@ class Journal:
             self._file: IO[str] = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise PersonaSyncError(f"cannot create journal {self.path}: {exc.strerror}") from None
-        self._append([{"type": "run", "run_id": self.run_id, "time": _now(), "command": command,
-                       "directory": directory, "tool_version": __version__, **header}])
+        self._append(
+            [
+                {
+                    "type": "run",
+                    "run_id": self.run_id,
+                    "time": _now(),
+                    "command": command,
+                    "directory": directory,
+                    "tool_version": __version__,
+                    **header,
+                }
+            ]
+        )
 
     def pending(self, changes: Iterable[Change]) -> None:
         now = _now()
-        self._append([{"type": "pending", "run_id": self.run_id, "time": now, **_change(c)}
-                      for c in changes])
+        self._append(
+            [{"type": "pending", "run_id": self.run_id, "time": now, **_change(c)} for c in changes]
+        )
 
     def results(self, results: Iterable[ChangeResult]) -> None:
         now = _now()
-        self._append([
-            {"type": "write", "run_id": self.run_id, "time": now, **_change(r.change),
-             "result": r.status, "message": r.message, "found": r.found}
-            for r in results
-        ])
+        self._append(
+            [
+                {
+                    "type": "write",
+                    "run_id": self.run_id,
+                    "time": now,
+                    **_change(r.change),
+                    "result": r.status,
+                    "message": r.message,
+                    "found": r.found,
+                }
+                for r in results
+            ]
+        )
 
     def end(self, counts: dict[str, int], status: str) -> None:
-        self._append([{"type": "end", "run_id": self.run_id, "time": _now(), "status": status,
-                       **counts}])
+        self._append(
+            [{"type": "end", "run_id": self.run_id, "time": _now(), "status": status, **counts}]
+        )
         self._file.close()
 
     def close(self) -> None:
@@ -82,9 +104,16 @@ class Journal:
 
 
 def _change(change: Change) -> dict[str, Any]:
-    return {"employee": change.employee, "dn": change.dn, "attribute": change.attribute,
-            "old": change.old, "new": change.new, "persona": change.persona,
-            "rule": change.rule, "scenario": change.scenario}
+    return {
+        "employee": change.employee,
+        "dn": change.dn,
+        "attribute": change.attribute,
+        "old": change.old,
+        "new": change.new,
+        "persona": change.persona,
+        "rule": change.rule,
+        "scenario": change.scenario,
+    }
 
 
 @dataclass

@@ -49,8 +49,16 @@ class PlannedChange:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
     def to_change(self) -> Change:
-        return Change(self.employee, self.dn, self.attribute, self.old, self.new,
-                      self.persona, self.rule, self.scenario)
+        return Change(
+            self.employee,
+            self.dn,
+            self.attribute,
+            self.old,
+            self.new,
+            self.persona,
+            self.rule,
+            self.scenario,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,9 +136,15 @@ class Plan:
 
 def _change_dict(change: PlannedChange) -> dict[str, Any]:
     return {
-        "employee": change.employee, "dn": change.dn, "scenario": change.scenario,
-        "attribute": change.attribute, "old": change.old, "new": change.new,
-        "persona": change.persona, "rule": change.rule, "facts": dict(change.facts),
+        "employee": change.employee,
+        "dn": change.dn,
+        "scenario": change.scenario,
+        "attribute": change.attribute,
+        "old": change.old,
+        "new": change.new,
+        "persona": change.persona,
+        "rule": change.rule,
+        "facts": dict(change.facts),
     }
 
 
@@ -217,21 +231,43 @@ def compute_plan(
             if current == wanted:
                 continue
             if current is not None and current.casefold() not in persona_ids and not owns:
-                foreign.append(ForeignValue(employee.id, employee.dn, decision.scenario,
-                                            shown_targets[decision.scenario], current, wanted))
+                foreign.append(
+                    ForeignValue(
+                        employee.id,
+                        employee.dn,
+                        decision.scenario,
+                        shown_targets[decision.scenario],
+                        current,
+                        wanted,
+                    )
+                )
                 continue
             reason = directory.unwritable_reason(employee, shown_targets[decision.scenario])
             if reason is not None:
-                skipped.append(SkippedChange(employee.id, employee.dn, decision.scenario,
-                                             shown_targets[decision.scenario], current, wanted,
-                                             reason))
+                skipped.append(
+                    SkippedChange(
+                        employee.id,
+                        employee.dn,
+                        decision.scenario,
+                        shown_targets[decision.scenario],
+                        current,
+                        wanted,
+                        reason,
+                    )
+                )
                 continue
             if facts is None:
                 facts = engine.fact_values(employee, position)
             changes.append(
                 PlannedChange(
-                    employee.id, employee.dn, decision.scenario, shown_targets[decision.scenario],
-                    current, wanted, decision.persona, decision.rule,
+                    employee.id,
+                    employee.dn,
+                    decision.scenario,
+                    shown_targets[decision.scenario],
+                    current,
+                    wanted,
+                    decision.persona,
+                    decision.rule,
                     _read_by(decision, rule_facts, facts),
                 )
             )
@@ -253,8 +289,10 @@ def compute_plan(
         "skipped": len(skipped),
         "org_chart_problems": len(chart.problems) if chart is not None else 0,
         "scenarios": {
-            s: {"personas": dict(sorted(personas[s].items())),
-                "transitions": dict(sorted(transitions[s].items()))}
+            s: {
+                "personas": dict(sorted(personas[s].items())),
+                "transitions": dict(sorted(transitions[s].items())),
+            }
             for s in personas
         },
     }
@@ -266,8 +304,9 @@ def compute_plan(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     plan = Plan(tuple(changes), tuple(foreign), summary, provenance, tuple(skipped))
-    log.info("plan_computed", changes=len(changes), in_scope=counts["in_scope"],
-             foreign=len(foreign))
+    log.info(
+        "plan_computed", changes=len(changes), in_scope=counts["in_scope"], foreign=len(foreign)
+    )
     return plan
 
 
@@ -282,11 +321,15 @@ def _outside_managers(directory: Directory, employees: list[Employee]) -> list[E
     extra: list[Employee] = []
     frontier: list[Employee] = employees
     for _ in range(64):  # chains are short; the bound stops a pathological loop
-        wanted = sorted({
-            link for e in frontier
-            if (link := e.get(MANAGER_ATTRIBUTE))
-            and normalize_dn(link) not in known and link.casefold() not in known
-        })
+        wanted = sorted(
+            {
+                link
+                for e in frontier
+                if (link := e.get(MANAGER_ATTRIBUTE))
+                and normalize_dn(link) not in known
+                and link.casefold() not in known
+            }
+        )
         if not wanted:
             break
         known.update(normalize_dn(link) for link in wanted)
@@ -299,8 +342,11 @@ def _outside_managers(directory: Directory, employees: list[Employee]) -> list[E
 
 def _facts_read(rule_set: RuleSet) -> dict[str, tuple[str, ...]]:
     """Rule id -> facts its condition, its persona's exclusions and the scope read."""
-    scope_facts = [t.fact for n in ([rule_set.scope.include] if rule_set.scope.include else [])
-                   for t in walk_tests(n)]
+    scope_facts = [
+        t.fact
+        for n in ([rule_set.scope.include] if rule_set.scope.include else [])
+        for t in walk_tests(n)
+    ]
     scope_facts += [t.fact for n in rule_set.scope.exclude for t in walk_tests(n)]
     result: dict[str, tuple[str, ...]] = {}
     for persona in rule_set.personas.values():
@@ -311,8 +357,9 @@ def _facts_read(rule_set: RuleSet) -> dict[str, tuple[str, ...]]:
     return result
 
 
-def _read_by(decision: Decision, rule_facts: dict[str, tuple[str, ...]],
-             facts: dict[str, Any]) -> dict[str, Any]:
+def _read_by(
+    decision: Decision, rule_facts: dict[str, tuple[str, ...]], facts: dict[str, Any]
+) -> dict[str, Any]:
     if decision.rule in rule_facts:
         return {name: facts.get(name) for name in rule_facts[decision.rule]}
     return facts  # default/clear: every rule was read and none matched
@@ -323,11 +370,17 @@ def load_plan(text: str, source: str) -> Plan:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PlanError(f"{source}: not a persona-sync plan (invalid JSON at line {exc.lineno})") from None
+        raise PlanError(
+            f"{source}: not a persona-sync plan (invalid JSON at line {exc.lineno})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
-        raise PlanError(f"{source}: not a persona-sync plan (save one with `persona-sync plan --format json -o FILE`)")
+        raise PlanError(
+            f"{source}: not a persona-sync plan (save one with `persona-sync plan --format json -o FILE`)"
+        )
     if data.get("version") != PLAN_VERSION:
-        raise PlanError(f"{source}: plan format version {data.get('version')!r} is not supported (expected {PLAN_VERSION})")
+        raise PlanError(
+            f"{source}: plan format version {data.get('version')!r} is not supported (expected {PLAN_VERSION})"
+        )
     try:
         prov = Provenance(**data["provenance"])
         changes = tuple(PlannedChange(**c) for c in data["changes"])
@@ -339,6 +392,8 @@ def load_plan(text: str, source: str) -> Plan:
         raise PlanError(f"{source}: plan is incomplete or damaged ({exc})") from None
     plan = Plan(changes, foreign, summary, prov, skipped)
     if plan.checksum != stated:
-        raise PlanError(f"{source}: plan checksum does not match its contents: the file was "
-                        "edited or damaged; make a new plan")
+        raise PlanError(
+            f"{source}: plan checksum does not match its contents: the file was "
+            "edited or damaged; make a new plan"
+        )
     return plan

@@ -59,12 +59,16 @@ def render_table(plan: Plan) -> str:
     if plan.foreign:
         lines.append("Foreign values (not personas; left alone unless owns_attribute: true):")
         for f in plan.foreign:
-            lines.append(f"  {f.employee}  {f.attribute} = {f.value!r} (would be {_shown(f.wanted)})")
+            lines.append(
+                f"  {f.employee}  {f.attribute} = {f.value!r} (would be {_shown(f.wanted)})"
+            )
         lines.append("")
     if plan.skipped:
         lines.append("Skipped (cannot be written in this directory):")
         for k in plan.skipped:
-            lines.append(f"  {k.employee}  {k.attribute}: {_shown(k.old)} -> {_shown(k.new)}: {k.reason}")
+            lines.append(
+                f"  {k.employee}  {k.attribute}: {_shown(k.old)} -> {_shown(k.new)}: {k.reason}"
+            )
         lines.append("")
     lines.append(f"Checksum: {plan.checksum}")
     return "\n".join(lines)
@@ -100,9 +104,19 @@ def render_csv(plan: Plan) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for c in plan.changes:
-        writer.writerow([c.employee, c.dn, c.scenario, c.attribute, c.old or "", c.new or "",
-                         c.persona or "", c.rule or "",
-                         json.dumps(dict(c.facts), sort_keys=True, ensure_ascii=False)])
+        writer.writerow(
+            [
+                c.employee,
+                c.dn,
+                c.scenario,
+                c.attribute,
+                c.old or "",
+                c.new or "",
+                c.persona or "",
+                c.rule or "",
+                json.dumps(dict(c.facts), sort_keys=True, ensure_ascii=False),
+            ]
+        )
     return out.getvalue()
 
 
@@ -129,23 +143,49 @@ def render_markdown(plan: Plan) -> str:
         lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["personas"].items())]
         lines.append("")
         if data["transitions"]:
-            lines += [f"### Transitions ({scenario})", "", "| Old -> new | Employees |", "|---|---:|"]
+            lines += [
+                f"### Transitions ({scenario})",
+                "",
+                "| Old -> new | Employees |",
+                "|---|---:|",
+            ]
             lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["transitions"].items())]
             lines.append("")
     if plan.changes:
-        lines += ["### Changes", "", "| Employee | Attribute | Old | New | Rule |", "|---|---|---|---|---|"]
-        lines += [f"| {_md(c.employee)} | {_md(c.attribute)} | {_md(c.old)} | {_md(c.new)} | "
-                  f"{_md(c.rule)} |" for c in plan.changes]
+        lines += [
+            "### Changes",
+            "",
+            "| Employee | Attribute | Old | New | Rule |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(c.employee)} | {_md(c.attribute)} | {_md(c.old)} | {_md(c.new)} | "
+            f"{_md(c.rule)} |"
+            for c in plan.changes
+        ]
         lines.append("")
     if plan.skipped:
-        lines += ["### Skipped (cannot be written here)", "", "| Employee | Attribute | New | Reason |",
-                  "|---|---|---|---|"]
-        lines += [f"| {_md(k.employee)} | {_md(k.attribute)} | {_md(k.new)} | {_md(k.reason)} |"
-                  for k in plan.skipped]
+        lines += [
+            "### Skipped (cannot be written here)",
+            "",
+            "| Employee | Attribute | New | Reason |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(k.employee)} | {_md(k.attribute)} | {_md(k.new)} | {_md(k.reason)} |"
+            for k in plan.skipped
+        ]
         lines.append("")
     if plan.foreign:
-        lines += ["### Foreign values left alone", "", "| Employee | Attribute | Value |", "|---|---|---|"]
-        lines += [f"| {_md(f.employee)} | {_md(f.attribute)} | {_md(f.value)} |" for f in plan.foreign]
+        lines += [
+            "### Foreign values left alone",
+            "",
+            "| Employee | Attribute | Value |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {_md(f.employee)} | {_md(f.attribute)} | {_md(f.value)} |" for f in plan.foreign
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -160,8 +200,10 @@ RENDERERS: dict[str, Renderer] = {
 
 def run_summary(report: RunReport) -> str:
     c = report.counts
-    text = (f"run {report.run_id}: {c['applied']} applied, {c['conflict']} conflicts, "
-            f"{c['failed']} failed")
+    text = (
+        f"run {report.run_id}: {c['applied']} applied, {c['conflict']} conflicts, "
+        f"{c['failed']} failed"
+    )
     if c["skipped"]:
         text += f", {c['skipped']} not attempted"
     return text + f"; journal {report.journal}"

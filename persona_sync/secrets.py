@@ -50,5 +50,6 @@ def resolve_secret(
         if value:
             return Secret(value, "prompt")
     where = f"set the environment variable {env_name}" if env_name else "configure one"
-    raise ConfigError(f"no {what}: {where}, or name a file with the secret (never put it on the "
-                      "command line)")
+    raise ConfigError(
+        f"no {what}: {where}, or name a file with the secret (never put it on the command line)"
+    )

@@ -41,20 +41,24 @@ LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")
 
 def find_employee(session: Session, key: str) -> tuple[Employee, Position | None]:
     """An employee by id, sAMAccountName/uid, UPN, mail or DN, with their org position."""
-    attributes = list(dict.fromkeys([*read_attributes(session.engine, session.config),
-                                     *LOOKUP_ATTRIBUTES]))
+    attributes = list(
+        dict.fromkeys([*read_attributes(session.engine, session.config), *LOOKUP_ATTRIBUTES])
+    )
     with session.directory() as directory:
         people = list(directory.read(attributes))
         chart = org_chart(directory, people) if session.engine.rule_set.uses_org_chart else None
     wanted = key.casefold()
     found = [
-        p for p in people
+        p
+        for p in people
         if wanted in (p.id.casefold(), p.dn.casefold())
         or any((p.attributes.get(a) or "").casefold() == wanted for a in LOOKUP_ATTRIBUTES)
     ]
     if not found:
-        raise PersonaSyncError(f"no employee {key!r} in {directory.identity} (searched id, DN, "
-                               "sAMAccountName, uid, userPrincipalName, mail, cn)")
+        raise PersonaSyncError(
+            f"no employee {key!r} in {directory.identity} (searched id, DN, "
+            "sAMAccountName, uid, userPrincipalName, mail, cn)"
+        )
     if len(found) > 1:
         names = ", ".join(p.dn for p in found[:5])
         raise PersonaSyncError(f"{len(found)} employees match {key!r}: {names}; use the DN")

@@ -145,8 +145,9 @@ def _reader_error(exc: yaml.reader.ReaderError, shown: str, text: str) -> RuleEr
     line = text.count("\n", 0, position) + 1
     column = position - (text.rfind("\n", 0, position) + 1) + 1
     char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-    return RuleError(Location(shown, line, column),
-                     f"character U+{ord(char):04X} is not allowed in YAML")
+    return RuleError(
+        Location(shown, line, column), f"character U+{ord(char):04X} is not allowed in YAML"
+    )
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> RuleError:
@@ -206,4 +207,3 @@ def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: yaml.Sa
         return loader.construct_object(node)
     except yaml.constructor.ConstructorError as exc:
         raise RuleError(doc.values[path], f"invalid value: {exc.problem}") from None
-

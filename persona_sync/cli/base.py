@@ -113,4 +113,3 @@ def cli(verbose: int, log_format: str, debug: bool) -> None:
 def echo_lines(lines: list[str], *, err: bool = False) -> None:
     for line in lines:
         click.echo(line, err=err)
-

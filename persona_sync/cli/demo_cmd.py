@@ -16,9 +16,14 @@ from persona_sync.session import open_session
 
 
 @cli.command("demo")
-@click.option("--dir", "folder", type=click.Path(path_type=Path),
-              default=Path("persona-sync-demo"), show_default=True,
-              help="Working folder for the demo's directory file, rules, plan and journal.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path),
+    default=Path("persona-sync-demo"),
+    show_default=True,
+    help="Working folder for the demo's directory file, rules, plan and journal.",
+)
 @click.option("--reset", is_flag=True, help="Start again from the bundled directory.")
 def demo_cmd(folder: Path, reset: bool) -> int:
     """Run a sync on a bundled company directory (about 2,400 employees, LDIF).
@@ -38,14 +43,19 @@ def demo_cmd(folder: Path, reset: bool) -> int:
         plan_file = folder / "plan.json"
         plan_file.write_text(render_json(plan) + "\n", encoding="utf-8")
         for scenario, data in plan.summary["scenarios"].items():
-            shown = ", ".join(f"{k} {v}" for k, v in sorted(data["personas"].items(), key=lambda kv: -kv[1]))
+            shown = ", ".join(
+                f"{k} {v}" for k, v in sorted(data["personas"].items(), key=lambda kv: -kv[1])
+            )
             click.echo(f"personas ({scenario}): {shown}")
         if plan.changes:
             if fresh:
-                click.echo("applying with --force: the first run fills an empty attribute, which "
-                           "exceeds the safety limit on purpose")
-            report = apply_plan(plan, session.config, session.rules_checksum, directory,
-                                force=True, command="demo")
+                click.echo(
+                    "applying with --force: the first run fills an empty attribute, which "
+                    "exceeds the safety limit on purpose"
+                )
+            report = apply_plan(
+                plan, session.config, session.rules_checksum, directory, force=True, command="demo"
+            )
             click.echo(run_summary(report))
         else:
             click.echo("no changes: the directory already matches the rules")
@@ -54,5 +64,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
     click.echo(f"rules:     {folder / 'rules'}")
     click.echo(f"plan:      {plan_file}")
     click.echo(f"journal:   {folder / '.persona-sync' / 'journal'}")
-    click.echo(f"next: cd {folder} && persona-sync plan    (run `persona-sync demo` again: no changes)")
+    click.echo(
+        f"next: cd {folder} && persona-sync plan    (run `persona-sync demo` again: no changes)"
+    )
     return EXIT_OK

@@ -18,8 +18,13 @@ def entra_group() -> None:
 
 @entra_group.command("create-extension")
 @click.argument("name")
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              envvar="PERSONA_SYNC_CONFIG", help="Sync configuration (directory type entra).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="PERSONA_SYNC_CONFIG",
+    help="Sync configuration (directory type entra).",
+)
 @click.option("--dry-run", is_flag=True, help="Only say whether it would be created.")
 def create_extension_cmd(name: str, config_path: Path | None, dry_run: bool) -> int:
     """Create the directory extension NAME on persona-sync's app registration, if missing.

@@ -42,7 +42,10 @@ DEFAULT_REPORT = Path("persona-sync-report.html")
 DEFAULT_RULES = Path("rules")
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), envvar=ENV_PREFIX + "CONFIG",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar=ENV_PREFIX + "CONFIG",
     help="Sync configuration [env PERSONA_SYNC_CONFIG].",
 )
 
@@ -63,14 +66,16 @@ def _save(text: str, output: Path) -> None:
         raise PersonaSyncError(f"cannot write {output}: {exc.strerror}") from None
 
 
-def _population(plan: Plan, config_path: Path | None, group_by: tuple[str, ...],
-                notes: list[str]) -> list[PopulationRow]:
+def _population(
+    plan: Plan, config_path: Path | None, group_by: tuple[str, ...], notes: list[str]
+) -> list[PopulationRow]:
     """Every in-scope employee with persona and groups, from the plan's directory."""
     session = open_session(config_path)
     dimensions = [parse_dimension(g) for g in group_by] or list(DEFAULT_DIMENSIONS)
     engine, config = session.engine, session.config
-    attributes = list(dict.fromkeys([*read_attributes(engine, config),
-                                     *dimension_attributes(dimensions)]))
+    attributes = list(
+        dict.fromkeys([*read_attributes(engine, config), *dimension_attributes(dimensions)])
+    )
     with session.directory() as directory:
         if directory.identity != plan.provenance.directory:
             raise PersonaSyncError(
@@ -80,8 +85,10 @@ def _population(plan: Plan, config_path: Path | None, group_by: tuple[str, ...],
         people = list(directory.read(attributes))
         chart = org_chart(directory, people) if engine.rule_set.uses_org_chart else None
     if plan.provenance.rules_checksum != session.rules_checksum:
-        notes.append("The rules changed since this plan was made: the distribution and the "
-                     "employees per rule follow the current rules, the changes the plan's.")
+        notes.append(
+            "The rules changed since this plan was made: the distribution and the "
+            "employees per rule follow the current rules, the changes the plan's."
+        )
     if plan.provenance.config_checksum != config.checksum:
         notes.append("The config changed since this plan was made.")
     return population_rows(engine, people, dimensions, chart)
@@ -107,24 +114,46 @@ def _current_values(config_path: Path | None) -> dict[str, dict[str, int]]:
 @cli.command("report")
 @click.argument("plan_file", required=False, type=click.Path(path_type=Path))
 @config_option
-@click.option("--state-dir", type=click.Path(path_type=Path),
-              help="Read the journal from this state folder instead of the config's state_dir.")
-@click.option("--employee", "employee_key", metavar="ID",
-              help="One employee's persona history (id or DN), from the journal.")
-@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html",
-              show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help=f"Write here [default: stdout when piped; {DEFAULT_REPORT} for HTML on a "
-                   "terminal].")
-@click.option("--group-by", multiple=True, metavar="NAME=ATTR[,ATTR]",
-              help="Group the distribution by these attributes instead of site, country and "
-                   "department (repeatable).")
-@click.option("--no-directory", is_flag=True,
-              help="Do not read the directory, even with a config.")
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    help="Read the journal from this state folder instead of the config's state_dir.",
+)
+@click.option(
+    "--employee",
+    "employee_key",
+    metavar="ID",
+    help="One employee's persona history (id or DN), from the journal.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "markdown"]), default="html", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help=f"Write here [default: stdout when piped; {DEFAULT_REPORT} for HTML on a terminal].",
+)
+@click.option(
+    "--group-by",
+    multiple=True,
+    metavar="NAME=ATTR[,ATTR]",
+    help="Group the distribution by these attributes instead of site, country and "
+    "department (repeatable).",
+)
+@click.option("--no-directory", is_flag=True, help="Do not read the directory, even with a config.")
 @click.option("--title", help="Heading of the report.")
-def report_cmd(plan_file: Path | None, config_path: Path | None, state_dir: Path | None,
-               employee_key: str | None, fmt: str, output: Path | None,
-               group_by: tuple[str, ...], no_directory: bool, title: str | None) -> int:
+def report_cmd(
+    plan_file: Path | None,
+    config_path: Path | None,
+    state_dir: Path | None,
+    employee_key: str | None,
+    fmt: str,
+    output: Path | None,
+    group_by: tuple[str, ...],
+    no_directory: bool,
+    title: str | None,
+) -> int:
     """Write a report of a plan, of the journal's history, or of one employee.
 
     \b
@@ -145,8 +174,9 @@ def report_cmd(plan_file: Path | None, config_path: Path | None, state_dir: Path
         journal = _state_dir(config_path, state_dir)
         planned = _read_plan(plan_file).changes if plan_file is not None else ()
         runs = list_runs(journal)
-        report = build_employee_report(runs, employee_key, str(journal / JOURNAL_DIR), planned,
-                                       title)
+        report = build_employee_report(
+            runs, employee_key, str(journal / JOURNAL_DIR), planned, title
+        )
         if not report.events and not report.planned:
             raise PersonaSyncError(
                 f"no journalled or planned change for employee {employee_key!r} in "
@@ -158,8 +188,9 @@ def report_cmd(plan_file: Path | None, config_path: Path | None, state_dir: Path
         if config_path is not None and not no_directory:
             population = _population(plan, config_path, group_by, notes)
         dimensions = [parse_dimension(g) for g in group_by] or list(DEFAULT_DIMENSIONS)
-        report = build_plan_report(plan, population, dimensions, notes,
-                                   title or "persona-sync plan report")
+        report = build_plan_report(
+            plan, population, dimensions, notes, title or "persona-sync plan report"
+        )
     else:
         journal = _state_dir(config_path, state_dir)
         runs = list_runs(journal)
@@ -168,8 +199,9 @@ def report_cmd(plan_file: Path | None, config_path: Path | None, state_dir: Path
         current = None
         if not no_directory and (config_path is not None or state_dir is None):
             current = _current_values(config_path)
-        report = build_history_report(runs, str(journal / JOURNAL_DIR), current, notes,
-                                      title or "persona-sync journal report")
+        report = build_history_report(
+            runs, str(journal / JOURNAL_DIR), current, notes, title or "persona-sync journal report"
+        )
     text = render_html(report) if fmt == "html" else render_markdown(report)
     if output is None and fmt == "html" and sys.stdout.isatty():
         output = DEFAULT_REPORT
@@ -187,43 +219,73 @@ def catalog_group() -> None:
     """The persona catalog for help-desk, device-management and Entra ID tools."""
 
 
-def _targets(attributes: tuple[str, ...], scenarios: list[str],
-             config_path: Path | None) -> dict[str, str]:
+def _targets(
+    attributes: tuple[str, ...], scenarios: list[str], config_path: Path | None
+) -> dict[str, str]:
     if not attributes:
         if config_path is None:
-            raise ConfigError("entra-groups needs the attribute persona-sync writes: pass "
-                              "--attribute NAME (e.g. extensionAttribute10) or --config FILE")
+            raise ConfigError(
+                "entra-groups needs the attribute persona-sync writes: pass "
+                "--attribute NAME (e.g. extensionAttribute10) or --config FILE"
+            )
         return dict(load_config(config_path).spec.targets)
     targets: dict[str, str] = {}
     for item in attributes:
         scenario, sep, name = item.rpartition("=")
         if not sep:
             if len(scenarios) != 1:
-                raise ConfigError(f"the rules have scenarios {', '.join(scenarios)}: pass "
-                                  "--attribute SCENARIO=NAME for each")
+                raise ConfigError(
+                    f"the rules have scenarios {', '.join(scenarios)}: pass "
+                    "--attribute SCENARIO=NAME for each"
+                )
             scenario = scenarios[0]
         if scenario not in scenarios:
-            raise ConfigError(f"--attribute {item}: no scenario {scenario!r} in the rules "
-                              f"(scenarios: {', '.join(scenarios)})")
+            raise ConfigError(
+                f"--attribute {item}: no scenario {scenario!r} in the rules "
+                f"(scenarios: {', '.join(scenarios)})"
+            )
         targets[scenario] = name
     return targets
 
 
 @catalog_group.command("export")
-@click.option("--rules", "rules_path", type=click.Path(path_type=Path),
-              help="Rule file or folder [default: the config's rules, else rules/].")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path),
+    help="Rule file or folder [default: the config's rules, else rules/].",
+)
 @config_option
-@click.option("--format", "fmt", type=click.Choice(["json", "csv", "entra-groups"]),
-              default="json", show_default=True)
-@click.option("--attribute", "attributes", multiple=True, metavar="[SCENARIO=]NAME",
-              help="entra-groups: the attribute holding the persona, e.g. extensionAttribute10 "
-                   "or extension_<appId>_persona [default: the config's targets].")
-@click.option("--group-prefix", default="Persona", show_default=True,
-              help="entra-groups: start of each group's display name and mail nickname.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv", "entra-groups"]),
+    default="json",
+    show_default=True,
+)
+@click.option(
+    "--attribute",
+    "attributes",
+    multiple=True,
+    metavar="[SCENARIO=]NAME",
+    help="entra-groups: the attribute holding the persona, e.g. extensionAttribute10 "
+    "or extension_<appId>_persona [default: the config's targets].",
+)
+@click.option(
+    "--group-prefix",
+    default="Persona",
+    show_default=True,
+    help="entra-groups: start of each group's display name and mail nickname.",
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write here, not stdout.")
-def catalog_export_cmd(rules_path: Path | None, config_path: Path | None, fmt: str,
-                       attributes: tuple[str, ...], group_prefix: str,
-                       output: Path | None) -> int:
+def catalog_export_cmd(
+    rules_path: Path | None,
+    config_path: Path | None,
+    fmt: str,
+    attributes: tuple[str, ...],
+    group_prefix: str,
+    output: Path | None,
+) -> int:
     """Export personas with their service hints, or Entra ID dynamic groups.
 
     \b

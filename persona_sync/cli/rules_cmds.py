@@ -40,7 +40,11 @@ def _load(paths: tuple[Path, ...] | list[Path]) -> RuleSet:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="json prints {valid, errors: [{path, line, column, message}]} on stdout.",
 )
 def validate(paths: tuple[Path, ...], fmt: str) -> int:
@@ -53,11 +57,17 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
         rule_set = _load(paths)
     except ValidationFailed as exc:
         if fmt == "json":
-            click.echo(json.dumps({"valid": False, "errors": [_error_json(e) for e in exc.errors]}, indent=2))
+            click.echo(
+                json.dumps(
+                    {"valid": False, "errors": [_error_json(e) for e in exc.errors]}, indent=2
+                )
+            )
             return EXIT_ERROR
         raise
     if fmt == "json":
-        click.echo(json.dumps({"valid": True, "errors": [], "checksum": rule_set.checksum}, indent=2))
+        click.echo(
+            json.dumps({"valid": True, "errors": [], "checksum": rule_set.checksum}, indent=2)
+        )
     else:
         click.echo(
             f"ok: {len(rule_set.files)} file(s), {len(rule_set.personas)} personas, "
@@ -135,22 +145,37 @@ def test_cmd(cases: tuple[Path, ...], rules_path: Path, verbose: bool) -> int:
 
 @cli.command("explain")
 @click.argument("employee_key", metavar="[EMPLOYEE]", required=False)
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              envvar="PERSONA_SYNC_CONFIG",
-              help="With EMPLOYEE: the sync configuration whose directory and rules to use.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="PERSONA_SYNC_CONFIG",
+    help="With EMPLOYEE: the sync configuration whose directory and rules to use.",
+)
 @rules_option
-@click.option("--attr", "attrs", multiple=True, metavar="NAME=VALUE",
-              help="An attribute of the employee (repeatable).")
-@click.option("--case", "case_file", type=click.Path(path_type=Path),
-              help="Take the employee from a case file.")
+@click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An attribute of the employee (repeatable).",
+)
+@click.option(
+    "--case",
+    "case_file",
+    type=click.Path(path_type=Path),
+    help="Take the employee from a case file.",
+)
 @click.option("--name", "case_name", help="Which case (part of its name), if the file has several.")
 @click.option("--id", "employee_id", help="Account name to show (and for rules reading @id).")
 @click.option("--dn", help="DN to show (and for rules reading @dn).")
-@click.option("--org-depth", type=click.IntRange(min=0),
-              help="Levels below the top of the manager chain.")
+@click.option(
+    "--org-depth", type=click.IntRange(min=0), help="Levels below the top of the manager chain."
+)
 @click.option("--direct-reports", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def explain_cmd(
     employee_key: str | None,
     config_path: Path | None,
@@ -193,7 +218,9 @@ def explain_cmd(
         employee, position = case.employee, case.position
     elif attrs:
         employee = Employee(
-            employee_id or "(from --attr)", dn or employee_id or "(from --attr)", _parse_attrs(attrs)
+            employee_id or "(from --attr)",
+            dn or employee_id or "(from --attr)",
+            _parse_attrs(attrs),
         )
         position = Position(org_depth, direct_reports) if org_depth is not None else None
     else:
@@ -235,8 +262,13 @@ def _pick_case(cases: list[Case], name: str | None, path: Path) -> Case:
 
 
 @cli.command("schema")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"),
-              show_default=True, help="Folder for the JSON Schema files.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("schemas"),
+    show_default=True,
+    help="Folder for the JSON Schema files.",
+)
 @click.option("--check", is_flag=True, help="Only check; exit 1 when a schema is stale.")
 def schema_cmd(out: Path, check: bool) -> int:
     """Write JSON Schemas for rule files, case files and the sync configuration.

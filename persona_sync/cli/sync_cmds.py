@@ -22,12 +22,16 @@ EXIT_CHANGES = 2
 EXIT_CONFLICTS = 3
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), envvar="PERSONA_SYNC_CONFIG",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="PERSONA_SYNC_CONFIG",
     help="Sync configuration [default: ./persona-sync.yaml; env PERSONA_SYNC_CONFIG].",
 )
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress, no summary line.")
 force_option = click.option(
-    "--force", is_flag=True,
+    "--force",
+    is_flag=True,
     help="Write even when the run changes more employees than the safety limit.",
 )
 
@@ -53,11 +57,17 @@ def _write_output(text: str, output: Path | None) -> None:
 @cli.command("plan")
 @config_option
 @click.option(
-    "--format", "fmt", type=click.Choice(sorted(RENDERERS)),
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(RENDERERS)),
     help="table on a terminal; json when piped or saved with -o.",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Save the plan here (JSON unless --format says otherwise); apply it later.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Save the plan here (JSON unless --format says otherwise); apply it later.",
+)
 @quiet_option
 def plan_cmd(config_path: Path | None, fmt: str | None, output: Path | None, quiet: bool) -> int:
     """Show what a sync would change, without writing anything.
@@ -115,8 +125,9 @@ def apply_cmd(plan_file: Path, config_path: Path | None, force: bool, quiet: boo
     session = open_session(config_path)
     progress = Progress("writing", quiet)
     with session.directory() as directory:
-        report = apply_plan(plan, session.config, session.rules_checksum, directory, force,
-                            progress.count)
+        report = apply_plan(
+            plan, session.config, session.rules_checksum, directory, force, progress.count
+        )
     progress.done()
     return _finish(report, quiet)
 
@@ -144,22 +155,30 @@ def sync_cmd(config_path: Path | None, force: bool, quiet: bool) -> int:
         check_safety(plan, session.config.spec.safety, force)
         progress = Progress("writing", quiet)
         with session.directory() as directory:
-            report = run_changes(directory, [c.to_change() for c in plan.changes],
-                                 session.config.state_dir, "sync", progress.count,
-                                 plan_checksum=plan.checksum)
+            report = run_changes(
+                directory,
+                [c.to_change() for c in plan.changes],
+                session.config.state_dir,
+                "sync",
+                progress.count,
+                plan_checksum=plan.checksum,
+            )
         progress.done()
     return _finish(report, quiet)
 
 
 @cli.command("runs")
 @config_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def runs_cmd(config_path: Path | None, fmt: str) -> int:
     """List past runs from the journal: when, what, how many writes, and rollbacks."""
     session = open_session(config_path)
     runs = list_runs(session.config.state_dir)
-    rolled_back = {r.header.get("rollback_of"): r.run_id for r in runs if r.header.get("rollback_of")}
+    rolled_back = {
+        r.header.get("rollback_of"): r.run_id for r in runs if r.header.get("rollback_of")
+    }
     rows = [
         {
             "run_id": r.run_id,
@@ -180,17 +199,21 @@ def runs_cmd(config_path: Path | None, fmt: str) -> int:
     if not rows:
         click.echo(f"no runs yet in {session.config.state_dir}")
         return EXIT_OK
-    click.echo(f"{'RUN':<26} {'STARTED':<30} {'COMMAND':<9} {'STATUS':<11} "
-               f"{'APPLIED':>7} {'CONFLICTS':>9} {'FAILED':>6}  NOTE")
+    click.echo(
+        f"{'RUN':<26} {'STARTED':<30} {'COMMAND':<9} {'STATUS':<11} "
+        f"{'APPLIED':>7} {'CONFLICTS':>9} {'FAILED':>6}  NOTE"
+    )
     for row in rows:
         note = ""
         if row["rollback_of"]:
             note = f"rollback of {row['rollback_of']}"
         elif row["rolled_back_by"]:
             note = f"rolled back by {row['rolled_back_by']}"
-        click.echo(f"{row['run_id']:<26} {row['started']:<30} {row['command']:<9} "
-                   f"{row['status']:<11} {row['applied']:>7} {row['conflicts']:>9} "
-                   f"{row['failed']:>6}  {note}".rstrip())
+        click.echo(
+            f"{row['run_id']:<26} {row['started']:<30} {row['command']:<9} "
+            f"{row['status']:<11} {row['applied']:>7} {row['conflicts']:>9} "
+            f"{row['failed']:>6}  {note}".rstrip()
+        )
     return EXIT_OK
 
 
@@ -217,8 +240,9 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
 
 @cli.command("check-connection")
 @config_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
     """Check the directory before the first sync; writes nothing.
 

@@ -47,8 +47,15 @@ INTERN_SHARE = 0.06  # of the members of units that take interns
 
 # The default catalog's persona ids, for values already in the target attribute.
 PERSONA_IDS = (
-    "vip", "clinician", "plant-floor", "frontline", "field-sales", "tech-support",
-    "engineer", "remote-worker", "knowledge-worker",
+    "vip",
+    "clinician",
+    "plant-floor",
+    "frontline",
+    "field-sales",
+    "tech-support",
+    "engineer",
+    "remote-worker",
+    "knowledge-worker",
 )
 FOREIGN_TAGS = ("legacy-tag", "kiosk", "tbd")
 VENDORS = ("Baker+Lane", "Rhein+Main IT", "A+B Consulting")
@@ -147,9 +154,26 @@ NAME_POOLS = {
 }
 # Romanization of the CJK pool, for account names and mail addresses.
 ROMANIZED = {
-    "李": "Li", "王": "Wang", "张": "Zhang", "刘": "Liu", "陈": "Chen", "杨": "Yang",
-    "黄": "Huang", "赵": "Zhao", "周": "Zhou", "吴": "Wu", "娜": "Na", "伟": "Wei", "敏": "Min",
-    "静": "Jing", "磊": "Lei", "芳": "Fang", "强": "Qiang", "丽": "Li", "洋": "Yang", "杰": "Jie",
+    "李": "Li",
+    "王": "Wang",
+    "张": "Zhang",
+    "刘": "Liu",
+    "陈": "Chen",
+    "杨": "Yang",
+    "黄": "Huang",
+    "赵": "Zhao",
+    "周": "Zhou",
+    "吴": "Wu",
+    "娜": "Na",
+    "伟": "Wei",
+    "敏": "Min",
+    "静": "Jing",
+    "磊": "Lei",
+    "芳": "Fang",
+    "强": "Qiang",
+    "丽": "Li",
+    "洋": "Yang",
+    "杰": "Jie",
 }
 # Letters that Unicode decomposition does not reduce to ASCII.
 ASCII_LETTERS = str.maketrans({"ß": "ss", "ł": "l", "Ł": "L", "ı": "i", "ø": "o", "æ": "ae"})
@@ -253,21 +277,30 @@ LEADERS = (
     Leader("vp-people", "VP People & Culture", "Human Resources", "munich", "chro", 9),
     Leader("d-acct", "Director, Accounting", "Finance", "munich", "vp-fin", 8),
     Leader("d-fpa", "Director, Financial Planning", "Finance", "london", "vp-fin", 8),
-    Leader("d-proc", "Interim Director, Procurement", "Procurement", "munich", "vp-proc", 8,
-           "contractor"),
-    Leader("d-sw", "Director, Software Engineering", "Research & Development", "munich",
-           "vp-eng", 8),
+    Leader(
+        "d-proc",
+        "Interim Director, Procurement",
+        "Procurement",
+        "munich",
+        "vp-proc",
+        8,
+        "contractor",
+    ),
+    Leader(
+        "d-sw", "Director, Software Engineering", "Research & Development", "munich", "vp-eng", 8
+    ),
     Leader("d-design", "Director, Product Design", "Product Design", "munich", "vp-eng", 8),
     Leader("d-data", "Director, Analytics", "Data & Analytics", "paris", "vp-data", 8),
-    Leader("d-service", "Director, IT Service Management", "IT Service Desk", "munich",
-           "vp-it", 8),
+    Leader("d-service", "Director, IT Service Management", "IT Service Desk", "munich", "vp-it", 8),
     Leader("d-infra", "Director, Infrastructure", "IT Infrastructure", "munich", "vp-it", 8),
     Leader("d-linz", "Plant Director", "Operations", "linz", "vp-mfg", 8),
     Leader("d-mty", "Plant Director", "Operations", "monterrey", "vp-mfg", 8),
-    Leader("d-east", "Regional Director, Stores East", "Store Operations", "munich",
-           "vp-stores", 8),
-    Leader("d-west", "Regional Director, Stores West", "Store Operations", "london",
-           "vp-stores", 8),
+    Leader(
+        "d-east", "Regional Director, Stores East", "Store Operations", "munich", "vp-stores", 8
+    ),
+    Leader(
+        "d-west", "Regional Director, Stores West", "Store Operations", "london", "vp-stores", 8
+    ),
     Leader("d-hosp", "Hospital Director", "Hospital Administration", "st-mary", "vp-clin", 8),
     Leader("d-clinic", "Clinic Director", "Occupational Health", "north-clinic", "vp-clin", 8),
     Leader("d-nursing", "Director of Nursing", "Nursing", "st-mary", "d-hosp", 8),
@@ -303,123 +336,465 @@ class Unit:
     span: int = 10
 
 
-SOFTWARE = (("Software Engineer", 6), ("Senior Software Engineer", 3), ("QA Engineer", 2),
-            ("DevOps Engineer", 1), ("Software Architect", 1))
-SHARED_SERVICES = (("Accountant", 4), ("Accounts Receivable Specialist", 3),
-                   ("Billing Specialist", 2), ("Senior Accountant", 1))
-SERVICE_DESK = (("Service Desk Technician", 5), ("Service Desk Analyst", 3),
-                ("Desktop Support Technician", 2), ("IT Support Specialist", 2))
-PRODUCTION = (("CNC Machine Operator", 5), ("Machinist", 3), ("Assembler", 4), ("Welder", 1),
-              ("Forklift Driver", 1), ("Maintenance Technician", 1), ("Quality Inspector", 1))
-STORE = (("Cashier", 5), ("Store Associate", 5), ("Stock Clerk", 2), ("Greeter", 1),
-         ("Visual Merchandiser", 1))
-FIELD_SALES = (("Account Executive", 4), ("Senior Account Executive", 2),
-               ("Key Account Manager", 1), ("Sales Engineer", 1))
-MARKETING = (("Marketing Specialist", 3), ("Brand Manager", 1), ("Communications Specialist", 2),
-             ("Marketing Coordinator", 2))
+SOFTWARE = (
+    ("Software Engineer", 6),
+    ("Senior Software Engineer", 3),
+    ("QA Engineer", 2),
+    ("DevOps Engineer", 1),
+    ("Software Architect", 1),
+)
+SHARED_SERVICES = (
+    ("Accountant", 4),
+    ("Accounts Receivable Specialist", 3),
+    ("Billing Specialist", 2),
+    ("Senior Accountant", 1),
+)
+SERVICE_DESK = (
+    ("Service Desk Technician", 5),
+    ("Service Desk Analyst", 3),
+    ("Desktop Support Technician", 2),
+    ("IT Support Specialist", 2),
+)
+PRODUCTION = (
+    ("CNC Machine Operator", 5),
+    ("Machinist", 3),
+    ("Assembler", 4),
+    ("Welder", 1),
+    ("Forklift Driver", 1),
+    ("Maintenance Technician", 1),
+    ("Quality Inspector", 1),
+)
+STORE = (
+    ("Cashier", 5),
+    ("Store Associate", 5),
+    ("Stock Clerk", 2),
+    ("Greeter", 1),
+    ("Visual Merchandiser", 1),
+)
+FIELD_SALES = (
+    ("Account Executive", 4),
+    ("Senior Account Executive", 2),
+    ("Key Account Manager", 1),
+    ("Sales Engineer", 1),
+)
+MARKETING = (
+    ("Marketing Specialist", 3),
+    ("Brand Manager", 1),
+    ("Communications Specialist", 2),
+    ("Marketing Coordinator", 2),
+)
 
 
 def _store(parent: str, site: str) -> Unit:
-    return Unit(parent, site, "Stores", "Store Manager", "Assistant Store Manager", STORE, 50,
-                "frontline", customer_facing=True, ic_grade=3, span=12)
+    return Unit(
+        parent,
+        site,
+        "Stores",
+        "Store Manager",
+        "Assistant Store Manager",
+        STORE,
+        50,
+        "frontline",
+        customer_facing=True,
+        ic_grade=3,
+        span=12,
+    )
 
 
 def _software(site: str, share: int, intern_title: str | None) -> Unit:
-    return Unit("d-sw", site, "Research & Development", "Engineering Manager",
-                "Lead Software Engineer", SOFTWARE, share, "engineer", intern_title=intern_title,
-                contractors=0.1, span=8)
+    return Unit(
+        "d-sw",
+        site,
+        "Research & Development",
+        "Engineering Manager",
+        "Lead Software Engineer",
+        SOFTWARE,
+        share,
+        "engineer",
+        intern_title=intern_title,
+        contractors=0.1,
+        span=8,
+    )
 
 
 UNITS = (
-    Unit("ceo", "munich", "Executive Office", None, None,
-         (("Executive Assistant", 3), ("Office Manager", 1)), 6, "knowledge-worker"),
-    Unit("d-acct", "munich", "Accounting", "Accounting Manager", "Team Lead, Accounting",
-         (("Accountant", 5), ("Staff Accountant", 2), ("Accounts Payable Clerk", 3),
-          ("Payroll Specialist", 1)), 45, "knowledge-worker", intern_title="Finance Intern",
-         contractors=0.03),
-    Unit("d-acct", REMOTE, "Finance Shared Services", "Shared Services Manager",
-         "Team Lead, Shared Services", SHARED_SERVICES, 70, "remote-worker",
-         manager_site="munich"),
-    Unit("d-acct", "warsaw", "Finance Shared Services", "Shared Services Manager",
-         "Team Lead, Shared Services", SHARED_SERVICES, 40, "knowledge-worker"),
-    Unit("d-fpa", "london", "Financial Planning & Analysis", "FP&A Manager", None,
-         (("Financial Analyst", 3), ("Senior Financial Analyst", 1)), 14, "knowledge-worker"),
-    Unit("vp-fin", "zurich", "Treasury", "Treasury Manager", None,
-         (("Treasury Analyst", 2), ("Cash Manager", 1)), 8, "knowledge-worker"),
-    Unit("d-proc", "munich", "Procurement", "Procurement Manager", None,
-         (("Buyer", 3), ("Senior Buyer", 1), ("Procurement Specialist", 2)), 16,
-         "knowledge-worker", contractors=0.1),
+    Unit(
+        "ceo",
+        "munich",
+        "Executive Office",
+        None,
+        None,
+        (("Executive Assistant", 3), ("Office Manager", 1)),
+        6,
+        "knowledge-worker",
+    ),
+    Unit(
+        "d-acct",
+        "munich",
+        "Accounting",
+        "Accounting Manager",
+        "Team Lead, Accounting",
+        (
+            ("Accountant", 5),
+            ("Staff Accountant", 2),
+            ("Accounts Payable Clerk", 3),
+            ("Payroll Specialist", 1),
+        ),
+        45,
+        "knowledge-worker",
+        intern_title="Finance Intern",
+        contractors=0.03,
+    ),
+    Unit(
+        "d-acct",
+        REMOTE,
+        "Finance Shared Services",
+        "Shared Services Manager",
+        "Team Lead, Shared Services",
+        SHARED_SERVICES,
+        70,
+        "remote-worker",
+        manager_site="munich",
+    ),
+    Unit(
+        "d-acct",
+        "warsaw",
+        "Finance Shared Services",
+        "Shared Services Manager",
+        "Team Lead, Shared Services",
+        SHARED_SERVICES,
+        40,
+        "knowledge-worker",
+    ),
+    Unit(
+        "d-fpa",
+        "london",
+        "Financial Planning & Analysis",
+        "FP&A Manager",
+        None,
+        (("Financial Analyst", 3), ("Senior Financial Analyst", 1)),
+        14,
+        "knowledge-worker",
+    ),
+    Unit(
+        "vp-fin",
+        "zurich",
+        "Treasury",
+        "Treasury Manager",
+        None,
+        (("Treasury Analyst", 2), ("Cash Manager", 1)),
+        8,
+        "knowledge-worker",
+    ),
+    Unit(
+        "d-proc",
+        "munich",
+        "Procurement",
+        "Procurement Manager",
+        None,
+        (("Buyer", 3), ("Senior Buyer", 1), ("Procurement Specialist", 2)),
+        16,
+        "knowledge-worker",
+        contractors=0.1,
+    ),
     _software("munich", 120, "Engineering Intern"),
     _software("zurich", 45, "Engineering Intern"),
     _software("new-york", 35, None),
-    Unit("d-design", "munich", "Product Design", "Design Engineering Manager",
-         "Lead Mechanical Engineer",
-         (("Mechanical Engineer", 4), ("CAD Engineer", 3), ("CAD Designer", 2),
-          ("Electrical Engineer", 2), ("Test Engineer", 1)), 55, "engineer",
-         intern_title="Engineering Intern", contractors=0.05),
-    Unit("d-data", "paris", "Data & Analytics", "Analytics Manager", "Lead Data Engineer",
-         (("Data Scientist", 3), ("Data Engineer", 3), ("Data Analyst", 3), ("BI Developer", 1)),
-         40, "engineer", intern_title="Data Intern"),
-    Unit("d-service", "munich", "IT Service Desk", "Service Desk Manager",
-         "Service Desk Team Lead", SERVICE_DESK, 35, "tech-support", intern_title="IT Intern"),
-    Unit("d-service", "warsaw", "IT Service Desk", "Service Desk Manager",
-         "Service Desk Team Lead", SERVICE_DESK, 40, "tech-support", contractors=0.1),
-    Unit("d-service", "new-york", "IT Service Desk", "Service Desk Manager", None, SERVICE_DESK,
-         15, "tech-support"),
-    Unit("d-infra", "munich", "IT Infrastructure", "Infrastructure Manager", None,
-         (("System Administrator", 3), ("Network Administrator", 2), ("Cloud Engineer", 2),
-          ("Security Analyst", 1)), 25, "tech-support", contractors=0.1),
-    Unit("d-linz", "linz", "Production", "Production Manager", "Shift Supervisor", PRODUCTION,
-         200, "plant-floor", contractors=0.05, ic_grade=3, span=12),
-    Unit("d-linz", "linz", "Plant Logistics", "Logistics Manager", "Team Lead, Logistics",
-         (("Warehouse Clerk", 3), ("Junior Planner", 1), ("Material Planner", 2)), 40,
-         "plant-floor", ic_grade=3),
-    Unit("d-mty", "monterrey", "Production", "Production Manager", "Shift Supervisor",
-         PRODUCTION, 200, "plant-floor", contractors=0.05, ic_grade=3, span=12),
-    Unit("d-mty", "monterrey", "Quality", "Quality Manager", None,
-         (("Quality Inspector", 3), ("Quality Technician", 1)), 25, "plant-floor", ic_grade=3),
+    Unit(
+        "d-design",
+        "munich",
+        "Product Design",
+        "Design Engineering Manager",
+        "Lead Mechanical Engineer",
+        (
+            ("Mechanical Engineer", 4),
+            ("CAD Engineer", 3),
+            ("CAD Designer", 2),
+            ("Electrical Engineer", 2),
+            ("Test Engineer", 1),
+        ),
+        55,
+        "engineer",
+        intern_title="Engineering Intern",
+        contractors=0.05,
+    ),
+    Unit(
+        "d-data",
+        "paris",
+        "Data & Analytics",
+        "Analytics Manager",
+        "Lead Data Engineer",
+        (("Data Scientist", 3), ("Data Engineer", 3), ("Data Analyst", 3), ("BI Developer", 1)),
+        40,
+        "engineer",
+        intern_title="Data Intern",
+    ),
+    Unit(
+        "d-service",
+        "munich",
+        "IT Service Desk",
+        "Service Desk Manager",
+        "Service Desk Team Lead",
+        SERVICE_DESK,
+        35,
+        "tech-support",
+        intern_title="IT Intern",
+    ),
+    Unit(
+        "d-service",
+        "warsaw",
+        "IT Service Desk",
+        "Service Desk Manager",
+        "Service Desk Team Lead",
+        SERVICE_DESK,
+        40,
+        "tech-support",
+        contractors=0.1,
+    ),
+    Unit(
+        "d-service",
+        "new-york",
+        "IT Service Desk",
+        "Service Desk Manager",
+        None,
+        SERVICE_DESK,
+        15,
+        "tech-support",
+    ),
+    Unit(
+        "d-infra",
+        "munich",
+        "IT Infrastructure",
+        "Infrastructure Manager",
+        None,
+        (
+            ("System Administrator", 3),
+            ("Network Administrator", 2),
+            ("Cloud Engineer", 2),
+            ("Security Analyst", 1),
+        ),
+        25,
+        "tech-support",
+        contractors=0.1,
+    ),
+    Unit(
+        "d-linz",
+        "linz",
+        "Production",
+        "Production Manager",
+        "Shift Supervisor",
+        PRODUCTION,
+        200,
+        "plant-floor",
+        contractors=0.05,
+        ic_grade=3,
+        span=12,
+    ),
+    Unit(
+        "d-linz",
+        "linz",
+        "Plant Logistics",
+        "Logistics Manager",
+        "Team Lead, Logistics",
+        (("Warehouse Clerk", 3), ("Junior Planner", 1), ("Material Planner", 2)),
+        40,
+        "plant-floor",
+        ic_grade=3,
+    ),
+    Unit(
+        "d-mty",
+        "monterrey",
+        "Production",
+        "Production Manager",
+        "Shift Supervisor",
+        PRODUCTION,
+        200,
+        "plant-floor",
+        contractors=0.05,
+        ic_grade=3,
+        span=12,
+    ),
+    Unit(
+        "d-mty",
+        "monterrey",
+        "Quality",
+        "Quality Manager",
+        None,
+        (("Quality Inspector", 3), ("Quality Technician", 1)),
+        25,
+        "plant-floor",
+        ic_grade=3,
+    ),
     _store("d-east", "store-vienna"),
     _store("d-east", "store-graz"),
     _store("d-east", "store-krakow"),
     _store("d-west", "store-lyon"),
     _store("d-west", "store-manchester"),
-    Unit("d-hosp", "st-mary", "Emergency Medicine", "Head of Emergency Medicine", None,
-         (("Emergency Physician", 3), ("Attending Physician", 2), ("Trauma Surgeon", 1)), 22,
-         "vip", customer_facing=True, contractors=0.1),
-    Unit("d-nursing", "st-mary", "Nursing", "Nurse Manager", "Charge Nurse",
-         (("Registered Nurse", 6), ("Licensed Practical Nurse", 2), ("Nurse Practitioner", 1)),
-         60, "clinician", customer_facing=True),
-    Unit("d-hosp", "st-mary", "Patient Services", "Patient Services Manager", None,
-         (("Receptionist", 2), ("Medical Records Clerk", 2), ("Medical Assistant", 1)), 14,
-         "knowledge-worker", customer_facing=True),
-    Unit("d-clinic", "north-clinic", "Occupational Health", "Head of Occupational Medicine",
-         None, (("Occupational Health Physician", 2), ("Occupational Health Nurse", 3),
-                ("Physical Therapist", 1), ("Radiologist", 1), ("Medical Assistant", 2)), 30,
-         "clinician", customer_facing=True),
-    Unit("d-dach", "munich", "Sales DACH", "Sales Manager", None, FIELD_SALES, 30, "field-sales",
-         customer_facing=True),
-    Unit("d-ukfr", REMOTE, "Sales EMEA", "Sales Manager", None, FIELD_SALES, 35, "field-sales",
-         customer_facing=True, manager_site="london"),
-    Unit("d-ukfr", "london", "Sales EMEA", "Sales Manager", "Team Lead, Sales", FIELD_SALES, 35,
-         "field-sales", customer_facing=True),
-    Unit("d-na", "new-york", "Sales Americas", "Sales Manager", "Team Lead, Sales", FIELD_SALES,
-         40, "field-sales", customer_facing=True),
-    Unit("vp-emea", "london", "Revenue Operations", "Revenue Operations Manager", None,
-         (("Sales Operations Analyst", 3), ("CRM Administrator", 1)), 10, "knowledge-worker",
-         flags_customer_facing=True),
-    Unit("vp-mkt", "paris", "Marketing", "Marketing Manager", None, MARKETING, 30,
-         "knowledge-worker", intern_title="Marketing Intern"),
-    Unit("vp-mkt", "munich", "Marketing", "Marketing Manager", None, MARKETING, 15,
-         "knowledge-worker"),
-    Unit("d-hr", "munich", "Human Resources", "HR Manager", None,
-         (("HR Business Partner", 2), ("Recruiter", 2), ("HR Generalist", 2),
-          ("Payroll Specialist", 1)), 30, "knowledge-worker", intern_title="HR Intern"),
-    Unit("d-hr", REMOTE, "Human Resources", "Talent Acquisition Manager", None,
-         (("Recruiter", 3), ("Sourcing Specialist", 1)), 12, "remote-worker",
-         manager_site="munich"),
-    Unit("gc", "munich", "Legal", "Legal Operations Manager", None,
-         (("Legal Counsel", 2), ("Paralegal", 1), ("Compliance Officer", 1)), 12,
-         "knowledge-worker"),
+    Unit(
+        "d-hosp",
+        "st-mary",
+        "Emergency Medicine",
+        "Head of Emergency Medicine",
+        None,
+        (("Emergency Physician", 3), ("Attending Physician", 2), ("Trauma Surgeon", 1)),
+        22,
+        "vip",
+        customer_facing=True,
+        contractors=0.1,
+    ),
+    Unit(
+        "d-nursing",
+        "st-mary",
+        "Nursing",
+        "Nurse Manager",
+        "Charge Nurse",
+        (("Registered Nurse", 6), ("Licensed Practical Nurse", 2), ("Nurse Practitioner", 1)),
+        60,
+        "clinician",
+        customer_facing=True,
+    ),
+    Unit(
+        "d-hosp",
+        "st-mary",
+        "Patient Services",
+        "Patient Services Manager",
+        None,
+        (("Receptionist", 2), ("Medical Records Clerk", 2), ("Medical Assistant", 1)),
+        14,
+        "knowledge-worker",
+        customer_facing=True,
+    ),
+    Unit(
+        "d-clinic",
+        "north-clinic",
+        "Occupational Health",
+        "Head of Occupational Medicine",
+        None,
+        (
+            ("Occupational Health Physician", 2),
+            ("Occupational Health Nurse", 3),
+            ("Physical Therapist", 1),
+            ("Radiologist", 1),
+            ("Medical Assistant", 2),
+        ),
+        30,
+        "clinician",
+        customer_facing=True,
+    ),
+    Unit(
+        "d-dach",
+        "munich",
+        "Sales DACH",
+        "Sales Manager",
+        None,
+        FIELD_SALES,
+        30,
+        "field-sales",
+        customer_facing=True,
+    ),
+    Unit(
+        "d-ukfr",
+        REMOTE,
+        "Sales EMEA",
+        "Sales Manager",
+        None,
+        FIELD_SALES,
+        35,
+        "field-sales",
+        customer_facing=True,
+        manager_site="london",
+    ),
+    Unit(
+        "d-ukfr",
+        "london",
+        "Sales EMEA",
+        "Sales Manager",
+        "Team Lead, Sales",
+        FIELD_SALES,
+        35,
+        "field-sales",
+        customer_facing=True,
+    ),
+    Unit(
+        "d-na",
+        "new-york",
+        "Sales Americas",
+        "Sales Manager",
+        "Team Lead, Sales",
+        FIELD_SALES,
+        40,
+        "field-sales",
+        customer_facing=True,
+    ),
+    Unit(
+        "vp-emea",
+        "london",
+        "Revenue Operations",
+        "Revenue Operations Manager",
+        None,
+        (("Sales Operations Analyst", 3), ("CRM Administrator", 1)),
+        10,
+        "knowledge-worker",
+        flags_customer_facing=True,
+    ),
+    Unit(
+        "vp-mkt",
+        "paris",
+        "Marketing",
+        "Marketing Manager",
+        None,
+        MARKETING,
+        30,
+        "knowledge-worker",
+        intern_title="Marketing Intern",
+    ),
+    Unit(
+        "vp-mkt",
+        "munich",
+        "Marketing",
+        "Marketing Manager",
+        None,
+        MARKETING,
+        15,
+        "knowledge-worker",
+    ),
+    Unit(
+        "d-hr",
+        "munich",
+        "Human Resources",
+        "HR Manager",
+        None,
+        (
+            ("HR Business Partner", 2),
+            ("Recruiter", 2),
+            ("HR Generalist", 2),
+            ("Payroll Specialist", 1),
+        ),
+        30,
+        "knowledge-worker",
+        intern_title="HR Intern",
+    ),
+    Unit(
+        "d-hr",
+        REMOTE,
+        "Human Resources",
+        "Talent Acquisition Manager",
+        None,
+        (("Recruiter", 3), ("Sourcing Specialist", 1)),
+        12,
+        "remote-worker",
+        manager_site="munich",
+    ),
+    Unit(
+        "gc",
+        "munich",
+        "Legal",
+        "Legal Operations Manager",
+        None,
+        (("Legal Counsel", 2), ("Paralegal", 1), ("Compliance Officer", 1)),
+        12,
+        "knowledge-worker",
+    ),
 )
 
 # Title keyword -> grade, first match wins; mirrors how HR grades titles, so a
@@ -435,16 +810,26 @@ GRADE_KEYWORDS = (
 )
 
 SERVICE_ACCOUNTS = (
-    ("svc-backup", "Backup jobs (Veeam)"), ("svc-veeam-proxy", "Veeam backup proxy"),
-    ("svc-sql-prod", "SQL Server production engine"), ("svc-sql-reporting", "SSRS reports"),
-    ("svc-sharepoint", "SharePoint farm"), ("svc-exchange-hybrid", "Exchange hybrid agent"),
-    ("svc-adconnect", "Entra Connect sync"), ("svc-persona-sync", "persona-sync writer"),
-    ("svc-intune-connector", "Intune connector for AD"), ("svc-scanner", "Scan to mail"),
-    ("svc-print", "Print servers"), ("svc-sap-rfc", "SAP RFC user"),
-    ("svc-jenkins", "Build agents"), ("svc-monitoring", "Monitoring probes"),
-    ("svc-splunk-forwarder", "Log forwarding"), ("svc-hr-import", "HR feed import"),
-    ("svc-badge-system", "Door badge system"), ("svc-mes-linz", "MES Plant Linz"),
-    ("svc-mes-monterrey", "MES Plant Monterrey"), ("svc-pos-stores", "Store tills"),
+    ("svc-backup", "Backup jobs (Veeam)"),
+    ("svc-veeam-proxy", "Veeam backup proxy"),
+    ("svc-sql-prod", "SQL Server production engine"),
+    ("svc-sql-reporting", "SSRS reports"),
+    ("svc-sharepoint", "SharePoint farm"),
+    ("svc-exchange-hybrid", "Exchange hybrid agent"),
+    ("svc-adconnect", "Entra Connect sync"),
+    ("svc-persona-sync", "persona-sync writer"),
+    ("svc-intune-connector", "Intune connector for AD"),
+    ("svc-scanner", "Scan to mail"),
+    ("svc-print", "Print servers"),
+    ("svc-sap-rfc", "SAP RFC user"),
+    ("svc-jenkins", "Build agents"),
+    ("svc-monitoring", "Monitoring probes"),
+    ("svc-splunk-forwarder", "Log forwarding"),
+    ("svc-hr-import", "HR feed import"),
+    ("svc-badge-system", "Door badge system"),
+    ("svc-mes-linz", "MES Plant Linz"),
+    ("svc-mes-monterrey", "MES Plant Monterrey"),
+    ("svc-pos-stores", "Store tills"),
 )
 
 
@@ -573,9 +958,16 @@ def _staff(rng: random.Random, registry: _Registry, employees: int) -> list[_Per
     leaders: dict[str, _Person] = {}
     people: list[_Person] = []
     for leader in LEADERS:
-        person = _hire(registry, SITES[leader.site], leader.title, leader.department,
-                       leader.employee_type, leader.grade,
-                       "vip" if leader.grade >= 9 else "knowledge-worker", False)
+        person = _hire(
+            registry,
+            SITES[leader.site],
+            leader.title,
+            leader.department,
+            leader.employee_type,
+            leader.grade,
+            "vip" if leader.grade >= 9 else "knowledge-worker",
+            False,
+        )
         person.manager = leaders[leader.reports_to] if leader.reports_to else None
         leaders[leader.key] = person
         people.append(person)
@@ -608,8 +1000,17 @@ def _staff_unit(
     top = parent
     if unit.manager is not None:
         site = SITES[unit.manager_site or unit.site]
-        top = _hire(registry, site, unit.manager, unit.department, "employee",
-                    _grade(unit.manager, 6), unit.persona, unit.customer_facing, parent)
+        top = _hire(
+            registry,
+            site,
+            unit.manager,
+            unit.department,
+            "employee",
+            _grade(unit.manager, 6),
+            unit.persona,
+            unit.customer_facing,
+            parent,
+        )
         members.append(top)
         size -= 1
     leads = size // (unit.span + 1) if unit.lead is not None else 0
@@ -617,8 +1018,17 @@ def _staff_unit(
     for team_size in team_sizes or [size]:
         boss = top
         if unit.lead is not None and team_sizes:
-            boss = _hire(registry, _site(rng, unit), unit.lead, unit.department, "employee",
-                         _grade(unit.lead, 5), unit.persona, unit.customer_facing, top)
+            boss = _hire(
+                registry,
+                _site(rng, unit),
+                unit.lead,
+                unit.department,
+                "employee",
+                _grade(unit.lead, 5),
+                unit.persona,
+                unit.customer_facing,
+                top,
+            )
             members.append(boss)
         members.extend(_member(rng, registry, unit, boss) for _ in range(team_size))
     for person in members:
@@ -637,8 +1047,17 @@ def _member(rng: random.Random, registry: _Registry, unit: Unit, boss: _Person) 
     elif rng.random() < unit.contractors:
         employee_type = "contractor"
     grade = 2 if employee_type == "intern" else _grade(title, unit.ic_grade)
-    return _hire(registry, _site(rng, unit), title, unit.department, employee_type, grade,
-                 unit.persona, unit.customer_facing, boss)
+    return _hire(
+        registry,
+        _site(rng, unit),
+        title,
+        unit.department,
+        employee_type,
+        grade,
+        unit.persona,
+        unit.customer_facing,
+        boss,
+    )
 
 
 def _site(rng: random.Random, unit: Unit) -> Site:
@@ -649,15 +1068,35 @@ def _site(rng: random.Random, unit: Unit) -> Site:
 
 
 def _hire(
-    registry: _Registry, site: Site, title: str, department: str, employee_type: str,
-    grade: int, persona: str, customer_facing: bool, manager: _Person | None = None,
+    registry: _Registry,
+    site: Site,
+    title: str,
+    department: str,
+    employee_type: str,
+    grade: int,
+    persona: str,
+    customer_facing: bool,
+    manager: _Person | None = None,
 ) -> _Person:
     given, surname, pool = registry.draw(site)
     cn = f"{surname}{given}" if pool.surname_first else f"{given} {surname}"
     first = _ascii(given.split()[0]).lower()
     last = _ascii(surname).lower()
-    person = _Person(given, surname, cn, site, title, department, employee_type, grade,
-                     persona, customer_facing, manager, display_name=cn, office=site.office)
+    person = _Person(
+        given,
+        surname,
+        cn,
+        site,
+        title,
+        department,
+        employee_type,
+        grade,
+        persona,
+        customer_facing,
+        manager,
+        display_name=cn,
+        office=site.office,
+    )
     person.sam = _unique(first[:1] + last, registry.accounts, 20)
     person.mail = _unique(f"{first}.{last}", registry.mailboxes, 64)
     return person
@@ -777,16 +1216,27 @@ def _person_entry(person: _Person) -> Entry:
     country, company = COUNTRIES[person.site.country]
     attributes = [("objectClass", name) for name in USER_CLASSES]
     attributes += [
-        ("cn", person.cn), ("sn", person.surname), ("givenName", person.given),
-        ("displayName", person.display_name), ("sAMAccountName", person.sam),
+        ("cn", person.cn),
+        ("sn", person.surname),
+        ("givenName", person.given),
+        ("displayName", person.display_name),
+        ("sAMAccountName", person.sam),
         ("userPrincipalName", f"{person.sam}@{MAIL_DOMAIN}"),
         ("mail", f"{person.mail}@{MAIL_DOMAIN}"),
     ]
-    optional = [("title", person.title), ("department", person.department),
-                ("company", company), ("physicalDeliveryOfficeName", person.office)]
+    optional = [
+        ("title", person.title),
+        ("department", person.department),
+        ("company", company),
+        ("physicalDeliveryOfficeName", person.office),
+    ]
     attributes += [(name, value) for name, value in optional if value is not None]
-    attributes += [("l", person.site.city), ("co", country), ("c", person.site.country),
-                   ("employeeType", person.employee_type)]
+    attributes += [
+        ("l", person.site.city),
+        ("co", country),
+        ("c", person.site.country),
+        ("employeeType", person.employee_type),
+    ]
     manager = person.manager.dn if isinstance(person.manager, _Person) else person.manager
     if manager is not None:
         attributes.append(("manager", manager))
@@ -802,9 +1252,13 @@ def _person_entry(person: _Person) -> Entry:
 
 def _service_entry(name: str, description: str) -> Entry:
     attributes = [("objectClass", c) for c in USER_CLASSES] + [
-        ("cn", name), ("description", description), ("sAMAccountName", name),
-        ("userPrincipalName", f"{name}@{MAIL_DOMAIN}"), ("company", COUNTRIES["DE"][1]),
-        ("employeeType", "service"), ("userAccountControl", SERVICE_FLAGS),
+        ("cn", name),
+        ("description", description),
+        ("sAMAccountName", name),
+        ("userPrincipalName", f"{name}@{MAIL_DOMAIN}"),
+        ("company", COUNTRIES["DE"][1]),
+        ("employeeType", "service"),
+        ("userAccountControl", SERVICE_FLAGS),
     ]
     return Entry(f"CN={name},{SERVICE_ACCOUNTS_DN}", tuple(attributes))
 
@@ -820,8 +1274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--employees", type=int, default=2400, help="people (default 2400)")
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"LDIF file to write (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"LDIF file to write (default {DEFAULT_OUTPUT})",
+    )
     args = parser.parse_args(argv)
     try:
         entries = generate_company(args.employees, args.seed)

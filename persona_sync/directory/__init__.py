@@ -31,7 +31,8 @@ def open_directory(config: LoadedConfig, prompt: Prompt | None = None) -> Direct
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError(
                 f"directory type entra needs the Entra ID extra: pip install 'persona-sync[entra]' "
-                f"({exc.name} is missing)") from None
+                f"({exc.name} is missing)"
+            ) from None
         if spec.ca_file is not None:
             spec = spec.model_copy(update={"ca_file": config.resolve(spec.ca_file)})
         return EntraDirectory(spec, load_credential(spec, config.base, prompt))

@@ -35,8 +35,16 @@ class Change:
     scenario: str | None = None
 
     def reversed(self) -> Change:
-        return Change(self.employee, self.dn, self.attribute, self.new, self.old,
-                      None, "rollback", self.scenario)
+        return Change(
+            self.employee,
+            self.dn,
+            self.attribute,
+            self.new,
+            self.old,
+            None,
+            "rollback",
+            self.scenario,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,8 @@ class Directory(abc.ABC):
         """Entries whose id, DN or any of the id attributes equals ``key`` (case-insensitive)."""
         wanted = key.casefold()
         return [
-            e for e in self.read(attributes)
+            e
+            for e in self.read(attributes)
             if wanted in (e.id.casefold(), e.dn.casefold())
             or any(v.casefold() == wanted for v in e.attributes.values())
         ]

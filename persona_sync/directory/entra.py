@@ -43,8 +43,10 @@ ON_PREMISES = "onpremisesextensionattributes."
 CUSTOM_SECURITY = "customsecurityattributes."
 RETRIED_STATUSES = {429, 500, 502, 503, 504}
 FRESH_SECONDS = 5.0  # a compare-and-swap read this recent is reused for a retry
-SYNCED_REASON = ("mastered on-premises (synced from Active Directory): write the persona in AD; "
-                 "Entra Connect carries it to Entra ID")
+SYNCED_REASON = (
+    "mastered on-premises (synced from Active Directory): write the persona in AD; "
+    "Entra Connect carries it to Entra ID"
+)
 
 
 @dataclass(frozen=True)
@@ -109,21 +111,27 @@ class EntraDirectory(Directory):
             authority = f"{self.spec.authority_host.rstrip('/')}/{self.spec.tenant_id}"
             try:
                 self._app = msal.ConfidentialClientApplication(
-                    self.spec.client_id, client_credential=self.credential.for_msal(),
-                    authority=authority, instance_discovery=False, http_client=session,
+                    self.spec.client_id,
+                    client_credential=self.credential.for_msal(),
+                    authority=authority,
+                    instance_discovery=False,
+                    http_client=session,
                 )
             except ValueError as exc:
                 if "authority" in str(exc).lower():
                     raise DirectoryError(
                         f"tenant {self.spec.tenant_id} not found at {self.spec.authority_host} "
-                        "(check directory.tenant_id and authority_host)") from None
+                        "(check directory.tenant_id and authority_host)"
+                    ) from None
                 raise DirectoryError(f"cannot use the app credential: {exc}") from None
             except requests.RequestException as exc:
                 raise DirectoryError(f"cannot reach {authority}: {exc}") from None
         try:
             result = self._app.acquire_token_for_client([self._scope])
         except Exception as exc:  # noqa: BLE001 - msal and requests raise many types
-            raise DirectoryError(f"cannot get a token from {self.spec.authority_host}: {exc}") from None
+            raise DirectoryError(
+                f"cannot get a token from {self.spec.authority_host}: {exc}"
+            ) from None
         if "access_token" not in result:
             raise DirectoryError(self._token_error(result))
         return str(result["access_token"])
@@ -136,11 +144,15 @@ class EntraDirectory(Directory):
         text = str(result.get("error_description") or "")
         code = text.split(":", 1)[0] if text.startswith("AADSTS") else result.get("error")
         if "AADSTS7000215" in text:
-            return (f"Entra ID refused the client secret of app {self.spec.client_id} "
-                    "(AADSTS7000215: invalid secret); set a current one")
+            return (
+                f"Entra ID refused the client secret of app {self.spec.client_id} "
+                "(AADSTS7000215: invalid secret); set a current one"
+            )
         if "AADSTS700016" in text:
-            return (f"app {self.spec.client_id} is not registered in tenant "
-                    f"{self.spec.tenant_id} (AADSTS700016): check client_id and tenant_id")
+            return (
+                f"app {self.spec.client_id} is not registered in tenant "
+                f"{self.spec.tenant_id} (AADSTS700016): check client_id and tenant_id"
+            )
         if "AADSTS90002" in text:
             return f"tenant {self.spec.tenant_id} not found (AADSTS90002): check tenant_id"
         first = text.splitlines()[0] if text else ""
@@ -154,13 +166,13 @@ class EntraDirectory(Directory):
                 AllowedHostsValidator,
                 BaseBearerTokenAuthenticationProvider,
             )
-            from msgraph import GraphRequestAdapter
+            from msgraph.graph_request_adapter import GraphRequestAdapter
             from msgraph_core import GraphClientFactory
 
             directory = self
             host = urlsplit(self.spec.graph_endpoint).hostname or ""
 
-            class TokenProvider(AccessTokenProvider):  # type: ignore[misc]
+            class TokenProvider(AccessTokenProvider):
                 def __init__(self) -> None:
                     self.hosts = AllowedHostsValidator([host])
 
@@ -176,10 +188,15 @@ class EntraDirectory(Directory):
             if self.spec.ca_file is not None:
                 context.load_verify_locations(cafile=str(self.spec.ca_file))
             self._http = GraphClientFactory.create_with_default_middleware(
-                client=httpx.AsyncClient(verify=context, timeout=self.spec.timeout,
-                                         limits=httpx.Limits(max_connections=32)))
+                client=httpx.AsyncClient(
+                    verify=context,
+                    timeout=self.spec.timeout,
+                    limits=httpx.Limits(max_connections=32),
+                )
+            )
             self._adapter = GraphRequestAdapter(
-                BaseBearerTokenAuthenticationProvider(TokenProvider()), client=self._http)
+                BaseBearerTokenAuthenticationProvider(TokenProvider()), client=self._http
+            )
             self._adapter.base_url = f"{self.spec.graph_endpoint.rstrip('/')}/v1.0"
         return self._adapter
 
@@ -212,8 +229,12 @@ class EntraDirectory(Directory):
             raw = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
         except ODataError as exc:
             detail = exc.error
-            body = {"error": {"code": getattr(detail, "code", "") or "",
-                              "message": getattr(detail, "message", "") or ""}}
+            body = {
+                "error": {
+                    "code": getattr(detail, "code", "") or "",
+                    "message": getattr(detail, "message", "") or "",
+                }
+            }
             raise DirectoryError(self._graph_error(exc.response_status_code, body)) from None
         except APIError as exc:
             raise DirectoryError(self._graph_error(exc.response_status_code, None)) from None
@@ -227,12 +248,16 @@ class EntraDirectory(Directory):
         error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
         code, message = error.get("code", ""), error.get("message", "")
         if status == 403:
-            return (f"Graph refused: {message or 'insufficient privileges'} ({code or 403}); the "
-                    "app needs the application permission User.ReadWrite.All (or User.Read.All "
-                    "to plan) with admin consent")
+            return (
+                f"Graph refused: {message or 'insufficient privileges'} ({code or 403}); the "
+                "app needs the application permission User.ReadWrite.All (or User.Read.All "
+                "to plan) with admin consent"
+            )
         if status == 401 and "roles" in message:
-            return ("Graph refused the token: it carries no application permissions; grant "
-                    "User.ReadWrite.All to the app and give admin consent")
+            return (
+                "Graph refused the token: it carries no application permissions; grant "
+                "User.ReadWrite.All to the app and give admin consent"
+            )
         return f"Graph answered {status} {code}: {message}".rstrip(": ")
 
     # --- reading ----------------------------------------------------------------------
@@ -280,8 +305,10 @@ class EntraDirectory(Directory):
 
     def _group_members(self) -> set[str]:
         members: set[str] = set()
-        url: str | None = (f"/groups/{self.spec.scope.group_id}/transitiveMembers/"
-                           f"microsoft.graph.user?$select=id&$top={PAGE_SIZE}")
+        url: str | None = (
+            f"/groups/{self.spec.scope.group_id}/transitiveMembers/"
+            f"microsoft.graph.user?$select=id&$top={PAGE_SIZE}"
+        )
         while url is not None:
             page = self._run(self._call("GET", url))
             members.update(str(m["id"]) for m in page.get("value", []))
@@ -295,20 +322,26 @@ class EntraDirectory(Directory):
         if isinstance(manager, dict) and manager.get("id"):
             attributes["manager"] = str(manager["id"])
         attributes.pop("manager.id", None)
-        return Employee(str(item.get("userPrincipalName") or item["id"]), str(item["id"]),
-                        attributes)
+        return Employee(
+            str(item.get("userPrincipalName") or item["id"]), str(item["id"]), attributes
+        )
 
     def unwritable_reason(self, employee: Employee, attribute: str) -> str | None:
-        if (attribute.lower().startswith(ON_PREMISES)
-                and employee.attributes.get("onpremisessyncenabled") == "true"):
+        if (
+            attribute.lower().startswith(ON_PREMISES)
+            and employee.attributes.get("onpremisessyncenabled") == "true"
+        ):
             return SYNCED_REASON
         return None
 
     def find(self, key: str, attributes: Sequence[str]) -> list[Employee]:
         wanted = key.casefold()
-        return [e for e in self.read(attributes)
-                if wanted in (e.id.casefold(), e.dn.casefold(),
-                              (e.attributes.get("mail") or "").casefold())]
+        return [
+            e
+            for e in self.read(attributes)
+            if wanted
+            in (e.id.casefold(), e.dn.casefold(), (e.attributes.get("mail") or "").casefold())
+        ]
 
     # --- writing ----------------------------------------------------------------------
 
@@ -318,16 +351,22 @@ class EntraDirectory(Directory):
             self._run(self._apply(changes, results))
         except DirectoryError as exc:
             for i, change in enumerate(changes):
-                results.setdefault(i, ChangeResult(
-                    change, "failed", f"not written: {exc}; rerun apply with the same plan"))
+                results.setdefault(
+                    i,
+                    ChangeResult(
+                        change, "failed", f"not written: {exc}; rerun apply with the same plan"
+                    ),
+                )
             raise DirectoryAborted(str(exc), [results[i] for i in range(len(changes))]) from None
         return [results[i] for i in range(len(changes))]
 
     async def _apply(self, changes: Sequence[Change], results: dict[int, ChangeResult]) -> None:
         self._lost = set()
         gate = asyncio.Semaphore(self.spec.concurrency)
-        chunks = [list(range(start, min(start + BATCH_LIMIT, len(changes))))
-                  for start in range(0, len(changes), BATCH_LIMIT)]
+        chunks = [
+            list(range(start, min(start + BATCH_LIMIT, len(changes))))
+            for start in range(0, len(changes), BATCH_LIMIT)
+        ]
 
         async def one(chunk: list[int]) -> None:
             async with gate:
@@ -335,8 +374,9 @@ class EntraDirectory(Directory):
 
         await asyncio.gather(*(one(chunk) for chunk in chunks))
 
-    async def _write_chunk(self, changes: Sequence[Change], chunk: list[int],
-                           results: dict[int, ChangeResult]) -> None:
+    async def _write_chunk(
+        self, changes: Sequence[Change], chunk: list[int], results: dict[int, ChangeResult]
+    ) -> None:
         """Read, compare, PATCH; retry what Graph refused (429/5xx: nothing applied).
 
         A read younger than FRESH_SECONDS is reused for a retry: the refused PATCH did not
@@ -365,9 +405,12 @@ class EntraDirectory(Directory):
                     results[i] = ChangeResult(change, "applied", "already had the value", found)
                 elif found != change.old:
                     results[i] = ChangeResult(
-                        change, "conflict",
+                        change,
+                        "conflict",
                         f"value changed since the plan: expected {_show(change.old)}, "
-                        f"found {_show(found)}", found)
+                        f"found {_show(found)}",
+                        found,
+                    )
                 else:
                     to_write.append(i)
             waits, retry = await self._patch(changes, to_write, results)
@@ -381,21 +424,33 @@ class EntraDirectory(Directory):
             if attempt == self.spec.max_retries:
                 break
             delay = min(self.spec.retry_cap, max(waits, default=0.5)) + random.uniform(0, 0.5)
-            log.info("entra_throttled", changes=len(retry), wait=round(delay, 2), attempt=attempt + 1)
+            log.info(
+                "entra_throttled", changes=len(retry), wait=round(delay, 2), attempt=attempt + 1
+            )
             await asyncio.sleep(delay)
         for i in pending:
-            results[i] = ChangeResult(changes[i], "failed",
-                                      f"Graph kept refusing after {self.spec.max_retries + 1} "
-                                      "tries (throttled or unavailable); rerun apply later")
+            results[i] = ChangeResult(
+                changes[i],
+                "failed",
+                f"Graph kept refusing after {self.spec.max_retries + 1} "
+                "tries (throttled or unavailable); rerun apply later",
+            )
 
-    async def _current_values(self, changes: Sequence[Change], indexes: list[int]) -> dict[int, Any]:
+    async def _current_values(
+        self, changes: Sequence[Change], indexes: list[int]
+    ) -> dict[int, Any]:
         """Each change's attribute as Graph holds it now (_GONE, or absent if unknown)."""
         requests = []
         for i in indexes:
             change = changes[i]
             top = change.attribute.split(".", 1)[0]
-            requests.append({"id": str(i), "method": "GET",
-                             "url": f"/users/{quote(change.dn)}?$select=id,{top}"})
+            requests.append(
+                {
+                    "id": str(i),
+                    "method": "GET",
+                    "url": f"/users/{quote(change.dn)}?$select=id,{top}",
+                }
+            )
         found: dict[int, Any] = {}
         try:
             responses = await self._batch(requests)
@@ -413,14 +468,21 @@ class EntraDirectory(Directory):
                 found[i] = _GONE
         return found
 
-    async def _patch(self, changes: Sequence[Change], indexes: list[int],
-                     results: dict[int, ChangeResult]) -> tuple[list[float], list[int]]:
+    async def _patch(
+        self, changes: Sequence[Change], indexes: list[int], results: dict[int, ChangeResult]
+    ) -> tuple[list[float], list[int]]:
         if not indexes:
             return [], []
-        requests = [{"id": str(i), "method": "PATCH", "url": f"/users/{quote(changes[i].dn)}",
-                     "headers": {"Content-Type": "application/json"},
-                     "body": _patch_body(changes[i].attribute, changes[i].new)}
-                    for i in indexes]
+        requests = [
+            {
+                "id": str(i),
+                "method": "PATCH",
+                "url": f"/users/{quote(changes[i].dn)}",
+                "headers": {"Content-Type": "application/json"},
+                "body": _patch_body(changes[i].attribute, changes[i].new),
+            }
+            for i in indexes
+        ]
         waits: list[float] = []
         retry: list[int] = []
         try:
@@ -445,7 +507,9 @@ class EntraDirectory(Directory):
                 results[i] = ChangeResult(change, "conflict", "user no longer exists")
             else:
                 error = ((response or {}).get("body") or {}).get("error", {})
-                message = f"Graph answered {status} {error.get('code', '')}: {error.get('message', '')}"
+                message = (
+                    f"Graph answered {status} {error.get('code', '')}: {error.get('message', '')}"
+                )
                 if status == 403:
                     message += " (the app needs User.ReadWrite.All)"
                 results[i] = ChangeResult(change, "failed", message)
@@ -470,19 +534,27 @@ class EntraDirectory(Directory):
         Returns its full name and whether it was (or, with dry_run, would be) created.
         """
         full = self.extension_name(name)
-        app = self._run(self._call(
-            "GET", f"/applications?$filter=appId eq '{self.spec.client_id}'&$select=id"))
+        app = self._run(
+            self._call("GET", f"/applications?$filter=appId eq '{self.spec.client_id}'&$select=id")
+        )
         found = (app or {}).get("value", [])
         if not found:
-            raise DirectoryError(f"application {self.spec.client_id} not found (or the app may "
-                                 "not read itself: grant Application.ReadWrite.OwnedBy)")
+            raise DirectoryError(
+                f"application {self.spec.client_id} not found (or the app may "
+                "not read itself: grant Application.ReadWrite.OwnedBy)"
+            )
         object_id = found[0]["id"]
         existing = self._run(self._call("GET", f"/applications/{object_id}/extensionProperties"))
         if any(p.get("name") == full for p in (existing or {}).get("value", [])):
             return full, False
         if not dry_run:
-            self._run(self._call("POST", f"/applications/{object_id}/extensionProperties",
-                                 {"name": name, "dataType": "String", "targetObjects": ["User"]}))
+            self._run(
+                self._call(
+                    "POST",
+                    f"/applications/{object_id}/extensionProperties",
+                    {"name": name, "dataType": "String", "targetObjects": ["User"]},
+                )
+            )
         return full, True
 
     def count_users(self) -> int:
@@ -522,9 +594,14 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
 def _patch_body(attribute: str, value: str | None) -> dict[str, Any]:
     parts = attribute.split(".")
     if attribute.lower().startswith(CUSTOM_SECURITY) and len(parts) == 3:
-        return {"customSecurityAttributes": {parts[1]: {
-            "@odata.type": "#Microsoft.DirectoryServices.CustomSecurityAttributeValue",
-            parts[2]: value}}}
+        return {
+            "customSecurityAttributes": {
+                parts[1]: {
+                    "@odata.type": "#Microsoft.DirectoryServices.CustomSecurityAttributeValue",
+                    parts[2]: value,
+                }
+            }
+        }
     if len(parts) == 2:
         return {parts[0]: {parts[1]: value}}
     return {attribute: value}
@@ -542,21 +619,30 @@ def _show(value: Any) -> str:
     return "(empty)" if value is None else repr(value)
 
 
-def load_credential(spec: EntraDirectoryConfig, base: Path,
-                    prompt: Callable[[str], str] | None) -> Credential:
+def load_credential(
+    spec: EntraDirectoryConfig, base: Path, prompt: Callable[[str], str] | None
+) -> Credential:
     """The certificate if configured, else the client secret (file, variable, prompt)."""
     from persona_sync.secrets import resolve_secret
 
     cred = spec.credential
     if cred.certificate_file is not None:
-        path = cred.certificate_file if cred.certificate_file.is_absolute() else base / cred.certificate_file
+        path = (
+            cred.certificate_file
+            if cred.certificate_file.is_absolute()
+            else base / cred.certificate_file
+        )
         password = None
         if cred.certificate_password_env:
             password = resolve_secret("certificate password", cred.certificate_password_env, None)
         return _certificate(path, password, cred.thumbprint)
     file = None
     if cred.client_secret_file is not None:
-        file = cred.client_secret_file if cred.client_secret_file.is_absolute() else base / cred.client_secret_file
+        file = (
+            cred.client_secret_file
+            if cred.client_secret_file.is_absolute()
+            else base / cred.client_secret_file
+        )
     return Credential(secret=resolve_secret("client secret", cred.client_secret_env, file, prompt))
 
 
@@ -580,9 +666,13 @@ def _certificate(path: Path, password: Secret | None, thumbprint: str | None) ->
         raise ConfigError(f"cannot load the certificate {path}: {exc}") from None
     if key is None or certificate is None:
         raise ConfigError(f"{path} must hold both the private key and the certificate")
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
     cert_pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
     computed = certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - x5t is SHA-1
-    return Credential(private_key=Secret(key_pem, f"file {path}"), certificate_pem=cert_pem,
-                      thumbprint=(thumbprint or computed).replace(":", "").upper())
+    return Credential(
+        private_key=Secret(key_pem, f"file {path}"),
+        certificate_pem=cert_pem,
+        thumbprint=(thumbprint or computed).replace(":", "").upper(),
+    )

@@ -44,7 +44,9 @@ class FileDirectory(Directory):
         except FileNotFoundError:
             raise DirectoryError(f"{self.path}: no such directory file") from None
         except IsADirectoryError:
-            raise DirectoryError(f"{self.path}: is a folder, expected an LDIF or CSV file") from None
+            raise DirectoryError(
+                f"{self.path}: is a folder, expected an LDIF or CSV file"
+            ) from None
         except OSError as exc:
             raise DirectoryError(f"cannot read {self.path}: {exc.strerror}") from None
         if self.format == "ldif":
@@ -102,19 +104,26 @@ class FileDirectory(Directory):
             if current == change.new:
                 results.append(ChangeResult(change, "applied", "already had the value", current))
             elif current != change.old:
-                results.append(ChangeResult(
-                    change, "conflict",
-                    f"value changed since the plan: expected {_show(change.old)}, found {_show(current)}",
-                    current,
-                ))
+                results.append(
+                    ChangeResult(
+                        change,
+                        "conflict",
+                        f"value changed since the plan: expected {_show(change.old)}, found {_show(current)}",
+                        current,
+                    )
+                )
             else:
                 document.set_value(position, change.attribute, change.new)
                 dirty = True
                 results.append(ChangeResult(change, "applied"))
         if dirty:
             atomic_write(self.path, document.serialize())
-        log.info("file_directory_written", path=str(self.path), changed=dirty,
-                 applied=sum(r.status == "applied" for r in results))
+        log.info(
+            "file_directory_written",
+            path=str(self.path),
+            changed=dirty,
+            applied=sum(r.status == "applied" for r in results),
+        )
         return results
 
     def _index(self, document: LdifDocument | CsvDocument) -> dict[str, int]:
@@ -130,7 +139,9 @@ class FileDirectory(Directory):
             index[normalize_dn(dn)] = i
         return index
 
-    def _current(self, document: LdifDocument | CsvDocument, position: int, attribute: str) -> str | None:
+    def _current(
+        self, document: LdifDocument | CsvDocument, position: int, attribute: str
+    ) -> str | None:
         if isinstance(document, LdifDocument):
             values = document.records[position].values(attribute)
             return values[0] if values else None

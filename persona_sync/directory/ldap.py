@@ -56,12 +56,16 @@ class Preset:
 
 PRESETS = {
     "ad": Preset(
-        "(&(objectCategory=person)(objectClass=user))", "sAMAccountName", "objectGUID",
+        "(&(objectCategory=person)(objectClass=user))",
+        "sAMAccountName",
+        "objectGUID",
         "msDS-cloudExtensionAttribute1..20 or employeeType; extensionAttribute1..15 where the "
         "Exchange schema is installed",
     ),
     "openldap": Preset(
-        "(objectClass=inetOrgPerson)", "uid", "entryUUID",
+        "(objectClass=inetOrgPerson)",
+        "uid",
+        "entryUUID",
         "a custom single-valued attribute (see the README for a two-line schema)",
     ),
 }
@@ -92,7 +96,9 @@ class LdapDirectory(Directory):
         self.preset = PRESETS[spec.preset]
         self.password = password
         self.id_attribute = (spec.id_attribute or self.preset.id_attribute).lower()
-        self.stable_attribute = (spec.stable_id_attribute or self.preset.stable_id_attribute).lower()
+        self.stable_attribute = (
+            spec.stable_id_attribute or self.preset.stable_id_attribute
+        ).lower()
         self.identity = "ldap:" + ";".join(dn.casefold() for dn in spec.base_dns)
         self._servers = [self._server(url) for url in spec.urls]
         self._reader: Connection | None = None
@@ -106,8 +112,11 @@ class LdapDirectory(Directory):
         if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
             raise ConfigError(f"directory.urls: {url!r} is not an ldap:// or ldaps:// URL")
         secure = parts.scheme == "ldaps"
-        if not secure and not self.spec.start_tls and not self.spec.allow_plaintext and (
-            self.spec.bind.method != "anonymous"
+        if (
+            not secure
+            and not self.spec.start_tls
+            and not self.spec.allow_plaintext
+            and (self.spec.bind.method != "anonymous")
         ):
             raise ConfigError(
                 f"directory.urls: {url} is plain LDAP, which would send the bind password in "
@@ -118,8 +127,14 @@ class LdapDirectory(Directory):
             ca_certs_file=str(self.spec.ca_file) if self.spec.ca_file else None,
         )
         port = parts.port or (636 if secure else 389)
-        return Server(parts.hostname, port=port, use_ssl=secure, tls=tls, get_info=NONE,
-                      connect_timeout=self.spec.timeout)
+        return Server(
+            parts.hostname,
+            port=port,
+            use_ssl=secure,
+            tls=tls,
+            get_info=NONE,
+            connect_timeout=self.spec.timeout,
+        )
 
     def _connect(self, strategy: str = SYNC) -> Connection:
         """Open and bind, trying each URL in order (failover); errors say what each said."""
@@ -134,8 +149,11 @@ class LdapDirectory(Directory):
         if bind.method != "anonymous":
             if self.password is None:
                 raise ConfigError("no bind password given")
-            kwargs.update(user=bind.user, password=self.password.value,
-                          authentication=NTLM if bind.method == "ntlm" else SIMPLE)
+            kwargs.update(
+                user=bind.user,
+                password=self.password.value,
+                authentication=NTLM if bind.method == "ntlm" else SIMPLE,
+            )
         failures: list[str] = []
         for url, server in zip(self.spec.urls, self._servers, strict=True):
             try:
@@ -179,8 +197,10 @@ class LdapDirectory(Directory):
         if code == 49:
             return f"bind as {user} refused: invalid credentials (LDAP 49)"
         if code == 8:
-            return (f"bind as {user} refused: the server requires a protected connection "
-                    "(LDAP 8 strongerAuthRequired): use ldaps:// or start_tls: true")
+            return (
+                f"bind as {user} refused: the server requires a protected connection "
+                "(LDAP 8 strongerAuthRequired): use ldaps:// or start_tls: true"
+            )
         return f"bind as {user} failed: LDAP {code} {result.get('description')}: {result.get('message')}"
 
     @property
@@ -207,15 +227,22 @@ class LdapDirectory(Directory):
         return f"(&{self.preset.filter}{extra})" if extra else self.preset.filter
 
     def read(self, attributes: Sequence[str]) -> Iterator[Employee]:
-        wanted = list(dict.fromkeys([a.lower() for a in attributes]
-                                    + [self.id_attribute, self.stable_attribute]))
+        wanted = list(
+            dict.fromkeys(
+                [a.lower() for a in attributes] + [self.id_attribute, self.stable_attribute]
+            )
+        )
         scope = SUBTREE if self.spec.scope == "subtree" else LEVEL
         count = 0
         for base in self.spec.base_dns:
             try:
                 pages = self.reader.extend.standard.paged_search(
-                    base, self.search_filter(), scope, attributes=wanted,
-                    paged_size=self.spec.page_size, generator=True,
+                    base,
+                    self.search_filter(),
+                    scope,
+                    attributes=wanted,
+                    paged_size=self.spec.page_size,
+                    generator=True,
                 )
                 for item in pages:
                     if item.get("type") != "searchResEntry":
@@ -223,8 +250,10 @@ class LdapDirectory(Directory):
                     count += 1
                     yield self._employee(item)
             except ldap_errors.LDAPInvalidFilterError as exc:
-                raise ConfigError(f"directory.filter: invalid LDAP filter "
-                                  f"{self.search_filter()!r}: {_reason(exc)}") from None
+                raise ConfigError(
+                    f"directory.filter: invalid LDAP filter "
+                    f"{self.search_filter()!r}: {_reason(exc)}"
+                ) from None
             except ldap_errors.LDAPException as exc:
                 raise DirectoryError(f"reading {base} failed: {_reason(exc)}") from None
             result = self.reader.result or {}
@@ -257,12 +286,15 @@ class LdapDirectory(Directory):
         found: list[Employee] = []
         for dn in dns:
             try:
-                ok = self.reader.search(dn, "(objectClass=*)", BASE,
-                                        attributes=[self.id_attribute, "manager"])
+                ok = self.reader.search(
+                    dn, "(objectClass=*)", BASE, attributes=[self.id_attribute, "manager"]
+                )
             except ldap_errors.LDAPException as exc:
                 raise DirectoryError(f"reading manager {dn} failed: {_reason(exc)}") from None
             if ok and self.reader.response:
-                item = next((i for i in self.reader.response if i.get("type") == "searchResEntry"), None)
+                item = next(
+                    (i for i in self.reader.response if i.get("type") == "searchResEntry"), None
+                )
                 if item is not None:
                     found.append(self._employee(item))
         return found
@@ -275,12 +307,16 @@ class LdapDirectory(Directory):
         found: list[Employee] = []
         for base in self.spec.base_dns:
             try:
-                self.reader.search(base, f"(&{self.search_filter()}(|{match}))", SUBTREE,
-                                   attributes=wanted)
+                self.reader.search(
+                    base, f"(&{self.search_filter()}(|{match}))", SUBTREE, attributes=wanted
+                )
             except ldap_errors.LDAPException as exc:
                 raise DirectoryError(f"searching {base} failed: {_reason(exc)}") from None
-            found += [self._employee(i) for i in self.reader.response or []
-                      if i.get("type") == "searchResEntry"]
+            found += [
+                self._employee(i)
+                for i in self.reader.response or []
+                if i.get("type") == "searchResEntry"
+            ]
         if not found and "=" in key:
             found = self._read_dn(key, wanted)
         return found
@@ -292,8 +328,11 @@ class LdapDirectory(Directory):
             return []
         if not ok:
             return []
-        return [self._employee(i) for i in self.reader.response or []
-                if i.get("type") == "searchResEntry"]
+        return [
+            self._employee(i)
+            for i in self.reader.response or []
+            if i.get("type") == "searchResEntry"
+        ]
 
     # --- the target attribute ---------------------------------------------------------
 
@@ -342,14 +381,24 @@ class LdapDirectory(Directory):
             for key, raw in (item.get("raw_attributes") or {}).items():
                 if raw:
                     values[key.lower()] = ";".join(
-                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw
+                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                        for v in raw
                     )
         return values
 
     def root_dse(self) -> dict[str, str]:
-        return self._root_dse(["namingContexts", "defaultNamingContext", "vendorName",
-                               "vendorVersion", "subschemaSubentry", "supportedLDAPVersion",
-                               "dnsHostName", "highestCommittedUSN"])
+        return self._root_dse(
+            [
+                "namingContexts",
+                "defaultNamingContext",
+                "vendorName",
+                "vendorVersion",
+                "subschemaSubentry",
+                "supportedLDAPVersion",
+                "dnsHostName",
+                "highestCommittedUSN",
+            ]
+        )
 
     def can_write(self, dn: str, attribute: str) -> bool | None:
         """Probe write access without changing anything: delete a value nobody has.
@@ -381,8 +430,9 @@ class LdapDirectory(Directory):
             rounds += 1
             if rounds > _RECONNECTS + 3:
                 for i in todo:
-                    results[i] = ChangeResult(changes[i], "conflict",
-                                              "the value keeps changing while being written")
+                    results[i] = ChangeResult(
+                        changes[i], "conflict", "the value keeps changing while being written"
+                    )
                 break
             try:
                 if self._writer is None:
@@ -393,30 +443,42 @@ class LdapDirectory(Directory):
                 losses += 1
                 log.warning("ldap_connection_lost", error=_reason(exc), attempt=losses)
                 if losses > _RECONNECTS:
-                    self._abort(changes, results, f"connection to {', '.join(self.spec.urls)} "
-                                f"lost {losses} times: {_reason(exc)}")
+                    self._abort(
+                        changes,
+                        results,
+                        f"connection to {', '.join(self.spec.urls)} "
+                        f"lost {losses} times: {_reason(exc)}",
+                    )
                 try:
                     # What was in flight may or may not have been written: read it back.
                     todo = self._settle(changes, [i for i in todo if i not in results], results)
                 except (DirectoryError, *_LOST) as again:
-                    self._abort(changes, results, f"connection lost and not regained: "
-                                f"{_reason(again)}")
+                    self._abort(
+                        changes, results, f"connection lost and not regained: {_reason(again)}"
+                    )
             except DirectoryError as exc:
                 self._abort(changes, results, str(exc))
         return [results[i] for i in range(len(changes))]
 
-    def _abort(self, changes: Sequence[Change], results: dict[int, ChangeResult],
-               reason: str) -> None:
+    def _abort(
+        self, changes: Sequence[Change], results: dict[int, ChangeResult], reason: str
+    ) -> None:
         """Stop, keeping the outcome of every change decided so far; the rest are unknown."""
         for i in range(len(changes)):
-            results.setdefault(i, ChangeResult(
-                changes[i], "failed",
-                "not confirmed (connection lost): the value may or may not be written; rerun "
-                "apply with the same plan, compare-and-swap makes that safe"))
+            results.setdefault(
+                i,
+                ChangeResult(
+                    changes[i],
+                    "failed",
+                    "not confirmed (connection lost): the value may or may not be written; rerun "
+                    "apply with the same plan, compare-and-swap makes that safe",
+                ),
+            )
         raise DirectoryAborted(reason, [results[i] for i in range(len(changes))])
 
-    def _pipeline(self, changes: Sequence[Change], todo: list[int],
-                  results: dict[int, ChangeResult]) -> list[int]:
+    def _pipeline(
+        self, changes: Sequence[Change], todo: list[int], results: dict[int, ChangeResult]
+    ) -> list[int]:
         """Send modifies with at most ``write_window`` in flight; returns what is left."""
         writer = self._writer
         assert writer is not None
@@ -429,14 +491,20 @@ class LdapDirectory(Directory):
             while position < len(queue) and len(in_flight) < window:
                 index = queue[position]
                 with_class = index in retry
-                message = writer.modify(changes[index].dn, self._modification(changes[index], with_class))
+                message = writer.modify(
+                    changes[index].dn, self._modification(changes[index], with_class)
+                )
                 in_flight.append((index, message, with_class))
                 position += 1
             index, message, with_class = in_flight.pop(0)
             _response, result = writer.get_response(message, timeout=self.spec.timeout)
             code = (result or {}).get("result")
-            if (code == _OBJECT_CLASS_VIOLATION and self.spec.auxiliary_class and not with_class
-                    and changes[index].new is not None):
+            if (
+                code == _OBJECT_CLASS_VIOLATION
+                and self.spec.auxiliary_class
+                and not with_class
+                and changes[index].new is not None
+            ):
                 retry.append(index)
                 queue.append(index)
                 continue
@@ -446,8 +514,9 @@ class LdapDirectory(Directory):
         pending = [i for i in todo if i not in results]
         return self._settle(changes, pending, results) if pending else []
 
-    def _settle(self, changes: Sequence[Change], indexes: list[int],
-                results: dict[int, ChangeResult]) -> list[int]:
+    def _settle(
+        self, changes: Sequence[Change], indexes: list[int], results: dict[int, ChangeResult]
+    ) -> list[int]:
         """Decide changes whose outcome needs the current value: done, conflict, or resend."""
         resend: list[int] = []
         for index in indexes:
@@ -461,7 +530,8 @@ class LdapDirectory(Directory):
                 resend.append(index)  # the write did not happen (connection lost): safe to retry
             else:
                 results[index] = ChangeResult(
-                    change, "conflict",
+                    change,
+                    "conflict",
                     f"value changed since the plan: expected {_show(change.old)}, found {_show(current)}",
                     current,
                 )
@@ -481,7 +551,9 @@ class LdapDirectory(Directory):
                 for key, values in (item.get("raw_attributes") or {}).items():
                     if key.lower() == attribute.lower() and values:
                         raw = values[0]
-                        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                        return (
+                            raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+                        )
                 return None
         return _Missing()
 
@@ -502,13 +574,24 @@ class LdapDirectory(Directory):
         if code == _NO_SUCH_OBJECT:
             return ChangeResult(change, "conflict", "entry no longer exists")
         if code == _ACCESS_DENIED:
-            return ChangeResult(change, "failed", f"permission denied: {self.spec.bind.user} may "
-                                f"not write {change.attribute} on this entry (LDAP 50)")
+            return ChangeResult(
+                change,
+                "failed",
+                f"permission denied: {self.spec.bind.user} may "
+                f"not write {change.attribute} on this entry (LDAP 50)",
+            )
         if code == _OBJECT_CLASS_VIOLATION:
-            return ChangeResult(change, "failed", f"the entry's object classes do not allow "
-                                f"{change.attribute} (LDAP 65); set directory.auxiliary_class")
-        return ChangeResult(change, "failed", f"LDAP {code} {result.get('description')}: "
-                            f"{result.get('message')}".rstrip(": "))
+            return ChangeResult(
+                change,
+                "failed",
+                f"the entry's object classes do not allow "
+                f"{change.attribute} (LDAP 65); set directory.auxiliary_class",
+            )
+        return ChangeResult(
+            change,
+            "failed",
+            f"LDAP {code} {result.get('description')}: {result.get('message')}".rstrip(": "),
+        )
 
 
 class _Missing:
@@ -535,17 +618,25 @@ class AttributeType:
         match = cls._NAME.search(body)
         if match is None:
             return None
-        names = (match.group(1),) if match.group(1) else tuple(re.findall(r"'([^']+)'", match.group(2)))
+        names = (
+            (match.group(1),) if match.group(1) else tuple(re.findall(r"'([^']+)'", match.group(2)))
+        )
         syntax = cls._SYNTAX.search(body)
-        return cls(oid, names, bool(re.search(r"\bSINGLE-VALUE\b", body)),
-                   syntax.group(1) if syntax else None)
+        return cls(
+            oid,
+            names,
+            bool(re.search(r"\bSINGLE-VALUE\b", body)),
+            syntax.group(1) if syntax else None,
+        )
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
-        return ("TLS certificate verification failed (set directory.ca_file to the CA that "
-                "signed the server's certificate)")
+        return (
+            "TLS certificate verification failed (set directory.ca_file to the CA that "
+            "signed the server's certificate)"
+        )
     return text
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Collection
 import functools
 import re
+from collections.abc import Collection
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -147,8 +147,11 @@ class LdifRecord:
             key = name.decode("ascii").lower()
             if key in found:
                 continue
-            raw = (binascii.a2b_base64(value.strip(b" "), strict_mode=True) if is_base64
-                   else value.lstrip(b" "))
+            raw = (
+                binascii.a2b_base64(value.strip(b" "), strict_mode=True)
+                if is_base64
+                else value.lstrip(b" ")
+            )
             try:
                 found[key] = raw.decode("utf-8")
             except UnicodeDecodeError:

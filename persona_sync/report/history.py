@@ -106,8 +106,9 @@ class HistoryReport:
 
 
 def run_rows(runs: Sequence[RunRecord]) -> tuple[RunRow, ...]:
-    rolled_back = {str(r.header["rollback_of"]): r.run_id
-                   for r in runs if r.header.get("rollback_of")}
+    rolled_back = {
+        str(r.header["rollback_of"]): r.run_id for r in runs if r.header.get("rollback_of")
+    }
     return tuple(
         RunRow(
             run_id=r.run_id,
@@ -137,15 +138,23 @@ def journal_writes(runs: Sequence[RunRecord]) -> tuple[Write, ...]:
     for run in runs:
         command = str(run.header.get("command", ""))
         for w in run.writes:
-            writes.append(Write(
-                run_id=run.run_id, time=str(w.get("time", "")), command=command,
-                employee=str(w.get("employee", "")), dn=str(w.get("dn", "")),
-                scenario=str(w.get("scenario") or w.get("attribute", "")),
-                attribute=str(w.get("attribute", "")), old=_text(w.get("old")),
-                new=_text(w.get("new")), rule=_text(w.get("rule")),
-                result=str(w.get("result", "")), message=str(w.get("message") or ""),
-                found=_text(w.get("found")),
-            ))
+            writes.append(
+                Write(
+                    run_id=run.run_id,
+                    time=str(w.get("time", "")),
+                    command=command,
+                    employee=str(w.get("employee", "")),
+                    dn=str(w.get("dn", "")),
+                    scenario=str(w.get("scenario") or w.get("attribute", "")),
+                    attribute=str(w.get("attribute", "")),
+                    old=_text(w.get("old")),
+                    new=_text(w.get("new")),
+                    rule=_text(w.get("rule")),
+                    result=str(w.get("result", "")),
+                    message=str(w.get("message") or ""),
+                    found=_text(w.get("found")),
+                )
+            )
     return tuple(writes)
 
 
@@ -179,8 +188,9 @@ def persona_series(
     for scenario in sorted(deltas):
         by_run = deltas[scenario]
         values = sorted({v for c in by_run.values() for v in c})
-        steps = [(r.run_id, str(r.header.get("time", "")), by_run.get(r.run_id, Counter()))
-                 for r in runs]
+        steps = [
+            (r.run_id, str(r.header.get("time", "")), by_run.get(r.run_id, Counter())) for r in runs
+        ]
         anchor = current.get(scenario) if current is not None else None
         if anchor is not None:
             state = {v: int(anchor.get(v, 0)) for v in values}
@@ -201,8 +211,10 @@ def persona_series(
                 after.append(dict(state))
         first_time = steps[0][1] if steps else ""
         points = [SeriesPoint(BEFORE, first_time, start)]
-        points += [SeriesPoint(run_id, time, counts)
-                   for (run_id, time, _), counts in zip(steps, after, strict=True)]
+        points += [
+            SeriesPoint(run_id, time, counts)
+            for (run_id, time, _), counts in zip(steps, after, strict=True)
+        ]
         series.append(PersonaSeries(scenario, anchor is not None, tuple(values), tuple(points)))
     return tuple(series)
 
@@ -216,10 +228,18 @@ def build_history_report(
 ) -> HistoryReport:
     """Runs, personas over time, transitions of applied writes, conflicts and rollbacks."""
     writes = journal_writes(runs)
-    applied = ((w.scenario, w.old, w.new) for w in writes
-               if w.result == "applied" and w.old != w.new)
-    return HistoryReport(title, source, run_rows(runs), persona_series(runs, writes, current),
-                         transition_matrices(applied), writes, tuple(notes))
+    applied = (
+        (w.scenario, w.old, w.new) for w in writes if w.result == "applied" and w.old != w.new
+    )
+    return HistoryReport(
+        title,
+        source,
+        run_rows(runs),
+        persona_series(runs, writes, current),
+        transition_matrices(applied),
+        writes,
+        tuple(notes),
+    )
 
 
 @dataclass(frozen=True)
@@ -270,5 +290,6 @@ def build_employee_report(
     mine = tuple(c for c in planned if matches_employee(key, c.employee, c.dn))
     who = dict.fromkeys([(e.employee, e.dn) for e in events] + [(c.employee, c.dn) for c in mine])
     rolled_back = {row.rollback_of: row.run_id for row in run_rows(runs) if row.rollback_of}
-    return EmployeeReport(title or f"Persona history of {key}", key, source, tuple(who), events,
-                          rolled_back, mine)
+    return EmployeeReport(
+        title or f"Persona history of {key}", key, source, tuple(who), events, rolled_back, mine
+    )

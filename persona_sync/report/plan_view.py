@@ -54,13 +54,15 @@ def transition_matrices(
         for (old, new), n in counts.items():
             olds[old] += n
             news[new] += n
-        matrices.append(TransitionMatrix(
-            scenario,
-            tuple(k for k, _ in sorted(olds.items(), key=lambda kv: (-kv[1], kv[0]))),
-            tuple(k for k, _ in sorted(news.items(), key=lambda kv: (-kv[1], kv[0]))),
-            dict(counts),
-            sum(counts.values()),
-        ))
+        matrices.append(
+            TransitionMatrix(
+                scenario,
+                tuple(k for k, _ in sorted(olds.items(), key=lambda kv: (-kv[1], kv[0]))),
+                tuple(k for k, _ in sorted(news.items(), key=lambda kv: (-kv[1], kv[0]))),
+                dict(counts),
+                sum(counts.values()),
+            )
+        )
     return tuple(matrices)
 
 
@@ -109,21 +111,31 @@ def build_plan_report(
     max_groups: int = 25,
 ) -> PlanReport:
     """Everything a plan report shows; ``population`` adds groups and rule coverage."""
-    scenarios = (list(plan.summary.get("scenarios", {}))
-                 or sorted({c.scenario for c in plan.changes}))
+    scenarios = list(plan.summary.get("scenarios", {})) or sorted(
+        {c.scenario for c in plan.changes}
+    )
     if population is not None:
-        distributions = tuple(distribution_from_rows(population, s, dimensions, max_groups)
-                              for s in scenarios)
+        distributions = tuple(
+            distribution_from_rows(population, s, dimensions, max_groups) for s in scenarios
+        )
     else:
         distributions = tuple(distribution_from_summary(plan.summary, s) for s in scenarios)
     matrices = transition_matrices((c.scenario, c.old, c.new) for c in plan.changes)
-    return PlanReport(plan, title, distributions, matrices,
-                      _rule_usage(plan.changes, population), tuple(dimensions),
-                      population is not None, tuple(notes))
+    return PlanReport(
+        plan,
+        title,
+        distributions,
+        matrices,
+        _rule_usage(plan.changes, population),
+        tuple(dimensions),
+        population is not None,
+        tuple(notes),
+    )
 
 
-def _rule_usage(changes: Sequence[PlannedChange],
-                population: Sequence[PopulationRow] | None) -> tuple[RuleUsage, ...]:
+def _rule_usage(
+    changes: Sequence[PlannedChange], population: Sequence[PopulationRow] | None
+) -> tuple[RuleUsage, ...]:
     changed: Counter[tuple[str, str, str]] = Counter(
         (c.scenario, c.rule or "-", c.persona or CLEARED) for c in changes
     )
@@ -133,14 +145,19 @@ def _rule_usage(changes: Sequence[PlannedChange],
             for scenario, rule in row.rules.items():
                 decided[(scenario, rule, row.personas.get(scenario, EMPTY))] += 1
     keys = set(changed) | set(decided)
-    usage = [RuleUsage(s, r, p, decided[(s, r, p)] if population is not None else None,
-                       changed[(s, r, p)]) for s, r, p in keys]
+    usage = [
+        RuleUsage(
+            s, r, p, decided[(s, r, p)] if population is not None else None, changed[(s, r, p)]
+        )
+        for s, r, p in keys
+    ]
     usage.sort(key=lambda u: (u.scenario, -(u.employees or 0), -u.changes, u.rule, u.persona))
     return tuple(usage)
 
 
-def fact_items(facts: Mapping[str, Any],
-               memo: dict[tuple[str, type, Any], str] | None = None) -> tuple[str, ...]:
+def fact_items(
+    facts: Mapping[str, Any], memo: dict[tuple[str, type, Any], str] | None = None
+) -> tuple[str, ...]:
     """The facts a rule read as ``name=value`` texts: ``role.family=sales``.
 
     Pass one ``memo`` dict for many calls: fact values repeat a lot across a plan.

@@ -57,8 +57,10 @@ def parse_dimension(text: str) -> Dimension:
     name, sep, attributes = text.partition("=")
     names = tuple(a.strip().lower() for a in attributes.split(",") if a.strip())
     if not sep or not name.strip() or not names:
-        raise ConfigError(f"--group-by {text!r}: expected NAME=ATTRIBUTE[,ATTRIBUTE...], "
-                          "e.g. site=physicalDeliveryOfficeName,officeLocation")
+        raise ConfigError(
+            f"--group-by {text!r}: expected NAME=ATTRIBUTE[,ATTRIBUTE...], "
+            "e.g. site=physicalDeliveryOfficeName,officeLocation"
+        )
     key = name.strip()
     return Dimension(key.lower(), key[:1].upper() + key[1:], names)
 
@@ -186,8 +188,10 @@ def distribution_from_rows(
     personas = tuple(name for name, _ in counts)
     tables = []
     for dimension in dimensions:
-        groups = [GroupCounts(name, dict(c), sum(c.values()))
-                  for name, c in per_dimension[dimension.id].items()]
+        groups = [
+            GroupCounts(name, dict(c), sum(c.values()))
+            for name, c in per_dimension[dimension.id].items()
+        ]
         groups.sort(key=lambda g: (-g.total, g.name.casefold(), g.name))
         shown, rest = groups[:max_groups], groups[max_groups:]
         other = None

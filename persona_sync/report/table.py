@@ -70,8 +70,9 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _encode(columns: Sequence[Column], values: Sequence[Sequence[Cell]],
-            count: int) -> tuple[list[list[Any]], list[str]]:
+def _encode(
+    columns: Sequence[Column], values: Sequence[Sequence[Cell]], count: int
+) -> tuple[list[list[Any]], list[str]]:
     """Column by column, then zipped into rows.
 
     The string table is ordered by use, most used first, so the indexes that fill most
@@ -123,8 +124,12 @@ def encode_table(
     Keeps the first rows that fit the byte budget.
     """
     count = min((len(v) for v in values), default=0)
-    head = {"columns": [{"key": c.key, "label": c.label, "kind": c.kind, "filter": c.filter}
-                        for c in columns], "total": total}
+    head = {
+        "columns": [
+            {"key": c.key, "label": c.label, "kind": c.kind, "filter": c.filter} for c in columns
+        ],
+        "total": total,
+    }
     while True:
         rows, strings = _encode(columns, values, count)
         text = script_json({**head, "strings": strings, "rows": rows})

@@ -87,7 +87,9 @@ def load_cases(paths: Sequence[Path], rule_set: RuleSet) -> list[Case]:
             errors.append(exc)
             continue
         if doc.data is None:
-            errors.append(RuleError(Location(str(path), 1, 1), "file is empty: a case file lists cases"))
+            errors.append(
+                RuleError(Location(str(path), 1, 1), "file is empty: a case file lists cases")
+            )
             continue
         spec, problems = validate_document(CaseFile, doc, keys)
         errors.extend(problems)
@@ -98,8 +100,11 @@ def load_cases(paths: Sequence[Path], rule_set: RuleSet) -> list[Case]:
             if isinstance(case.expect, str):
                 if len(scenario_ids) > 1:
                     errors.append(
-                        doc.error(where, f"the rules have scenarios {', '.join(scenario_ids)}: "
-                                  "give expect as a mapping of scenario to persona")
+                        doc.error(
+                            where,
+                            f"the rules have scenarios {', '.join(scenario_ids)}: "
+                            "give expect as a mapping of scenario to persona",
+                        )
                     )
                     continue
                 expect = {scenario_ids[0]: case.expect}
@@ -108,15 +113,21 @@ def load_cases(paths: Sequence[Path], rule_set: RuleSet) -> list[Case]:
                 for scenario in expect:
                     if scenario not in scenario_ids:
                         errors.append(
-                            doc.error((*where, scenario), f"unknown scenario '{scenario}' "
-                                      f"(known: {', '.join(scenario_ids)})", key=True)
+                            doc.error(
+                                (*where, scenario),
+                                f"unknown scenario '{scenario}' (known: {', '.join(scenario_ids)})",
+                                key=True,
+                            )
                         )
             for scenario, value in expect.items():
                 if value not in rule_set.personas and value not in SPECIAL_OUTCOMES:
                     path_key = where if isinstance(case.expect, str) else (*where, scenario)
                     errors.append(
-                        doc.error(path_key, f"unknown persona '{value}' (expect a persona id, "
-                                  "out-of-scope, leave or clear)")
+                        doc.error(
+                            path_key,
+                            f"unknown persona '{value}' (expect a persona id, "
+                            "out-of-scope, leave or clear)",
+                        )
                     )
             attributes = {
                 k.lower(): (str(v).lower() if isinstance(v, bool) else str(v))

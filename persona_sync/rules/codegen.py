@@ -14,9 +14,9 @@ operands, regexes and decisions are handed to the generated code as constants na
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from persona_sync.rules.conditions import reads_folded
 from persona_sync.rules.facts import org_chart_value, transform
@@ -64,8 +64,9 @@ class _Group:
 Decide = Callable[[Any, Any], tuple[Any, ...]]
 
 
-def compile_decide(rule_set: RuleSet, scenarios: Sequence[tuple[Any, ...]],
-                   out_of_scope: tuple[Any, ...]) -> Decide:
+def compile_decide(
+    rule_set: RuleSet, scenarios: Sequence[tuple[Any, ...]], out_of_scope: tuple[Any, ...]
+) -> Decide:
     """Generate ``decide``; ``scenarios`` holds, per scenario in order, the prebuilt
     decisions: ((persona, ((rule, decision), ...)), ...) and the fallback decision."""
     code = _Code()
@@ -90,8 +91,15 @@ def compile_decide(rule_set: RuleSet, scenarios: Sequence[tuple[Any, ...]],
 
     def emit_facts(wanted: list[str]) -> None:
         for name in wanted:
-            _emit_fact(code, slot[name], rule_set.facts[name], name in folded, position_of,
-                       group_list, read_at_top)
+            _emit_fact(
+                code,
+                slot[name],
+                rule_set.facts[name],
+                name in folded,
+                position_of,
+                group_list,
+                read_at_top,
+            )
 
     def expr(node: Node) -> str:
         return _expression(code, node, slot, types)
@@ -201,8 +209,9 @@ def _blank_aware(derive: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], tu
     return bundle
 
 
-def _emit_single_scenario(code: _Code, scenario: tuple[Any, ...],
-                          expr: Callable[[Node], str]) -> None:
+def _emit_single_scenario(
+    code: _Code, scenario: tuple[Any, ...], expr: Callable[[Node], str]
+) -> None:
     entries, fallback = scenario
     for persona, rules in entries:
         unless = " or ".join(f"({expr(n)})" for n in persona.unless)
@@ -216,8 +225,9 @@ def _emit_single_scenario(code: _Code, scenario: tuple[Any, ...],
     code.emit(1, f"return {code.const((fallback,))}")
 
 
-def _emit_scenarios(code: _Code, scenarios: Sequence[tuple[Any, ...]],
-                    expr: Callable[[Node], str]) -> None:
+def _emit_scenarios(
+    code: _Code, scenarios: Sequence[tuple[Any, ...]], expr: Callable[[Node], str]
+) -> None:
     results = []
     for number, (entries, fallback) in enumerate(scenarios):
         variable = f"d{number}"
@@ -281,8 +291,9 @@ def _fast_transform(source: Source, fact_type: str) -> Callable[[Any], tuple[Any
     return None
 
 
-def _memoised(memo: dict[Any, tuple[Any, ...]],
-              derive: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], tuple[Any, ...]]:
+def _memoised(
+    memo: dict[Any, tuple[Any, ...]], derive: Callable[[Any], tuple[Any, ...]]
+) -> Callable[[Any], tuple[Any, ...]]:
     def miss(raw: Any) -> tuple[Any, ...]:
         if len(memo) >= MEMO_LIMIT:
             memo.clear()
@@ -292,9 +303,15 @@ def _memoised(memo: dict[Any, tuple[Any, ...]],
     return miss
 
 
-def _emit_fact(code: _Code, i: int, fact: Fact, fold: bool,
-               position_of: dict[int, tuple[int, int]], groups: list[_Group],
-               read_at_top: set[int]) -> None:
+def _emit_fact(
+    code: _Code,
+    i: int,
+    fact: Fact,
+    fold: bool,
+    position_of: dict[int, tuple[int, int]],
+    groups: list[_Group],
+    read_at_top: set[int],
+) -> None:
     """f{i} = the first source's value that is not None, else the default (g{i}: folded).
 
     A group is read where first needed: once at the top level for good, or inside a
@@ -306,7 +323,9 @@ def _emit_fact(code: _Code, i: int, fact: Fact, fold: bool,
             code.emit(depth, f"if f{i} is None:")
             depth += 1
         if source.org_chart is not None:
-            values = [f"{code.const(_org_reader(source))}(position) if position is not None else None"]
+            values = [
+                f"{code.const(_org_reader(source))}(position) if position is not None else None"
+            ]
             if fold:
                 values.append(f"f{i}")
         elif source.attributes:
@@ -345,7 +364,7 @@ def _org_reader(source: Source) -> Callable[[Any], Any]:
     return read
 
 
-def _expression(code: _Code, node: Node, slot: dict[str, int], types: dict[str, str]) -> str:
+def _expression(code: _Code, node: Node, slot: dict[str, int], types: Mapping[str, str]) -> str:
     if isinstance(node, NotOf):
         return f"not ({_expression(code, node.child, slot, types)})"
     if isinstance(node, AllOf | AnyOf):
@@ -367,14 +386,16 @@ def _expression(code: _Code, node: Node, slot: dict[str, int], types: dict[str, 
         found = code.const(_RegexMemo(test.pattern))
         return f"({x} is not None and {found}[{x}])"
     if op in ("starts_with", "ends_with"):
-        return f"({x} is not None and {x}.{'startswith' if op == 'starts_with' else 'endswith'}({v}))"
+        return (
+            f"({x} is not None and {x}.{'startswith' if op == 'starts_with' else 'endswith'}({v}))"
+        )
     if op == "contains":
         return f"({x} is not None and {v} in {x})"
     comparisons = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
     if op in comparisons:
         return f"({x} is not None and {x} {comparisons[op]} {v})"
     if op == "between":
-        low, high = test.operand  # type: ignore[misc]
+        low, high = cast(tuple[float, float], test.operand)
         return f"({x} is not None and {code.const(low)} <= {x} <= {code.const(high)})"
     if op == "is":
         return f"{x} is {v}"
@@ -394,7 +415,9 @@ class _RegexMemo(dict[Any, bool]):
     def __missing__(self, value: Any) -> bool:
         if len(self) >= MEMO_LIMIT:
             self.clear()
-        found = self[value] = self.search(value if isinstance(value, str) else str(value)) is not None
+        found = self[value] = (
+            self.search(value if isinstance(value, str) else str(value)) is not None
+        )
         return found
 
 

@@ -43,7 +43,9 @@ class Engine:
         self.fact_names = tuple(rule_set.facts)
         types = {name: fact.type for name, fact in rule_set.facts.items()}
         tests = list(_all_tests(rule_set))
-        folded = sorted({t.fact for t in tests if t.fact in types and reads_folded(t, types[t.fact])})
+        folded = sorted(
+            {t.fact for t in tests if t.fact in types and reads_folded(t, types[t.fact])}
+        )
         slot = {name: i for i, name in enumerate(self.fact_names)}
         folded_slot = {name: len(self.fact_names) + i for i, name in enumerate(folded)}
         self._folded = tuple(slot[name] for name in folded)
@@ -55,7 +57,9 @@ class Engine:
 
         self._derive = tuple(compile_fact(rule_set.facts[name]) for name in self.fact_names)
         scope = rule_set.scope
-        self._include: Check | None = compile_node(scope.include, slot_of) if scope.include else None
+        self._include: Check | None = (
+            compile_node(scope.include, slot_of) if scope.include else None
+        )
         self._exclude = tuple(compile_node(n, slot_of) for n in scope.exclude)
         self._scenarios = tuple(self._compile_scenario(s, slot_of) for s in rule_set.scenarios)
         self._out_of_scope = tuple(
@@ -74,13 +78,23 @@ class Engine:
         for persona_id in scenario.order:
             persona = self.rule_set.personas[persona_id]
             rules = tuple(
-                (compile_node(rule.condition, slot_of), Decision(scenario.id, "matched", persona.id, rule.id))
+                (
+                    compile_node(rule.condition, slot_of),
+                    Decision(scenario.id, "matched", persona.id, rule.id),
+                )
                 for rule in persona.rules
             )
             unless = tuple(compile_node(n, slot_of) for n in persona.unless)
             entries.append((rules, _any_of(unless)))
-            generated.append((persona, tuple((rule, decision) for rule, (_check, decision)
-                                            in zip(persona.rules, rules, strict=True))))
+            generated.append(
+                (
+                    persona,
+                    tuple(
+                        (rule, decision)
+                        for rule, (_check, decision) in zip(persona.rules, rules, strict=True)
+                    ),
+                )
+            )
         if scenario.unmatched == "default" and scenario.default is not None:
             fallback = Decision(scenario.id, "default", scenario.default, "default")
         elif scenario.unmatched == "clear":

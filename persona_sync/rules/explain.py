@@ -6,6 +6,7 @@ engine's (a test checks it over the demo directory).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,17 +93,21 @@ def _scenario(
     scenario: Scenario,
     decision: Decision,
     values: dict[str, Any],
-    types: dict[str, str],
+    types: Mapping[str, str],
     in_scope: bool,
 ) -> ScenarioExplanation:
     results = []
     for persona_id in scenario.order:
         persona = rule_set.personas[persona_id]
-        rules = tuple(RuleResult(r.id, trace_node(r.condition, values, types)) for r in persona.rules)
+        rules = tuple(
+            RuleResult(r.id, trace_node(r.condition, values, types)) for r in persona.rules
+        )
         exclusions = tuple(trace_node(n, values, types) for n in persona.unless)
         results.append(PersonaResult(persona.id, persona.precedence, rules, exclusions))
     personas = tuple(results)
-    return ScenarioExplanation(scenario.id, decision, personas, _reason(decision, personas, in_scope))
+    return ScenarioExplanation(
+        scenario.id, decision, personas, _reason(decision, personas, in_scope)
+    )
 
 
 def _reason(decision: Decision, personas: tuple[PersonaResult, ...], in_scope: bool) -> str:
@@ -134,7 +139,9 @@ def render_text(explanation: Explanation) -> str:
     width = max((len(o.name) for o in explanation.facts), default=0)
     for origin in explanation.facts:
         shown = _value(origin.value)
-        raw = f" from {origin.raw!r}" if origin.raw is not None and origin.raw != origin.value else ""
+        raw = (
+            f" from {origin.raw!r}" if origin.raw is not None and origin.raw != origin.value else ""
+        )
         lines.append(f"  {origin.name:<{width}}  = {shown:<24} <- {origin.origin}{raw}")
     lines.append("")
     lines.append("scope: " + ("in scope" if explanation.in_scope else "OUT OF SCOPE"))
@@ -145,8 +152,10 @@ def render_text(explanation: Explanation) -> str:
         lines.append(f"scenario {scenario.scenario}:")
         for persona in scenario.personas:
             state = (
-                "CANDIDATE" if persona.candidate
-                else "excluded" if persona.matched_rule
+                "CANDIDATE"
+                if persona.candidate
+                else "excluded"
+                if persona.matched_rule
                 else "no match"
             )
             lines.append(f"  persona {persona.persona} (precedence {persona.precedence}): {state}")
@@ -157,8 +166,12 @@ def render_text(explanation: Explanation) -> str:
                 lines.append(f"    unless[{index}]:")
                 lines.extend("      " + line for line in trace.lines())
         d = scenario.decision
-        result = d.persona if d.persona else {"clear": "(clear)", "leave": "(leave as is)"}.get(
-            d.outcome, "(nothing: out of scope)"
+        result = (
+            d.persona
+            if d.persona
+            else {"clear": "(clear)", "leave": "(leave as is)"}.get(
+                d.outcome, "(nothing: out of scope)"
+            )
         )
         lines.append(f"  => {result}: {scenario.reason}")
     return "\n".join(lines)

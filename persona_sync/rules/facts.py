@@ -37,8 +37,10 @@ def convert(raw: Any, fact_type: str) -> Value | None:
         if isinstance(raw, bool):
             return None
         try:
-            number = float(raw) if isinstance(raw, int | float) else float(
-                str(raw).strip().replace(",", ".")
+            number = (
+                float(raw)
+                if isinstance(raw, int | float)
+                else float(str(raw).strip().replace(",", "."))
             )
         except ValueError:
             return None
@@ -170,8 +172,9 @@ def _compile_source(source: Source, fact_type: str) -> Derive:
     return derive
 
 
-def _first_transformed(source: Source, fact_type: str, employee: Employee,
-                       position: Position | None) -> Any:
+def _first_transformed(
+    source: Source, fact_type: str, employee: Employee, position: Position | None
+) -> Any:
     for name in source.attributes:
         raw = read_attribute(name, employee, position)
         if raw is not None:
@@ -209,9 +212,9 @@ def trace_fact(fact: Fact, employee: Employee, position: Position | None) -> Fac
             raw = read_attribute(name, employee, position)
             if raw is None:
                 continue
-            value = transform(source, raw, fact.type)
-            if value is not None:
-                return FactOrigin(fact.name, value, _describe(source, name), raw)
+            derived = transform(source, raw, fact.type)
+            if derived is not None:
+                return FactOrigin(fact.name, derived, _describe(source, name), raw)
             break
     if fact.default is not None:
         return FactOrigin(fact.name, fact.default, "default")

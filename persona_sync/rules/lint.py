@@ -14,9 +14,9 @@ sample matched.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from persona_sync.errors import Location
 from persona_sync.rules.conditions import compile_node, reads_folded
@@ -63,7 +63,8 @@ def lint(rule_set: RuleSet) -> list[LintWarning]:
         if reason:
             warnings.append(
                 LintWarning(
-                    persona.location, "unreachable-persona",
+                    persona.location,
+                    "unreachable-persona",
                     f"persona '{persona.id}' can never be given: {reason}",
                 )
             )
@@ -71,7 +72,8 @@ def lint(rule_set: RuleSet) -> list[LintWarning]:
         if name not in rule_set.fact_usage:
             warnings.append(
                 LintWarning(
-                    fact.location, "unused-fact",
+                    fact.location,
+                    "unused-fact",
                     f"fact '{name}' is mapped but no rule, exclusion or scope tests it",
                 )
             )
@@ -79,7 +81,8 @@ def lint(rule_set: RuleSet) -> list[LintWarning]:
         eleventh = list(rule_set.personas.values())[MAX_PERSONAS]
         warnings.append(
             LintWarning(
-                eleventh.location, "too-many-personas",
+                eleventh.location,
+                "too-many-personas",
                 f"{len(rule_set.personas)} personas: more than {MAX_PERSONAS} are hard for a "
                 "service desk to route and for people to remember",
             )
@@ -116,7 +119,7 @@ def _shadowed_rules(rule_set: RuleSet) -> Iterator[tuple[str, tuple[Rule, Rule, 
 
 
 def _blocker(
-    rule: Rule, persona: Persona, candidates: tuple[Rule, ...], types: dict[str, str]
+    rule: Rule, persona: Persona, candidates: tuple[Rule, ...], types: Mapping[str, str]
 ) -> tuple[Rule, Persona] | None:
     for other in candidates:
         if implies(rule.condition, other.condition, types):
@@ -124,7 +127,7 @@ def _blocker(
     return None
 
 
-def implies(b: Node, a: Node, types: dict[str, str]) -> bool:
+def implies(b: Node, a: Node, types: Mapping[str, str]) -> bool:
     """True only when b holding guarantees a holds (sound, not complete)."""
     if b == a:
         return True
@@ -146,10 +149,17 @@ def implies(b: Node, a: Node, types: dict[str, str]) -> bool:
 def _test_implies(b: Test, a: Test, fact_type: str) -> bool:
     if a.fact != b.fact:
         return False
-    if a.operator == "exists" and a.operand is True or a.operator == "missing" and a.operand is False:
-        return b.operator not in ("not_in", "missing", "exists") or (
-            b.operator == "exists" and b.operand is True
-        ) or (b.operator == "missing" and b.operand is False)
+    if (
+        a.operator == "exists"
+        and a.operand is True
+        or a.operator == "missing"
+        and a.operand is False
+    ):
+        return (
+            b.operator not in ("not_in", "missing", "exists")
+            or (b.operator == "exists" and b.operand is True)
+            or (b.operator == "missing" and b.operand is False)
+        )
     samples = _finite_values(b)
     if samples is not None:
         if b.case_sensitive and reads_folded(a, fact_type):
@@ -179,7 +189,7 @@ def _finite_values(test: Test) -> list[Any] | None:
     if test.operator == "equals":
         return [test.operand]
     if test.operator == "in":
-        return sorted(test.operand, key=str)  # type: ignore[arg-type]
+        return sorted(cast(frozenset[Any], test.operand), key=str)
     if test.operator == "is":
         return [test.operand]
     return None

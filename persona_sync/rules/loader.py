@@ -100,9 +100,13 @@ def rule_files(paths: Sequence[Path]) -> tuple[list[Path], list[RuleError]]:
     errors: list[RuleError] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in RULE_FILE_SUFFIXES and p.is_file())
+            found = sorted(
+                p for p in path.iterdir() if p.suffix in RULE_FILE_SUFFIXES and p.is_file()
+            )
             if not found:
-                errors.append(RuleError(None, f"{path}: no rule files (*.yaml, *.yml) in this folder"))
+                errors.append(
+                    RuleError(None, f"{path}: no rule files (*.yaml, *.yml) in this folder")
+                )
             files.extend(found)
         elif path.exists():
             files.append(path)
@@ -130,7 +134,11 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
             )
             continue
         if not isinstance(doc.data, dict):
-            errors.append(doc.error((), "a rule file must be a mapping with keys such as personas, facts, scope"))
+            errors.append(
+                doc.error(
+                    (), "a rule file must be a mapping with keys such as personas, facts, scope"
+                )
+            )
             continue
         rule_file, problems = validate_document(spec.RuleFile, doc, _RULE_KEYS)
         errors.extend(problems)
@@ -185,7 +193,8 @@ class _Builder:
                 persona = self._persona(item.doc, ("personas", index), persona_spec)
                 if persona.id in personas:
                     self._error(
-                        item.doc, ("personas", index, "id"),
+                        item.doc,
+                        ("personas", index, "id"),
                         f"duplicate persona id '{persona.id}' (first defined at "
                         f"{personas[persona.id].location})",
                     )
@@ -193,7 +202,8 @@ class _Builder:
                 for rule_index, rule in enumerate(persona.rules):
                     if rule.id in rule_locations:
                         self._error(
-                            item.doc, ("personas", index, "rules", rule_index, "id"),
+                            item.doc,
+                            ("personas", index, "rules", rule_index, "id"),
                             f"duplicate rule id '{rule.id}' (first defined at "
                             f"{rule_locations[rule.id]})",
                         )
@@ -223,7 +233,8 @@ class _Builder:
         path: PathKey = ("facts", name)
         if not re.match(spec.FACT_NAME, name) or name.startswith("@"):
             self._error(
-                doc, path,
+                doc,
+                path,
                 f"invalid fact name '{name}': use lower-case words joined by '.' or '_', "
                 "e.g. role.title",
                 key=True,
@@ -231,7 +242,9 @@ class _Builder:
             return
         if name in self.facts:
             self._error(
-                doc, path, f"duplicate fact '{name}' (first defined at {self.facts[name].location})",
+                doc,
+                path,
+                f"duplicate fact '{name}' (first defined at {self.facts[name].location})",
                 key=True,
             )
             return
@@ -263,19 +276,28 @@ class _Builder:
         for attr in attributes:
             if attr.startswith("@") and attr not in BUILTIN_ATTRIBUTES:
                 self._error(
-                    doc, (*path, "from"),
+                    doc,
+                    (*path, "from"),
                     f"unknown built-in attribute '{attr}' (known: {', '.join(sorted(BUILTIN_ATTRIBUTES))})",
                 )
                 ok = False
         org_chart = None
         if source.org_chart is not None:
             if fact_type != "number":
-                self._error(doc, (*path, "org_chart"), "org_chart gives a number: use it on a fact of type number")
+                self._error(
+                    doc,
+                    (*path, "org_chart"),
+                    "org_chart gives a number: use it on a fact of type number",
+                )
                 ok = False
             oc = source.org_chart
-            org_chart = OrgChartSource(oc.top, oc.per_level, oc.floor, oc.manager_bonus, oc.manager_min_reports)
+            org_chart = OrgChartSource(
+                oc.top, oc.per_level, oc.floor, oc.manager_bonus, oc.manager_min_reports
+            )
         if source.flag is not None and fact_type != "boolean":
-            self._error(doc, (*path, "flag"), "flag gives true or false: use it on a fact of type boolean")
+            self._error(
+                doc, (*path, "flag"), "flag gives true or false: use it on a fact of type boolean"
+            )
             ok = False
         capture = self._regex(doc, (*path, "capture"), source.capture) if source.capture else None
         mapping = None
@@ -355,14 +377,20 @@ class _Builder:
             known = sorted(self.facts)
             hint = difflib.get_close_matches(cond.fact, known, n=1, cutoff=0.6)
             text = f"unknown fact '{cond.fact}'"
-            text += f" (did you mean '{hint[0]}'?)" if hint else f" (known facts: {', '.join(known) or 'none'})"
+            text += (
+                f" (did you mean '{hint[0]}'?)"
+                if hint
+                else f" (known facts: {', '.join(known) or 'none'})"
+            )
             self._error(doc, (*path, "fact"), text)
             return Test(cond.fact, op, operand, cond.case_sensitive, location)
         kind = fact.type
         if op in STRING_OPERATORS and kind != "string":
             self._error(doc, op_path, f"'{op}' tests text, but fact '{fact.name}' is a {kind}")
         elif op in NUMBER_OPERATORS and kind != "number":
-            self._error(doc, op_path, f"'{op}' compares numbers, but fact '{fact.name}' is a {kind}")
+            self._error(
+                doc, op_path, f"'{op}' compares numbers, but fact '{fact.name}' is a {kind}"
+            )
         elif op == "is" and kind != "boolean":
             self._error(doc, op_path, f"'is' tests true/false, but fact '{fact.name}' is a {kind}")
         pattern = None
@@ -384,12 +412,18 @@ class _Builder:
         elif op == "between":
             low, high = operand
             if low > high:
-                self._error(doc, op_path, f"between needs [low, high] with low <= high, got [{low:g}, {high:g}]")
+                self._error(
+                    doc,
+                    op_path,
+                    f"between needs [low, high] with low <= high, got [{low:g}, {high:g}]",
+                )
         elif op in ("exists", "missing") and operand is not True and operand is not False:
             self._error(doc, op_path, f"'{op}' takes true or false")
         return Test(cond.fact, op, operand, cond.case_sensitive, location, pattern, cond.operand)
 
-    def _operand(self, doc: LocatedDocument, path: PathKey, fact_type: str, value: Any, fold: bool) -> Any:
+    def _operand(
+        self, doc: LocatedDocument, path: PathKey, fact_type: str, value: Any, fold: bool
+    ) -> Any:
         if fact_type == "string" and isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
         typed = self._typed(doc, path, fact_type, value)
@@ -408,10 +442,18 @@ class _Builder:
             )
             for i, r in enumerate(p.rules)
         )
-        unless = tuple(self._condition(doc, (*path, "unless", i), c) for i, c in enumerate(p.unless))
+        unless = tuple(
+            self._condition(doc, (*path, "unless", i), c) for i, c in enumerate(p.unless)
+        )
         return Persona(
-            id=p.id, name=p.name, description=p.description, precedence=p.precedence,
-            default=p.default, service=p.service, rules=rules, unless=unless,
+            id=p.id,
+            name=p.name,
+            description=p.description,
+            precedence=p.precedence,
+            default=p.default,
+            service=p.service,
+            rules=rules,
+            unless=unless,
             location=doc.locate(path),
         )
 
@@ -424,7 +466,8 @@ class _Builder:
         first_item, scope_spec = found[0]
         for item, _ in found[1:]:
             self._error(
-                item.doc, ("scope",),
+                item.doc,
+                ("scope",),
                 f"scope is defined twice (first at {first_item.doc.locate(('scope',), key=True)}): "
                 "keep one",
                 key=True,
@@ -434,7 +477,8 @@ class _Builder:
         if scope_spec.include is not None:
             include = self._condition(doc, ("scope", "include"), scope_spec.include)
         exclude = tuple(
-            self._condition(doc, ("scope", "exclude", i), c) for i, c in enumerate(scope_spec.exclude)
+            self._condition(doc, ("scope", "exclude", i), c)
+            for i, c in enumerate(scope_spec.exclude)
         )
         return Scope(include, exclude, scope_spec.unmatched)
 
@@ -473,9 +517,7 @@ class _Builder:
                 by_precedence[persona.precedence] = persona
 
     def _scenarios(self, personas: dict[str, Persona], scope: Scope) -> tuple[Scenario, ...]:
-        by_precedence = tuple(
-            p.id for p in sorted(personas.values(), key=lambda p: -p.precedence)
-        )
+        by_precedence = tuple(p.id for p in sorted(personas.values(), key=lambda p: -p.precedence))
         default = next((p.id for p in personas.values() if p.default), None)
         scenarios: list[Scenario] = []
         seen: dict[str, Location] = {}
@@ -485,7 +527,11 @@ class _Builder:
                     continue
                 path: PathKey = ("scenarios", index)
                 if s.id in seen:
-                    self._error(item.doc, (*path, "id"), f"duplicate scenario id '{s.id}' (first defined at {seen[s.id]})")
+                    self._error(
+                        item.doc,
+                        (*path, "id"),
+                        f"duplicate scenario id '{s.id}' (first defined at {seen[s.id]})",
+                    )
                     continue
                 seen[s.id] = item.doc.locate(path)
                 order = by_precedence
@@ -496,25 +542,34 @@ class _Builder:
                         if pid not in personas:
                             self._unknown_persona(item.doc, (*path, "order", i), pid, personas)
                         elif pid in listed:
-                            self._error(item.doc, (*path, "order", i), f"persona '{pid}' is listed twice in this order")
+                            self._error(
+                                item.doc,
+                                (*path, "order", i),
+                                f"persona '{pid}' is listed twice in this order",
+                            )
                         listed.add(pid)
                 scenario_default = s.default or default
                 if s.default is not None and s.default not in personas:
                     self._unknown_persona(item.doc, (*path, "default"), s.default, personas)
                 unmatched = s.unmatched or scope.unmatched
                 if (
-                    unmatched == "default" and scenario_default is None and personas
+                    unmatched == "default"
+                    and scenario_default is None
+                    and personas
                     and not self.partial_personas
                 ):
                     self._error(
-                        item.doc, path,
+                        item.doc,
+                        path,
                         f"scenario '{s.id}' gives unmatched employees the default persona, but "
                         "none is set: give it a default, or set unmatched to leave or clear",
                     )
                 scenarios.append(Scenario(s.id, s.description, order, scenario_default, unmatched))
         if not scenarios:
             if (
-                scope.unmatched == "default" and default is None and personas
+                scope.unmatched == "default"
+                and default is None
+                and personas
                 and not (self.partial_personas or self.partial_scope)
             ):
                 first = next(iter(personas.values()))
@@ -526,7 +581,9 @@ class _Builder:
                         "leave or clear",
                     )
                 )
-            scenarios.append(Scenario(DEFAULT_SCENARIO, "", by_precedence, default, scope.unmatched))
+            scenarios.append(
+                Scenario(DEFAULT_SCENARIO, "", by_precedence, default, scope.unmatched)
+            )
         return tuple(scenarios)
 
     def _unknown_persona(
@@ -536,5 +593,7 @@ class _Builder:
             return
         hint = difflib.get_close_matches(pid, sorted(personas), n=1, cutoff=0.6)
         text = f"unknown persona '{pid}'"
-        text += f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(personas))})"
+        text += (
+            f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(sorted(personas))})"
+        )
         self._error(doc, path, text)

@@ -149,9 +149,7 @@ class Fact:
     @property
     def attributes(self) -> tuple[str, ...]:
         """Raw directory attributes this fact reads (lower case), built-ins excluded."""
-        return tuple(
-            a for s in self.sources for a in s.attributes if not a.startswith("@")
-        )
+        return tuple(a for s in self.sources for a in s.attributes if not a.startswith("@"))
 
     @property
     def uses_org_chart(self) -> bool:

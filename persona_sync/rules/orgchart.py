@@ -122,7 +122,7 @@ def _resolve(
 ) -> None:
     chain: list[str] = []
     on_chain: set[str] = set()
-    current: str | None = start
+    current: str = start
     base: int | None
     while True:
         if current in depth:

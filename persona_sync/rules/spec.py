@@ -81,9 +81,7 @@ class FactTest(StrictModel):
     gte: float | None = None
     lt: float | None = None
     lte: float | None = None
-    between: tuple[float, float] | None = Field(
-        None, description="[low, high], both included."
-    )
+    between: tuple[float, float] | None = Field(None, description="[low, high], both included.")
     exists: bool | None = Field(None, description="true: the fact has a value.")
     missing: bool | None = Field(None, description="true: the fact has no value.")
     is_: bool | None = Field(None, alias="is", description="For yes/no facts: true or false.")
@@ -244,9 +242,7 @@ class SourceFields(StrictModel):
     )
     value: Scalar | None = Field(None, description="A constant.")
     org_chart: OrgChart | None = Field(None, description="Derive from the manager chain.")
-    flag: int | None = Field(
-        None, ge=1, description="Bit mask: true when (attribute & flag) != 0."
-    )
+    flag: int | None = Field(None, ge=1, description="Bit mask: true when (attribute & flag) != 0.")
     capture: str | None = Field(
         None, description="Regex; the value is its group 'value', else group 1, else the match."
     )
@@ -294,14 +290,18 @@ class FactSpec(SourceFields):
         if not inline:
             return data
         if "sources" in data:
-            raise ValueError("give either 'sources' or one inline source (from/value/...), not both")
+            raise ValueError(
+                "give either 'sources' or one inline source (from/value/...), not both"
+            )
         rest = {k: v for k, v in data.items() if k not in _SOURCE_KEYS}
         return {**rest, "sources": [inline]}
 
     @model_validator(mode="after")
     def _has_source(self) -> FactSpec:
         if not self.sources and self.default is None:
-            raise ValueError("a fact needs a source (from, value, org_chart or sources) or a default")
+            raise ValueError(
+                "a fact needs a source (from, value, org_chart or sources) or a default"
+            )
         return self
 
 

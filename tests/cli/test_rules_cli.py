@@ -25,7 +25,9 @@ def test_validate_default_rules(run_cli: Run) -> None:
 
 
 def test_validate_reports_every_error_and_exits_1(run_cli: Run, write: Write) -> None:
-    bad = write("r.yaml", "personas:\n  - id: x\n    nme: X\n    precedence: 1\n    default: true\n")
+    bad = write(
+        "r.yaml", "personas:\n  - id: x\n    nme: X\n    precedence: 1\n    default: true\n"
+    )
     result = run_cli("validate", str(bad))
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -43,8 +45,12 @@ def test_validate_json(run_cli: Run, write: Write) -> None:
     assert json.loads(result.stdout) == {
         "valid": False,
         "errors": [
-            {"path": str(bad), "line": 1, "column": 11,
-             "message": "personas: input should be a valid list"},
+            {
+                "path": str(bad),
+                "line": 1,
+                "column": 11,
+                "message": "personas: input should be a valid list",
+            },
         ],
     }
     good = run_cli("validate", "--format", "json", str(DEFAULT_RULES))
@@ -143,15 +149,25 @@ def test_test_command_bad_case_file(run_cli: Run, write: Write) -> None:
 
 def test_explain_text(run_cli: Run) -> None:
     result = run_cli(
-        "explain", "--rules", str(DEFAULT_RULES),
-        "--attr", "title=Trauma Surgeon", "--attr", "department=Surgery",
+        "explain",
+        "--rules",
+        str(DEFAULT_RULES),
+        "--attr",
+        "title=Trauma Surgeon",
+        "--attr",
+        "department=Surgery",
     )
     assert result.exit_code == 0
     out = result.stdout
-    assert "  role.family         = 'clinical'               <- attribute title via table from " \
+    assert (
+        "  role.family         = 'clinical'               <- attribute title via table from "
         "'Trauma Surgeon'" in out
+    )
     assert "  persona vip (precedence 100): CANDIDATE" in out
-    assert "          [yes] role.title matches /\\b(trauma|emergency)\\b/  (is 'Trauma Surgeon')" in out
+    assert (
+        "          [yes] role.title matches /\\b(trauma|emergency)\\b/  (is 'Trauma Surgeon')"
+        in out
+    )
     assert out.rstrip().splitlines()[-1] == (
         "  => vip: 'vip' wins by precedence among candidates vip (100), clinician (90), "
         "remote-worker (30) (rule vip-trauma-doctor)"
@@ -160,14 +176,23 @@ def test_explain_text(run_cli: Run) -> None:
 
 def test_explain_json_from_case(run_cli: Run) -> None:
     result = run_cli(
-        "explain", "--rules", str(DEFAULT_RULES), "--format", "json",
-        "--case", str(DEFAULT_RULES / "cases" / "default.yaml"), "--name", "engineering intern",
+        "explain",
+        "--rules",
+        str(DEFAULT_RULES),
+        "--format",
+        "json",
+        "--case",
+        str(DEFAULT_RULES / "cases" / "default.yaml"),
+        "--name",
+        "engineering intern",
     )
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     scenario = data["scenarios"][0]
     assert (scenario["outcome"], scenario["persona"], scenario["rule"]) == (
-        "default", "knowledge-worker", "default",
+        "default",
+        "knowledge-worker",
+        "default",
     )
     assert scenario["reason"] == (
         "no persona matched: the default persona 'knowledge-worker' applies; excluded by "
@@ -197,7 +222,10 @@ def test_usage_errors_exit_1_not_2(run_cli: Run) -> None:
 
 def test_schema_check_and_write(run_cli: Run, tmp_path: Path) -> None:
     result = run_cli("schema", "--check", "--out", str(REPO / "schemas"))
-    assert (result.exit_code, result.stdout) == (0, f"schemas in {REPO / 'schemas'} are up to date\n")
+    assert (result.exit_code, result.stdout) == (
+        0,
+        f"schemas in {REPO / 'schemas'} are up to date\n",
+    )
     out = tmp_path / "s"
     written = run_cli("schema", "--out", str(out))
     assert written.exit_code == 0
@@ -207,7 +235,8 @@ def test_schema_check_and_write(run_cli: Run, tmp_path: Path) -> None:
     (out / "rules.schema.json").write_text("{}", encoding="utf-8")
     stale = run_cli("schema", "--check", "--out", str(out))
     assert (stale.exit_code, stale.stderr) == (
-        1, f"stale: {out / 'rules.schema.json'} (run `persona-sync schema` to update)\n"
+        1,
+        f"stale: {out / 'rules.schema.json'} (run `persona-sync schema` to update)\n",
     )
 
 
@@ -218,18 +247,27 @@ def test_installed_console_script(tmp_path: Path) -> None:
     assert script, "the persona-sync console script is not installed (pip install -e .)"
     env = {**os.environ, "NO_COLOR": "1"}
     done = subprocess.run(
-        [script, "validate", str(DEFAULT_RULES)], capture_output=True, text=True, env=env,
+        [script, "validate", str(DEFAULT_RULES)],
+        capture_output=True,
+        text=True,
+        env=env,
         check=False,
     )
     assert (done.returncode, done.stdout) == (
-        0, "ok: 3 file(s), 9 personas, 9 rules, 10 facts, 1 scenario(s)\n"
+        0,
+        "ok: 3 file(s), 9 personas, 9 rules, 10 facts, 1 scenario(s)\n",
     )
     bad = tmp_path / "bad.yaml"
     bad.write_text("personas:\n\t- x\n", encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "persona_sync", "validate", str(bad)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert (done.returncode, done.stdout, done.stderr) == (
-        1, "", f"{bad}:2:1: tab character in indentation: YAML indents with spaces only\n1 error\n"
+        1,
+        "",
+        f"{bad}:2:1: tab character in indentation: YAML indents with spaces only\n1 error\n",
     )

@@ -186,7 +186,10 @@ def test_every_user_has_the_ad_attributes(people: list[Entry]) -> None:
         names = [name for name, _ in entry.attributes]
         assert names[:4] == ["objectClass"] * 4, entry.dn
         assert [value for _, value in entry.attributes[:4]] == [
-            "top", "person", "organizationalPerson", "user"
+            "top",
+            "person",
+            "organizationalPerson",
+            "user",
         ]
         assert all(entry.value(name) for name in always), entry.dn
 

@@ -49,21 +49,40 @@ class Tenant:
 
 
 @pytest.fixture
-def tenant(fake_entra: FakeEntra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tenant]:
+def tenant(
+    fake_entra: FakeEntra, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Tenant]:
     fake = fake_entra
-    boss = fake.add_user(userPrincipalName="ceo@contoso.example", jobTitle="Chief Executive Officer",
-                         officeLocation="Munich HQ")
+    boss = fake.add_user(
+        userPrincipalName="ceo@contoso.example",
+        jobTitle="Chief Executive Officer",
+        officeLocation="Munich HQ",
+    )
     users = {
         "boss": boss,
-        "nurse": fake.add_user(userPrincipalName="nurse@contoso.example", jobTitle="Registered Nurse",
-                               officeLocation="North Clinic", manager=boss),
-        "engineer": fake.add_user(userPrincipalName="eng@contoso.example",
-                                  jobTitle="Software Engineer", officeLocation="Munich HQ",
-                                  manager=boss),
-        "synced": fake.add_user(userPrincipalName="synced@contoso.example", jobTitle="Cashier",
-                                officeLocation="Store 9", onPremisesSyncEnabled=True),
-        "disabled": fake.add_user(userPrincipalName="gone@contoso.example",
-                                  jobTitle="Chief Financial Officer", accountEnabled=False),
+        "nurse": fake.add_user(
+            userPrincipalName="nurse@contoso.example",
+            jobTitle="Registered Nurse",
+            officeLocation="North Clinic",
+            manager=boss,
+        ),
+        "engineer": fake.add_user(
+            userPrincipalName="eng@contoso.example",
+            jobTitle="Software Engineer",
+            officeLocation="Munich HQ",
+            manager=boss,
+        ),
+        "synced": fake.add_user(
+            userPrincipalName="synced@contoso.example",
+            jobTitle="Cashier",
+            officeLocation="Store 9",
+            onPremisesSyncEnabled=True,
+        ),
+        "disabled": fake.add_user(
+            userPrincipalName="gone@contoso.example",
+            jobTitle="Chief Financial Officer",
+            accountEnabled=False,
+        ),
     }
     assert fake.app is not None
     monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", fake.app.secret)

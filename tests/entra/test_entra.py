@@ -22,17 +22,27 @@ def test_plan_apply_no_op_and_synced_users_skipped(tenant: Tenant, run_cli: Run)
         ("eng@contoso.example", None, "engineer"),
         ("nurse@contoso.example", None, "clinician"),
     ]
-    assert plan["skipped"] == [{
-        "employee": "synced@contoso.example", "dn": tenant.users["synced"], "scenario": "persona",
-        "attribute": ON_PREMISES, "old": None, "new": "frontline",
-        "reason": "mastered on-premises (synced from Active Directory): write the persona in AD; "
-                  "Entra Connect carries it to Entra ID",
-    }]
+    assert plan["skipped"] == [
+        {
+            "employee": "synced@contoso.example",
+            "dn": tenant.users["synced"],
+            "scenario": "persona",
+            "attribute": ON_PREMISES,
+            "old": None,
+            "new": "frontline",
+            "reason": "mastered on-premises (synced from Active Directory): write the persona in AD; "
+            "Entra Connect carries it to Entra ID",
+        }
+    ]
     assert plan["provenance"]["directory"] == f"entra:{tenant.fake.tenant_id}"
     assert tenant.fake.writes == []  # planning writes nothing
     applied = run_cli("apply", "plan.json")
     assert applied.exit_code == 0, applied.stderr
-    assert {tenant.value(n) for n in ("boss", "nurse", "engineer")} == {"vip", "clinician", "engineer"}
+    assert {tenant.value(n) for n in ("boss", "nurse", "engineer")} == {
+        "vip",
+        "clinician",
+        "engineer",
+    }
     assert tenant.value("synced") is None and tenant.value("disabled") is None
     assert len(tenant.fake.writes) == 3
     again = run_cli("plan", "--format", "json")
@@ -40,7 +50,9 @@ def test_plan_apply_no_op_and_synced_users_skipped(tenant: Tenant, run_cli: Run)
     assert json.loads(again.stdout)["changes"] == []
 
 
-def test_concurrent_change_is_a_conflict_and_rollback_restores(tenant: Tenant, run_cli: Run) -> None:
+def test_concurrent_change_is_a_conflict_and_rollback_restores(
+    tenant: Tenant, run_cli: Run
+) -> None:
     run_cli("plan", "-o", "plan.json", "-q")
     tenant.fake.set_property(tenant.users["nurse"], ON_PREMISES, "tech-support")
     result = run_cli("apply", "plan.json")
@@ -56,10 +68,15 @@ def test_concurrent_change_is_a_conflict_and_rollback_restores(tenant: Tenant, r
     assert [tenant.value(n) for n in ("boss", "engineer", "nurse")] == [None, None, "tech-support"]
 
 
-def test_throttling_storm_loses_nothing_and_writes_nothing_twice(tenant: Tenant, run_cli: Run) -> None:
+def test_throttling_storm_loses_nothing_and_writes_nothing_twice(
+    tenant: Tenant, run_cli: Run
+) -> None:
     for number in range(60):
-        tenant.fake.add_user(userPrincipalName=f"u{number}@contoso.example",
-                             jobTitle="Software Engineer", officeLocation="Munich HQ")
+        tenant.fake.add_user(
+            userPrincipalName=f"u{number}@contoso.example",
+            jobTitle="Software Engineer",
+            officeLocation="Munich HQ",
+        )
     run_cli("plan", "-o", "plan.json", "-q")
     tenant.fake.faults.seed = 7
     tenant.fake.faults.throttle_ratio = 1 / 3
@@ -79,14 +96,20 @@ def test_directory_extension_target(tenant: Tenant, run_cli: Run) -> None:
     tenant.write_config(target=full)
     dry = run_cli("entra", "create-extension", "persona", "--dry-run")
     assert (dry.exit_code, dry.stdout) == (
-        0, f"would create {full} (String, on users); run again without --dry-run\n")
+        0,
+        f"would create {full} (String, on users); run again without --dry-run\n",
+    )
     check = run_cli("check-connection")
     assert check.exit_code == 1
-    assert f"FAIL  target        {full}: missing: run `persona-sync entra create-extension persona`" \
+    assert (
+        f"FAIL  target        {full}: missing: run `persona-sync entra create-extension persona`"
         in check.stdout
+    )
     created = run_cli("entra", "create-extension", "persona")
     assert (created.exit_code, created.stdout) == (
-        0, f"created {full}; use it as the target attribute\n")
+        0,
+        f"created {full}; use it as the target attribute\n",
+    )
     assert run_cli("entra", "create-extension", "persona").stdout == f"{full} already exists\n"
     assert run_cli("check-connection").exit_code == 0
     assert run_cli("sync").exit_code == 0
@@ -98,14 +121,22 @@ def test_directory_extension_target(tenant: Tenant, run_cli: Run) -> None:
 def test_authentication_errors_are_clear(tenant: Tenant, run_cli: Run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", "wrong")
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        f"error: Entra ID refused the client secret of app {tenant.fake.app.client_id} "  # type: ignore[union-attr]
-        "(AADSTS7000215: invalid secret); set a current one\n"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            f"error: Entra ID refused the client secret of app {tenant.fake.app.client_id} "  # type: ignore[union-attr]
+            "(AADSTS7000215: invalid secret); set a current one\n"
+        ),
+    )
     monkeypatch.delenv("PERSONA_SYNC_CLIENT_SECRET")
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: no client secret: set the environment variable PERSONA_SYNC_CLIENT_SECRET, or "
-        "name a file with the secret (never put it on the command line)\n"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: no client secret: set the environment variable PERSONA_SYNC_CLIENT_SECRET, or "
+            "name a file with the secret (never put it on the command line)\n"
+        ),
+    )
 
 
 def test_certificate_credential(tenant: Tenant, run_cli: Run) -> None:
@@ -121,8 +152,11 @@ def test_unavailable_and_dropped_requests_complete_without_double_writes(
     tenant: Tenant, run_cli: Run
 ) -> None:
     for number in range(40):
-        tenant.fake.add_user(userPrincipalName=f"d{number}@contoso.example",
-                             jobTitle="Registered Nurse", officeLocation="North Clinic")
+        tenant.fake.add_user(
+            userPrincipalName=f"d{number}@contoso.example",
+            jobTitle="Registered Nurse",
+            officeLocation="North Clinic",
+        )
     run_cli("plan", "-o", "plan.json", "-q")
     faults = tenant.fake.faults
     faults.seed, faults.retry_after = 3, 0

@@ -107,9 +107,12 @@ def execute(
     for index, request in enumerate(requests):
         failed = [d for d in request.depends_on if not 200 <= statuses.get(d.lower(), 0) < 300]
         if failed:
-            answer = Answer(424, errors.error_body(
-                "BadRequest", f"Failed dependency: request '{failed[0]}' did not succeed."
-            ))
+            answer = Answer(
+                424,
+                errors.error_body(
+                    "BadRequest", f"Failed dependency: request '{failed[0]}' did not succeed."
+                ),
+            )
         else:
             operation = Operation(
                 method=request.method,

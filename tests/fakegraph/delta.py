@@ -89,8 +89,9 @@ class DeltaQuery:
             return self._page(Round(sorted(self.directory.users), [], None, state), 0, page_size)
         if token.lower() == "latest":
             state = self._capture(select, manager)
-            return Answer(200, self._body(state.select, [], "@odata.deltaLink",
-                                          self._remember(state)))
+            return Answer(
+                200, self._body(state.select, [], "@odata.deltaLink", self._remember(state))
+            )
         previous = self._states.get(token)
         if previous is None:
             raise errors.sync_state_not_found()
@@ -109,8 +110,9 @@ class DeltaQuery:
         select = odata.parse_select(rest, self.directory) or ()
         return select, manager
 
-    def _tracked(self, state_select: tuple[str, ...] | None, manager: bool,
-                 user: dict[str, Any]) -> dict[str, str]:
+    def _tracked(
+        self, state_select: tuple[str, ...] | None, manager: bool, user: dict[str, Any]
+    ) -> dict[str, str]:
         names = [n for n in user if n != "manager"] if state_select is None else list(state_select)
         if manager or state_select is None:
             names.append("manager")
@@ -128,8 +130,10 @@ class DeltaQuery:
             now = self._tracked(previous.select, previous.manager, self.directory.users[uid])
             before = previous.snapshot.get(uid)
             marks = self.directory.changed.get(uid, {})
-            if before is None or before != now or any(
-                marks.get(name, 0) > previous.sequence for name in now
+            if (
+                before is None
+                or before != now
+                or any(marks.get(name, 0) > previous.sequence for name in now)
             ):
                 changed.append(uid)
         removed = sorted(uid for uid in previous.snapshot if uid not in self.directory.users)
@@ -150,12 +154,17 @@ class DeltaQuery:
             self._rounds[token] = round_
             body = self._body(round_.next_state.select, value, "@odata.nextLink", token)
         else:
-            body = self._body(round_.next_state.select, value, "@odata.deltaLink",
-                              self._remember(round_.next_state))
+            body = self._body(
+                round_.next_state.select,
+                value,
+                "@odata.deltaLink",
+                self._remember(round_.next_state),
+            )
         return Answer(200, body)
 
-    def _body(self, select: tuple[str, ...] | None, value: list[dict[str, Any]], link: str,
-              token: str) -> dict[str, Any]:
+    def _body(
+        self, select: tuple[str, ...] | None, value: list[dict[str, Any]], link: str, token: str
+    ) -> dict[str, Any]:
         names = ",".join(select or DEFAULT_USER_SELECT)
         key = "$skiptoken" if link == "@odata.nextLink" else "$deltatoken"
         return {
@@ -177,8 +186,13 @@ class DeltaQuery:
             if manager:
                 out["manager@delta"] = [{"@odata.type": "#microsoft.graph.user", "id": manager}]
             elif old:
-                out["manager@delta"] = [{"@odata.type": "#microsoft.graph.user", "id": old,
-                                         "@removed": {"reason": "deleted"}}]
+                out["manager@delta"] = [
+                    {
+                        "@odata.type": "#microsoft.graph.user",
+                        "id": old,
+                        "@removed": {"reason": "deleted"},
+                    }
+                ]
         return out
 
 

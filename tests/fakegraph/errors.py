@@ -192,8 +192,7 @@ def expired_page_token() -> GraphError:
     return GraphError(
         400,
         "Directory_ExpiredPageToken",
-        "The specified page token value has expired and can no longer be included in your "
-        "request.",
+        "The specified page token value has expired and can no longer be included in your request.",
     )
 
 

@@ -34,8 +34,7 @@ ALL_APPS_READ = frozenset({
 ALL_APPS_WRITE = frozenset({"Application.ReadWrite.All"})
 OWNED_APPS = "Application.ReadWrite.OwnedBy"
 EXTENSION_DATA_TYPES = {"Binary", "Boolean", "DateTime", "Integer", "LargeInteger", "String"}
-EXTENSION_TARGETS = {"User", "Group", "AdministrativeUnit", "Application", "Device",
-                     "Organization"}
+EXTENSION_TARGETS = {"User", "Group", "AdministrativeUnit", "Application", "Device", "Organization"}
 
 
 Route = Callable[[Operation, re.Match[str]], Answer]
@@ -214,17 +213,23 @@ class GraphApi:
         if "$filter" in operation.query:
             if not operation.advanced:  # Graph filters members only as an advanced query
                 raise errors.unsupported_query()
-            predicate = odata.FilterParser(operation.query["$filter"], self.directory,
-                                           advanced=True).parse()
+            predicate = odata.FilterParser(
+                operation.query["$filter"], self.directory, advanced=True
+            ).parse()
             members = [m for m in members if "members" not in m and predicate(m)]
         members.sort(key=lambda m: str(m["id"]))
 
         def render(member: dict[str, Any]) -> dict[str, Any]:
             if "members" in member:  # a nested group
-                return {"@odata.type": "#microsoft.graph.group", "id": member["id"],
-                        "displayName": member["displayName"]}
-            return {"@odata.type": "#microsoft.graph.user",
-                    **odata.render_user(member, query["select"], self.directory)}
+                return {
+                    "@odata.type": "#microsoft.graph.group",
+                    "id": member["id"],
+                    "displayName": member["displayName"],
+                }
+            return {
+                "@odata.type": "#microsoft.graph.user",
+                **odata.render_user(member, query["select"], self.directory),
+            }
 
         top = odata.parse_top(operation.query.get("$top"))
         return Answer(200, self.page(operation, "directoryObjects", members, top, render))
@@ -303,8 +308,10 @@ class GraphApi:
 
     def _get_application(self, operation: Operation, match: re.Match[str]) -> Answer:
         app = self._application(operation, match, write=False)
-        body = {"@odata.context": f"{self.graph_url}/$metadata#applications/$entity",
-                **app.resource()}
+        body = {
+            "@odata.context": f"{self.graph_url}/$metadata#applications/$entity",
+            **app.resource(),
+        }
         return Answer(200, body)
 
     def _list_extensions(self, operation: Operation, match: re.Match[str]) -> Answer:
@@ -328,8 +335,7 @@ class GraphApi:
             raise errors.invalid_value("name", "letters, digits and '_' only, 1 to 120.")
         if data_type not in EXTENSION_DATA_TYPES:
             raise errors.invalid_value("dataType", f"one of {sorted(EXTENSION_DATA_TYPES)}.")
-        if (not isinstance(targets, list) or not targets
-                or not set(targets) <= EXTENSION_TARGETS):
+        if not isinstance(targets, list) or not targets or not set(targets) <= EXTENSION_TARGETS:
             raise errors.invalid_value("targetObjects", f"a list from {sorted(EXTENSION_TARGETS)}.")
         full = f"extension_{app.client_id.replace('-', '')}_{name}"
         if full.lower() in self.directory.extensions:
@@ -338,6 +344,6 @@ class GraphApi:
         own = f"applications('{app.object_id}')/extensionProperties"
         location = f"{self.graph_url}/{own}/{extension.id}"
         context = f"{self.graph_url}/$metadata#{own}/$entity"
-        return Answer(201, {"@odata.context": context, **extension.resource()},
-                      {"Location": location})
-
+        return Answer(
+            201, {"@odata.context": context, **extension.resource()}, {"Location": location}
+        )

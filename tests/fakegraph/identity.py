@@ -90,7 +90,9 @@ class IdentityPlatform:
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
                 "token_endpoint_auth_methods_supported": [
-                    "client_secret_post", "private_key_jwt", "client_secret_basic",
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
                 ],
                 "jwks_uri": f"{self.origin}/{tid}/discovery/v2.0/keys",
                 "response_modes_supported": ["query", "fragment", "form_post"],
@@ -147,9 +149,7 @@ class IdentityPlatform:
         with self._lock:
             self.tokens = {t: Grant(g.client_id, g.roles, 0.0) for t, g in self.tokens.items()}
 
-    def _authenticate(
-        self, tenant: str, form: dict[str, str], authorization: str | None
-    ) -> Grant:
+    def _authenticate(self, tenant: str, form: dict[str, str], authorization: str | None) -> Grant:
         if not self.knows_tenant(tenant):
             raise TokenError(400, "invalid_request", 90002, tenant=tenant)
         client_id = form.get("client_id", "")
@@ -170,8 +170,9 @@ class IdentityPlatform:
         with self.directory.lock:
             app = self.directory.application_by_client_id(client_id)
         if app is None:
-            raise TokenError(400, "unauthorized_client", 700016, client_id=client_id,
-                             tenant=self.tenant_domain)
+            raise TokenError(
+                400, "unauthorized_client", 700016, client_id=client_id, tenant=self.tenant_domain
+            )
         if secret is not None:
             if not any(hmac.compare_digest(secret, known) for known in app.secrets):
                 raise TokenError(401, "invalid_client", 7000215, client_id=client_id)
@@ -195,8 +196,13 @@ class IdentityPlatform:
                 continue
             if not item.endswith("/.default"):
                 raise TokenError(400, "invalid_scope", 1002012, scope=item)
-            raise TokenError(400, "invalid_resource", 500011,
-                             resource=item.removesuffix("/.default"), tenant=tenant)
+            raise TokenError(
+                400,
+                "invalid_resource",
+                500011,
+                resource=item.removesuffix("/.default"),
+                tenant=tenant,
+            )
 
     def _verify_assertion(self, tenant: str, app: Application, assertion: str) -> None:
         """Check a client assertion JWT as Entra does: the signature with the registered
@@ -207,8 +213,9 @@ class IdentityPlatform:
             claims = json.loads(_unb64(payload_b64))
             signature = _unb64(signature_b64)
         except (ValueError, binascii.Error):
-            raise TokenError(401, "invalid_client", 700027, reason="The assertion is not a JWT.",
-                             thumbprint="") from None
+            raise TokenError(
+                401, "invalid_client", 700027, reason="The assertion is not a JWT.", thumbprint=""
+            ) from None
         # base64url of the certificate's SHA-256 (x5t#S256) or SHA-1 (x5t) hash; msal keeps
         # the "=" padding, other clients drop it
         thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "").rstrip("=")
@@ -220,8 +227,13 @@ class IdentityPlatform:
             }:
                 certificate = candidate
         if certificate is None:
-            raise TokenError(401, "invalid_client", 700027, reason="The key was not found.",
-                             thumbprint=thumbprint)
+            raise TokenError(
+                401,
+                "invalid_client",
+                700027,
+                reason="The key was not found.",
+                thumbprint=thumbprint,
+            )
         key = certificate.public_key()
         signed = f"{header_b64}.{payload_b64}".encode()
         algorithm = header.get("alg")
@@ -229,18 +241,24 @@ class IdentityPlatform:
             if not isinstance(key, rsa.RSAPublicKey) or algorithm not in {"RS256", "PS256"}:
                 raise InvalidSignature
             pad: padding.AsymmetricPadding = (
-                padding.PKCS1v15() if algorithm == "RS256"
+                padding.PKCS1v15()
+                if algorithm == "RS256"
                 else padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO)
             )
             key.verify(signature, signed, pad, hashes.SHA256())
         except InvalidSignature:
-            raise TokenError(401, "invalid_client", 700027,
-                             reason="The signature does not verify.",
-                             thumbprint=thumbprint) from None
+            raise TokenError(
+                401,
+                "invalid_client",
+                700027,
+                reason="The signature does not verify.",
+                thumbprint=thumbprint,
+            ) from None
         if claims.get("iss") != app.client_id or claims.get("sub") != app.client_id:
             raise TokenError(401, "invalid_client", 700021)
         audiences = {
-            self.token_endpoint(tenant), self.token_endpoint(self.directory.tenant_id),
+            self.token_endpoint(tenant),
+            self.token_endpoint(self.directory.tenant_id),
             f"{self.origin}/{self.directory.tenant_id}/oauth2/token",
             f"{self.origin}/{self.directory.tenant_id}/v2.0",
         }
@@ -248,8 +266,10 @@ class IdentityPlatform:
             raise TokenError(401, "invalid_client", 700023)
         now = time.time()
         expires, not_before = claims.get("exp"), claims.get("nbf", claims.get("iat", now))
-        if not isinstance(expires, int | float) or expires <= now - CLOCK_SKEW or (
-            isinstance(not_before, int | float) and not_before > now + CLOCK_SKEW
+        if (
+            not isinstance(expires, int | float)
+            or expires <= now - CLOCK_SKEW
+            or (isinstance(not_before, int | float) and not_before > now + CLOCK_SKEW)
         ):
             raise TokenError(401, "invalid_client", 700024)
 

@@ -181,8 +181,9 @@ class FilterParser:
     def parse(self) -> Predicate:
         predicate = self._or()
         if self.position != len(self.tokens):
-            raise errors.filter_syntax(f"unexpected input after position {self.position} "
-                                       f"in '{self.text}'.")
+            raise errors.filter_syntax(
+                f"unexpected input after position {self.position} in '{self.text}'."
+            )
         return predicate
 
     def _peek(self) -> tuple[str, Any] | None:
@@ -276,16 +277,19 @@ class FilterParser:
             if not self.advanced:
                 raise errors.unsupported_filter(f"{canonical}/{rest}")
             return path, lambda u: (u.get(canonical) or {}).get(rest)
-        if canonical in {"onPremisesExtensionAttributes", "customSecurityAttributes",
-                         "businessPhones"} or (
-            canonical in USER_PROPERTIES and canonical not in FILTERABLE and not self.advanced
-        ):
+        if canonical in {
+            "onPremisesExtensionAttributes",
+            "customSecurityAttributes",
+            "businessPhones",
+        } or (canonical in USER_PROPERTIES and canonical not in FILTERABLE and not self.advanced):
             raise errors.unsupported_filter(canonical)
         return canonical, lambda u: u.get(canonical)
 
     def _unsupported(self, word: str) -> errors.GraphError:
-        return errors.unsupported_query() if not self.advanced else errors.unsupported_option(
-            f"$filter {word}"
+        return (
+            errors.unsupported_query()
+            if not self.advanced
+            else errors.unsupported_option(f"$filter {word}")
         )
 
 

@@ -27,9 +27,11 @@ DEFAULT_ROLES = ("User.ReadWrite.All", "Application.ReadWrite.OwnedBy")
 def fake_entra(tmp_path: Path) -> Iterator[FakeEntra]:
     """A running fake tenant with the persona-sync app registered and consented."""
     with FakeEntra(TENANT_ID) as fake:
-        fake.app = fake.new_app(tmp_path / "fake-entra-app", roles=DEFAULT_ROLES,
-                                client_id=CLIENT_ID)
+        fake.app = fake.new_app(
+            tmp_path / "fake-entra-app", roles=DEFAULT_ROLES, client_id=CLIENT_ID
+        )
         yield fake
     if fake.server_errors:
-        pytest.fail("the fake Graph server failed:\n" + "\n".join(fake.server_errors),
-                    pytrace=False)
+        pytest.fail(
+            "the fake Graph server failed:\n" + "\n".join(fake.server_errors), pytrace=False
+        )

@@ -142,8 +142,10 @@ class FakeEntra:
         self.identity = IdentityPlatform(self.directory, self.origin, self.tenant_domain)
         self.api = GraphApi(self.directory, self.graph_url, self._page_size)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01},
-            name=f"fake-entra-{self.port}", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.01},
+            name=f"fake-entra-{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -162,7 +164,9 @@ class FakeEntra:
         return self.start()
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -252,7 +256,11 @@ class FakeEntra:
         return app
 
     def new_app(
-        self, directory: Path, *, roles: Iterable[str] = (), consent: bool = True,
+        self,
+        directory: Path,
+        *,
+        roles: Iterable[str] = (),
+        consent: bool = True,
         client_id: str | None = None,
     ) -> AppCredentials:
         """Register an app with a secret and an RSA certificate (from the fake's CA) whose
@@ -308,15 +316,22 @@ class FakeEntra:
         """How many Graph requests and sub-requests with this method (and this exact
         path, e.g. "/v1.0/users/ID") were answered (dropped ones are not counted)."""
         return sum(
-            1 for r in self.requests
-            if r.method == method and r.path.startswith("/v1.0") and r.status is not None
+            1
+            for r in self.requests
+            if r.method == method
+            and r.path.startswith("/v1.0")
+            and r.status is not None
             and (path is None or r.path == path)
         )
 
     # -- serving (called from connection threads) ---------------------------------------
 
     def serve(
-        self, method: str, raw_path: str, headers: dict[str, str], body: bytes,
+        self,
+        method: str,
+        raw_path: str,
+        headers: dict[str, str],
+        body: bytes,
         connection: socket.socket,
     ) -> tuple[int, dict[str, str], bytes] | None:
         """The reply (status, headers, body), or None to drop the connection."""
@@ -324,8 +339,9 @@ class FakeEntra:
         path = urllib.parse.unquote(split.path)
         query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
         if path == "/v1.0" or path.startswith("/v1.0/"):
-            return self._serve_graph(method, path[len("/v1.0"):] or "/", query, headers, body,
-                                     connection)
+            return self._serve_graph(
+                method, path[len("/v1.0") :] or "/", query, headers, body, connection
+            )
         return self._serve_identity(method, path, query, headers, body)
 
     def _log(self, entry: LoggedRequest) -> None:
@@ -333,7 +349,11 @@ class FakeEntra:
             self.requests.append(entry)
 
     def _serve_identity(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
         body: bytes,
     ) -> tuple[int, dict[str, str], bytes]:
         discovery = re.fullmatch(r"/([^/]+)/v2\.0/\.well-known/openid-configuration", path)
@@ -348,8 +368,14 @@ class FakeEntra:
         status = answer.status if answer else 404
         self._log(LoggedRequest(method, path, query, status))
         payload = answer.body if answer else {"error": "not_found", "error_description": path}
-        return status, {"Content-Type": "application/json; charset=utf-8",
-                        "Cache-Control": "no-store, no-cache"}, json.dumps(payload).encode()
+        return (
+            status,
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Cache-Control": "no-store, no-cache",
+            },
+            json.dumps(payload).encode(),
+        )
 
     def _authenticate(self, headers: dict[str, str]) -> Grant:
         authorization = headers.get("authorization", "")
@@ -366,8 +392,13 @@ class FakeEntra:
         return grant
 
     def _serve_graph(
-        self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-        body: bytes, connection: socket.socket,
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+        connection: socket.socket,
     ) -> tuple[int, dict[str, str], bytes] | None:
         entry = functools.partial(LoggedRequest, method, "/v1.0" + path, query)
         client_request_id = headers.get("client-request-id")
@@ -378,8 +409,10 @@ class FakeEntra:
             requests = batch.parse(envelope) if is_batch else []
         except errors.GraphError as error:
             self._log(entry(error.status))
-            return self._encode(Answer(error.status, error.body(client_request_id),
-                                       error.headers), client_request_id)
+            return self._encode(
+                Answer(error.status, error.body(client_request_id), error.headers),
+                client_request_id,
+            )
         methods = [r.method for r in requests] if is_batch else [method]
         if self.faults.latency > 0:
             time.sleep(self.faults.latency)
@@ -421,21 +454,30 @@ class FakeEntra:
                 try:
                     answer = self.api.handle(operation)
                 except errors.GraphError as refused:
-                    answer = Answer(refused.status, refused.body(client_request_id),
-                                    refused.headers)
+                    answer = Answer(
+                        refused.status, refused.body(client_request_id), refused.headers
+                    )
                 except Exception:  # a bug in the fake: answer 500, keep it for the fixture
                     self.server_errors.append(traceback.format_exc())
-                    answer = Answer(500, errors.error_body(
-                        "generalException", "The fake Graph server failed; see server_errors."
-                    ))
-        self._log(LoggedRequest(operation.method, "/v1.0" + operation.path, operation.query,
-                                answer.status, operation.batch_id))
+                    answer = Answer(
+                        500,
+                        errors.error_body(
+                            "generalException", "The fake Graph server failed; see server_errors."
+                        ),
+                    )
+        self._log(
+            LoggedRequest(
+                operation.method,
+                "/v1.0" + operation.path,
+                operation.query,
+                answer.status,
+                operation.batch_id,
+            )
+        )
         return answer
 
     @staticmethod
-    def _encode(
-        answer: Answer, client_request_id: str | None
-    ) -> tuple[int, dict[str, str], bytes]:
+    def _encode(answer: Answer, client_request_id: str | None) -> tuple[int, dict[str, str], bytes]:
         headers = {
             "Cache-Control": "no-cache",
             "request-id": str(uuid.uuid4()),

@@ -124,8 +124,8 @@ def _plan_security_attributes(
         if str(attributes.get("@odata.type", "")).lower() != ATTRIBUTE_VALUE_TYPE:
             raise errors.invalid_value(
                 f"{name}.{attribute_set}",
-                "an attribute set needs \"@odata.type\": "
-                "\"#Microsoft.DirectoryServices.CustomSecurityAttributeValue\".",
+                'an attribute set needs "@odata.type": '
+                '"#Microsoft.DirectoryServices.CustomSecurityAttributeValue".',
             )
         for attribute, item in attributes.items():
             if "@" in attribute:

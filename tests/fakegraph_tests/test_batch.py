@@ -44,8 +44,9 @@ def test_batch_of_patches_and_reads(fake_entra: FakeEntra) -> None:
     async def scenario() -> dict[str, int]:
         async with graph_client(fake_entra) as client:
             content = patch_items(client, {ann: "Sales", bob: "Sales"})
-            read = BatchRequestItem(client.users.by_user_id(ann).to_get_request_information(),
-                                    id="read")
+            read = BatchRequestItem(
+                client.users.by_user_id(ann).to_get_request_information(), id="read"
+            )
             content.add_request(read.id, read)
             missing = BatchRequestItem(
                 client.users.by_user_id("no-such-user").to_get_request_information(), id="gone"
@@ -59,7 +60,10 @@ def test_batch_of_patches_and_reads(fake_entra: FakeEntra) -> None:
     assert statuses == {"0": 204, "1": 400, "read": 200, "gone": 404}
     assert fake_entra.writes == [Write(ann, "department", None, "Sales")]
     assert [(r.method, r.batch_id, r.status) for r in fake_entra.requests[-5:]] == [
-        ("PATCH", "0", 204), ("PATCH", "1", 400), ("GET", "read", 200), ("GET", "gone", 404),
+        ("PATCH", "0", 204),
+        ("PATCH", "1", 400),
+        ("GET", "read", 200),
+        ("GET", "gone", 404),
         ("POST", None, 200),
     ]
 
@@ -69,8 +73,9 @@ def test_absolute_item_url_fails_the_batch(fake_entra: FakeEntra) -> None:
 
     async def scenario() -> APIError:
         async with graph_client(fake_entra) as client:
-            info = client.users.with_url(f"{fake_entra.graph_url}/users/{user}") \
-                .to_get_request_information()
+            info = client.users.with_url(
+                f"{fake_entra.graph_url}/users/{user}"
+            ).to_get_request_information()
             item = BatchRequestItem(info, id="1")
             assert item.url.startswith("https://")  # kept absolute by the SDK
             with pytest.raises(APIError) as caught:
@@ -88,8 +93,9 @@ def test_set_url_leaves_the_version_in_the_path(fake_entra: FakeEntra) -> None:
 
     async def scenario() -> tuple[str, int | None]:
         async with graph_client(fake_entra) as client:
-            info = client.users.with_url(f"{fake_entra.graph_url}/users/{user}") \
-                .to_get_request_information()
+            info = client.users.with_url(
+                f"{fake_entra.graph_url}/users/{user}"
+            ).to_get_request_information()
             item = BatchRequestItem(info, id="1")
             item.set_url(item.url)
             response = await client.batch.post(BatchRequestContent({"1": item}))
@@ -120,12 +126,28 @@ def test_at_most_twenty_requests(fake_entra: FakeEntra) -> None:
 def test_depends_on_and_failed_dependency(fake_entra: FakeEntra) -> None:
     user = fake_entra.add_user()
     with raw_client(fake_entra) as http:
-        body = http.post("/$batch", json={"requests": [
-            {"id": "1", "method": "PATCH", "url": f"/users/{user}",
-             "headers": {"Content-Type": "application/json"}, "body": {"shoeSize": "42"}},
-            {"id": "2", "method": "PATCH", "url": f"/users/{user}", "dependsOn": ["1"],
-             "headers": {"Content-Type": "application/json"}, "body": {"department": "x"}},
-        ]}).json()
+        body = http.post(
+            "/$batch",
+            json={
+                "requests": [
+                    {
+                        "id": "1",
+                        "method": "PATCH",
+                        "url": f"/users/{user}",
+                        "headers": {"Content-Type": "application/json"},
+                        "body": {"shoeSize": "42"},
+                    },
+                    {
+                        "id": "2",
+                        "method": "PATCH",
+                        "url": f"/users/{user}",
+                        "dependsOn": ["1"],
+                        "headers": {"Content-Type": "application/json"},
+                        "body": {"department": "x"},
+                    },
+                ]
+            },
+        ).json()
 
     assert [(r["id"], r["status"]) for r in body["responses"]] == [("1", 400), ("2", 424)]
     assert fake_entra.writes == []
@@ -138,9 +160,7 @@ def test_sub_requests_are_throttled_on_their_own(fake_entra: FakeEntra) -> None:
 
     async def scenario() -> tuple[dict[str, int], dict[str, Any]]:
         async with graph_client(fake_entra) as client:
-            response = await client.batch.post(
-                patch_items(client, {u: "Sales" for u in users})
-            )
+            response = await client.batch.post(patch_items(client, {u: "Sales" for u in users}))
             return response.get_response_status_codes(), response.responses["0"].headers
 
     statuses, throttled_headers = run(scenario())
@@ -156,9 +176,14 @@ def test_throttled_sub_response_body(fake_entra: FakeEntra) -> None:
     user = fake_entra.add_user()
     fake_entra.faults.script(429)
     with raw_client(fake_entra) as http:
-        body = http.post("/$batch", json={"requests": [
-            {"id": "a", "method": "GET", "url": f"/users/{user}"},
-        ]}).json()
+        body = http.post(
+            "/$batch",
+            json={
+                "requests": [
+                    {"id": "a", "method": "GET", "url": f"/users/{user}"},
+                ]
+            },
+        ).json()
 
     (answer,) = body["responses"]
     assert answer["status"] == 429

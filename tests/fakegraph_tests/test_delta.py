@@ -28,8 +28,11 @@ def delta_config(select: list[str] | None = None) -> RequestConfiguration[Any]:
 async def read_delta(client: Any, link: str | None) -> tuple[list[User], int, str]:
     """Every page of one delta round: (users, pages, deltaLink)."""
     config = delta_config(SELECT)
-    page = await (client.users.delta.get(config) if link is None
-                  else client.users.delta.with_url(link).get(delta_config()))
+    page = await (
+        client.users.delta.get(config)
+        if link is None
+        else client.users.delta.with_url(link).get(delta_config())
+    )
     users: list[User] = []
     pages = 0
     while True:
@@ -75,7 +78,8 @@ def test_change_and_change_back_is_still_reported(fake_entra: FakeEntra) -> None
     user = fake_entra.add_user(department="Sales")
     with raw_client(fake_entra) as http:
         link = http.get("/users/delta()", params={"$select": "department"}).json()[
-            "@odata.deltaLink"]
+            "@odata.deltaLink"
+        ]
         fake_entra.set_property(user, "department", "Support")
         fake_entra.set_property(user, "department", "Sales")
         changed = http.get(link).json()["value"]

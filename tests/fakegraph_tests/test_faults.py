@@ -82,7 +82,8 @@ def test_a_dropped_batch_applies_none_of_its_requests(fake_entra: FakeEntra) -> 
             content = BatchRequestContent()
             for n, user in enumerate(users):
                 info = client.users.by_user_id(user).to_patch_request_information(
-                    User(department="Sales"))
+                    User(department="Sales")
+                )
                 content.add_request(str(n), BatchRequestItem(info, id=str(n)))
             with pytest.raises(httpx.RemoteProtocolError):
                 await client.batch.post(content)
@@ -168,9 +169,9 @@ def test_concurrent_requests_and_keep_alive(fake_entra: FakeEntra) -> None:
     async def scenario() -> float:
         async with graph_client(fake_entra) as client:
             started = time.monotonic()
-            await asyncio.gather(*(
-                client.users.by_user_id(u).patch(User(department="Sales")) for u in users
-            ))
+            await asyncio.gather(
+                *(client.users.by_user_id(u).patch(User(department="Sales")) for u in users)
+            )
             return time.monotonic() - started
 
     elapsed = run(scenario())

@@ -77,9 +77,15 @@ def test_certificate_signed_by_another_key_is_refused(fake_entra: FakeEntra) -> 
 def _assertion(fake: FakeEntra, **claims: object) -> str:
     assert fake.app is not None
     now = int(time.time())
-    payload = {"aud": fake.token_endpoint, "iss": fake.app.client_id,
-               "sub": fake.app.client_id, "jti": str(uuid.uuid4()), "nbf": now,
-               "exp": now + 600, **claims}
+    payload = {
+        "aud": fake.token_endpoint,
+        "iss": fake.app.client_id,
+        "sub": fake.app.client_id,
+        "jti": str(uuid.uuid4()),
+        "nbf": now,
+        "exp": now + 600,
+        **claims,
+    }
     header = {"x5t": jwt.utils.base64url_encode(bytes.fromhex(fake.app.thumbprint)).decode()}
     return jwt.encode(payload, fake.app.private_key_pem, algorithm="RS256", headers=header)
 
@@ -96,13 +102,16 @@ def test_assertion_claims_are_checked(
     fake_entra: FakeEntra, claims: dict[str, object], code: int
 ) -> None:
     assert fake_entra.app is not None
-    response = msal_session(fake_entra).post(fake_entra.token_endpoint, data={
-        "grant_type": "client_credentials",
-        "client_id": fake_entra.app.client_id,
-        "scope": GRAPH_SCOPE,
-        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": _assertion(fake_entra, **claims),
-    })
+    response = msal_session(fake_entra).post(
+        fake_entra.token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": fake_entra.app.client_id,
+            "scope": GRAPH_SCOPE,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": _assertion(fake_entra, **claims),
+        },
+    )
 
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -145,8 +154,12 @@ def test_unknown_tenant_fails_discovery_in_msal(fake_entra: FakeEntra) -> None:
 def test_unknown_tenant_at_the_token_endpoint(fake_entra: FakeEntra) -> None:
     response = msal_session(fake_entra).post(
         f"{fake_entra.origin}/nope/oauth2/v2.0/token",
-        data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y",
-              "scope": GRAPH_SCOPE},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "x",
+            "client_secret": "y",
+            "scope": GRAPH_SCOPE,
+        },
     )
 
     assert response.status_code == 400

@@ -82,8 +82,9 @@ def test_extension_rules(fake_entra: FakeEntra) -> None:
 
     with raw_client(fake_entra) as http:
         first = http.post(f"/applications/{application.object_id}/extensionProperties", json=body)
-        again = http.post(f"/applications(appId='{fake_entra.app.client_id}')/extensionProperties",
-                          json=body)
+        again = http.post(
+            f"/applications(appId='{fake_entra.app.client_id}')/extensionProperties", json=body
+        )
         listed = http.get(f"/applications/{application.object_id}/extensionProperties")
         too_long = http.patch(f"/users/{user}", json={name: "x" * 257})
         longest = http.patch(f"/users/{user}", json={name: "x" * 256})
@@ -102,8 +103,10 @@ def test_extension_rules(fake_entra: FakeEntra) -> None:
 def test_owned_by_covers_only_owned_applications(fake_entra: FakeEntra) -> None:
     other = fake_entra.register_app(display_name="someone else's app")
     with raw_client(fake_entra) as http:
-        own = http.get("/applications", params={"$filter": f"appId eq '{fake_entra.app.client_id}'"
-                                                if fake_entra.app else ""})
+        own = http.get(
+            "/applications",
+            params={"$filter": f"appId eq '{fake_entra.app.client_id}'" if fake_entra.app else ""},
+        )
         foreign = http.get(f"/applications(appId='{other.client_id}')")
         listed = http.get("/applications")
 
@@ -117,9 +120,11 @@ def test_owned_by_covers_only_owned_applications(fake_entra: FakeEntra) -> None:
 def test_extension_attributes_of_cloud_and_synced_users(fake_entra: FakeEntra) -> None:
     cloud = fake_entra.add_user(displayName="Cloud Carla")
     synced = fake_entra.add_user(displayName="Synced Sid", onPremisesSyncEnabled=True)
-    persona = User(on_premises_extension_attributes=OnPremisesExtensionAttributes(
-        extension_attribute1="engineer"
-    ))
+    persona = User(
+        on_premises_extension_attributes=OnPremisesExtensionAttributes(
+            extension_attribute1="engineer"
+        )
+    )
 
     async def scenario() -> ODataError:
         async with graph_client(fake_entra) as client:
@@ -148,9 +153,13 @@ def test_extension_attributes_of_cloud_and_synced_users(fake_entra: FakeEntra) -
 def test_a_refused_patch_changes_nothing(fake_entra: FakeEntra) -> None:
     user = fake_entra.add_user(department="Sales")
     with raw_client(fake_entra) as http:
-        response = http.patch(f"/users/{user}", json={
-            "department": "Support", "onPremisesSyncEnabled": False,
-        })
+        response = http.patch(
+            f"/users/{user}",
+            json={
+                "department": "Support",
+                "onPremisesSyncEnabled": False,
+            },
+        )
 
     assert response.json()["error"]["message"] == (
         "Property 'onPremisesSyncEnabled' is read-only and cannot be set."
@@ -162,12 +171,17 @@ def test_a_refused_patch_changes_nothing(fake_entra: FakeEntra) -> None:
 def test_custom_security_attributes(fake_entra: FakeEntra, tmp_path: Path) -> None:
     fake_entra.define_custom_security_attribute("ITService", "persona")
     user = fake_entra.add_user()
-    body = {"customSecurityAttributes": {"ITService": {
-        "@odata.type": "#Microsoft.DirectoryServices.CustomSecurityAttributeValue",
-        "persona": "vip",
-    }}}
-    creds = fake_entra.new_app(tmp_path, roles=["User.Read.All",
-                                                "CustomSecAttributeAssignment.ReadWrite.All"])
+    body = {
+        "customSecurityAttributes": {
+            "ITService": {
+                "@odata.type": "#Microsoft.DirectoryServices.CustomSecurityAttributeValue",
+                "persona": "vip",
+            }
+        }
+    }
+    creds = fake_entra.new_app(
+        tmp_path, roles=["User.Read.All", "CustomSecAttributeAssignment.ReadWrite.All"]
+    )
     with raw_client(fake_entra) as http:
         refused = http.patch(f"/users/{user}", json=body)
     fake_entra.app = creds
@@ -180,11 +194,15 @@ def test_custom_security_attributes(fake_entra: FakeEntra, tmp_path: Path) -> No
     assert refused.json()["error"]["code"] == "Authorization_RequestDenied"
     assert accepted.status_code == 204
     assert "customSecurityAttributes" not in default
-    assert selected["customSecurityAttributes"] == {"ITService": {
-        "@odata.type": "#microsoft.graph.customSecurityAttributeValue", "persona": "vip",
-    }}
-    assert fake_entra.writes == [Write(user, "customSecurityAttributes.ITService.persona",
-                                       None, "vip")]
+    assert selected["customSecurityAttributes"] == {
+        "ITService": {
+            "@odata.type": "#microsoft.graph.customSecurityAttributeValue",
+            "persona": "vip",
+        }
+    }
+    assert fake_entra.writes == [
+        Write(user, "customSecurityAttributes.ITService.persona", None, "vip")
+    ]
 
 
 def test_write_needs_a_write_permission(fake_entra: FakeEntra, tmp_path: Path) -> None:

@@ -28,11 +28,14 @@ def staff(fake_entra: FakeEntra) -> dict[str, str]:
     ids = {"boss": boss}
     for n in range(7):
         ids[f"sales{n}"] = fake_entra.add_user(
-            displayName=f"Sam Sales {n}", department="Sales", manager=boss,
+            displayName=f"Sam Sales {n}",
+            department="Sales",
+            manager=boss,
             accountEnabled=n != 3,
         )
-    ids["guest"] = fake_entra.add_user(displayName="Sam Guest", userType="Guest",
-                                       department="Sales")
+    ids["guest"] = fake_entra.add_user(
+        displayName="Sam Guest", userType="Guest", department="Sales"
+    )
     return ids
 
 
@@ -48,8 +51,17 @@ def test_select_filter_top_and_paging(fake_entra: FakeEntra, staff: dict[str, st
             page = await client.users.get(request_configuration=config)
             pages, links = [], []
             while page is not None:
-                pages.append([{"id": u.id, "name": u.display_name, "dept": u.department,
-                               "title": u.job_title} for u in page.value or []])
+                pages.append(
+                    [
+                        {
+                            "id": u.id,
+                            "name": u.display_name,
+                            "dept": u.department,
+                            "title": u.job_title,
+                        }
+                        for u in page.value or []
+                    ]
+                )
                 links.append(page.odata_next_link)
                 if not page.odata_next_link:
                     break
@@ -79,8 +91,14 @@ def test_expand_manager_select_id(fake_entra: FakeEntra, staff: dict[str, str]) 
     assert managers[staff["sales0"]] == staff["boss"]
     assert managers[staff["boss"]] is None
     with raw_client(fake_entra) as http:
-        body = http.get("/users", params={"$select": "id", "$expand": "manager($select=id)",
-                                          "$filter": "department eq 'Sales'"}).json()
+        body = http.get(
+            "/users",
+            params={
+                "$select": "id",
+                "$expand": "manager($select=id)",
+                "$filter": "department eq 'Sales'",
+            },
+        ).json()
     assert {"@odata.type": "#microsoft.graph.user", "id": staff["boss"]} in [
         u.get("manager") for u in body["value"]
     ]
@@ -118,25 +136,52 @@ def test_get_user_and_manager(fake_entra: FakeEntra, staff: dict[str, str]) -> N
 @pytest.mark.parametrize(
     ("params", "status", "code", "message"),
     [
-        ({"$select": "displayName,shoeSize"}, 400, "BadRequest",
-         "Could not find a property named 'shoeSize' on type 'microsoft.graph.user'."),
-        ({"$top": "1000"}, 400, "Request_BadRequest",
-         "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive."),
-        ({"$filter": "endswith(mail,'@contoso.example')"}, 400, "Request_UnsupportedQuery",
-         "Unsupported or invalid query filter clause specified for property 'mail' of "
-         "resource 'User'."),
-        ({"$filter": "onPremisesExtensionAttributes/extensionAttribute1 eq 'vip'"}, 400,
-         "Request_UnsupportedQuery",
-         "Unsupported or invalid query filter clause specified for property "
-         "'onPremisesExtensionAttributes/extensionAttribute1' of resource 'User'."),
-        ({"$filter": "department ne 'Sales'"}, 400, "Request_UnsupportedQuery",
-         "Unsupported or invalid query filter clause specified for property 'department' of "
-         "resource 'User'."),
-        ({"$filter": "department eq"}, 400, "BadRequest",
-         "Invalid filter clause: syntax error in 'department eq'."),
-        ({"$skiptoken": "made-up"}, 400, "Directory_ExpiredPageToken",
-         "The specified page token value has expired and can no longer be included in your "
-         "request."),
+        (
+            {"$select": "displayName,shoeSize"},
+            400,
+            "BadRequest",
+            "Could not find a property named 'shoeSize' on type 'microsoft.graph.user'.",
+        ),
+        (
+            {"$top": "1000"},
+            400,
+            "Request_BadRequest",
+            "Invalid page size specified: '1000'. Must be between 1 and 999 inclusive.",
+        ),
+        (
+            {"$filter": "endswith(mail,'@contoso.example')"},
+            400,
+            "Request_UnsupportedQuery",
+            "Unsupported or invalid query filter clause specified for property 'mail' of "
+            "resource 'User'.",
+        ),
+        (
+            {"$filter": "onPremisesExtensionAttributes/extensionAttribute1 eq 'vip'"},
+            400,
+            "Request_UnsupportedQuery",
+            "Unsupported or invalid query filter clause specified for property "
+            "'onPremisesExtensionAttributes/extensionAttribute1' of resource 'User'.",
+        ),
+        (
+            {"$filter": "department ne 'Sales'"},
+            400,
+            "Request_UnsupportedQuery",
+            "Unsupported or invalid query filter clause specified for property 'department' of "
+            "resource 'User'.",
+        ),
+        (
+            {"$filter": "department eq"},
+            400,
+            "BadRequest",
+            "Invalid filter clause: syntax error in 'department eq'.",
+        ),
+        (
+            {"$skiptoken": "made-up"},
+            400,
+            "Directory_ExpiredPageToken",
+            "The specified page token value has expired and can no longer be included in your "
+            "request.",
+        ),
     ],
 )
 def test_query_errors_like_graph(
@@ -148,20 +193,27 @@ def test_query_errors_like_graph(
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"] == message
-    assert set(response.json()["error"]["innerError"]) == {"date", "request-id",
-                                                           "client-request-id"}
+    assert set(response.json()["error"]["innerError"]) == {
+        "date",
+        "request-id",
+        "client-request-id",
+    }
 
 
 def test_advanced_query_with_consistency_level(
     fake_entra: FakeEntra, staff: dict[str, str]
 ) -> None:
-    fake_entra.set_property(staff["sales2"], "onPremisesExtensionAttributes.extensionAttribute1",
-                            "vip")
+    fake_entra.set_property(
+        staff["sales2"], "onPremisesExtensionAttributes.extensionAttribute1", "vip"
+    )
     with raw_client(fake_entra) as http:
         response = http.get(
             "/users",
-            params={"$filter": "onPremisesExtensionAttributes/extensionAttribute1 eq 'VIP'",
-                    "$count": "true", "$select": "id"},
+            params={
+                "$filter": "onPremisesExtensionAttributes/extensionAttribute1 eq 'VIP'",
+                "$count": "true",
+                "$select": "id",
+            },
             headers={"ConsistencyLevel": "eventual"},
         )
 
@@ -185,9 +237,11 @@ def test_group_members_and_transitive_members(
             everyone = await group.transitive_members.graph_user.get()
             assert direct and direct.value and direct_users and direct_users.value
             assert everyone and everyone.value
-            return ([type(m).__name__ for m in direct.value],
-                    [u.id or "" for u in direct_users.value],
-                    sorted(u.id or "" for u in everyone.value))
+            return (
+                [type(m).__name__ for m in direct.value],
+                [u.id or "" for u in direct_users.value],
+                sorted(u.id or "" for u in everyone.value),
+            )
 
     kinds, direct_users, everyone = run(scenario())
 
@@ -222,7 +276,8 @@ def test_missing_and_bad_tokens(fake_entra: FakeEntra) -> None:
 
     assert [r.status_code for r in (missing, bad, expired)] == [401, 401, 401]
     assert [r.json()["error"]["code"] for r in (missing, bad, expired)] == [
-        "InvalidAuthenticationToken"] * 3
+        "InvalidAuthenticationToken"
+    ] * 3
     assert [r.json()["error"]["message"] for r in (missing, bad, expired)] == [
         "Access token is empty.",
         "Access token validation failure.",

@@ -20,21 +20,78 @@ from persona_sync.rules.loader import load_rules
 from tests.conftest import DEFAULT_RULES
 
 pytestmark = pytest.mark.slow
-FUZZ = settings(max_examples=1500, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=1500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-KEYS = ["personas", "facts", "scope", "scenarios", "id", "name", "precedence", "default", "rules",
-        "when", "unless", "fact", "all", "any", "not", "equals", "in", "matches", "gte", "between",
-        "from", "table", "map", "sources", "type", "match", "value", "org_chart", "flag", "capture",
-        "include", "exclude", "unmatched", "order", "service", "queue", "tier"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=True),
-                    st.sampled_from(["vip", "role.title", "(", "[a-", "string", "number", "x",
-                                     "leave", "\\b(x)\\b", "*)(uid=*", ""]),
-                    st.text(max_size=8))
+KEYS = [
+    "personas",
+    "facts",
+    "scope",
+    "scenarios",
+    "id",
+    "name",
+    "precedence",
+    "default",
+    "rules",
+    "when",
+    "unless",
+    "fact",
+    "all",
+    "any",
+    "not",
+    "equals",
+    "in",
+    "matches",
+    "gte",
+    "between",
+    "from",
+    "table",
+    "map",
+    "sources",
+    "type",
+    "match",
+    "value",
+    "org_chart",
+    "flag",
+    "capture",
+    "include",
+    "exclude",
+    "unmatched",
+    "order",
+    "service",
+    "queue",
+    "tier",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.floats(allow_nan=True),
+    st.sampled_from(
+        [
+            "vip",
+            "role.title",
+            "(",
+            "[a-",
+            "string",
+            "number",
+            "x",
+            "leave",
+            "\\b(x)\\b",
+            "*)(uid=*",
+            "",
+        ]
+    ),
+    st.text(max_size=8),
+)
 trees = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -66,9 +123,14 @@ def test_random_rule_bytes_give_exit_1_and_one_line_errors(tmp_path: Path, raw: 
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(list("dn: abc=,\\\n:<#-\r base64=") + ["::", "\t", "dn: x\n",
-                                                                       "\n\n", "é", "Zm9v"]),
-                max_size=80).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list("dn: abc=,\\\n:<#-\r base64=") + ["::", "\t", "dn: x\n", "\n\n", "é", "Zm9v"]
+        ),
+        max_size=80,
+    ).map("".join)
+)
 def test_random_ldif_parses_or_says_which_line(text: str) -> None:
     try:
         document = parse_ldif(text.encode("utf-8"), "f.ldif")
@@ -79,8 +141,9 @@ def test_random_ldif_parses_or_says_which_line(text: str) -> None:
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(list('a,"\n\r\ufeff ;#') + ["#TYPE x\n"]), max_size=120)
-       .map("".join))
+@given(
+    st.lists(st.sampled_from(list('a,"\n\r\ufeff ;#') + ["#TYPE x\n"]), max_size=120).map("".join)
+)
 def test_random_csv_parses_or_says_which_line(text: str) -> None:
     try:
         document = parse_csv(text.encode("utf-8"), "f.csv")
@@ -91,9 +154,25 @@ def test_random_csv_parses_or_says_which_line(text: str) -> None:
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["rules", "directory", "targets", "safety", "state_dir",
-                                        "owns_attribute", "type", "path", "persona"]),
-                       trees, max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "rules",
+                "directory",
+                "targets",
+                "safety",
+                "state_dir",
+                "owns_attribute",
+                "type",
+                "path",
+                "persona",
+            ]
+        ),
+        trees,
+        max_size=5,
+    )
+)
 def test_random_configs_never_crash(tmp_path: Path, tree: dict[str, object]) -> None:
     config = tmp_path / "persona-sync.yaml"
     tree.setdefault("rules", str(DEFAULT_RULES))

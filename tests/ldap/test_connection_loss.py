@@ -29,19 +29,24 @@ def entries_ldif(slapd: SlapdServer) -> str:
 
 
 @pytest.fixture
-def proxied(slapd: SlapdServer, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[CuttingProxy]:
+def proxied(
+    slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CuttingProxy]:
     slapd.add_ldif(entries_ldif(slapd))
     port = urlsplit(slapd.ldaps_url).port
     assert port is not None
     with cutting_proxy(port) as proxy:
-        write_config(tmp_path, (
-            "  type: ldap\n  preset: openldap\n"
-            f"  urls: ['ldaps://127.0.0.1:{proxy.port}']\n  ca_file: {slapd.ca_file}\n"
-            f"  bind: {{user: '{slapd.service_dn}'}}\n"
-            f"  base_dns: ['{slapd.people_dn}']\n"
-            "  auxiliary_class: personaHolder\n  write_window: 20\n"
-        ), "personaName")
+        write_config(
+            tmp_path,
+            (
+                "  type: ldap\n  preset: openldap\n"
+                f"  urls: ['ldaps://127.0.0.1:{proxy.port}']\n  ca_file: {slapd.ca_file}\n"
+                f"  bind: {{user: '{slapd.service_dn}'}}\n"
+                f"  base_dns: ['{slapd.people_dn}']\n"
+                "  auxiliary_class: personaHolder\n  write_window: 20\n"
+            ),
+            "personaName",
+        )
         monkeypatch.setenv("PERSONA_SYNC_BIND_PASSWORD", slapd.service_password)
         monkeypatch.chdir(tmp_path)
         yield proxy
@@ -53,10 +58,16 @@ def written(slapd: SlapdServer) -> int:
 
 def journal_results(result: str) -> set[str]:
     """uid of every write the journal records with this result."""
-    rows = [json.loads(line) for path in Path("state/journal").glob("*.jsonl")
-            for line in path.read_text().splitlines()]
-    return {row["dn"].split(",")[0][4:] for row in rows
-            if row["type"] == "write" and row["result"] == result}
+    rows = [
+        json.loads(line)
+        for path in Path("state/journal").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    return {
+        row["dn"].split(",")[0][4:]
+        for row in rows
+        if row["type"] == "write" and row["result"] == result
+    }
 
 
 def server_values(slapd: SlapdServer) -> dict[str, str]:
@@ -83,8 +94,9 @@ def test_reconnects_and_finishes(slapd: SlapdServer, proxied: CuttingProxy, run_
     assert len(journal_results("applied")) == PEOPLE
 
 
-def test_stops_resumably_when_the_server_stays_away(slapd: SlapdServer, proxied: CuttingProxy,
-                                                    run_cli: Run) -> None:
+def test_stops_resumably_when_the_server_stays_away(
+    slapd: SlapdServer, proxied: CuttingProxy, run_cli: Run
+) -> None:
     assert run_cli("plan", "-o", "plan.json", "-q").exit_code == 2
     proxied.cut_connection = proxied.connections + 2
     proxied.cut_after_bytes = 6000  # past the TLS handshake and bind, into the modifies

@@ -31,40 +31,74 @@ class NamedUser(AdUser):
 
 
 @pytest.fixture
-def domain(samba_dc: SambaDC, samba_ou: str, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+def domain(
+    samba_dc: SambaDC, samba_ou: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
     executives = samba_dc.create_ou(f"{samba_ou.split(',')[0][3:]}-exec")
-    ceo = AdUser("ps-ceo", {"title": "Chief Executive Officer",
-                            "physicalDeliveryOfficeName": "Munich HQ"}, PASSWORD, executives)
+    ceo = AdUser(
+        "ps-ceo",
+        {"title": "Chief Executive Officer", "physicalDeliveryOfficeName": "Munich HQ"},
+        PASSWORD,
+        executives,
+    )
     users = [
         ceo,
-        NamedUser("ps-nurse", {"title": "Registered Nurse", "manager": ceo.dn,
-                               "physicalDeliveryOfficeName": "North Clinic"}, PASSWORD, samba_ou,
-                  cn='Smith, John "Jr" <x>; +1 #'),
-        NamedUser("ps-eng", {"title": "Software Engineer", "manager": ceo.dn,
-                             "physicalDeliveryOfficeName": "Munich HQ"}, PASSWORD, samba_ou,
-                  cn="Jörg Müller"),
-        AdUser("ps-coord", {"title": "Coordinator", "manager": ceo.dn,
-                            "physicalDeliveryOfficeName": "Munich HQ", TARGET: "engineer"},
-               PASSWORD, samba_ou),
+        NamedUser(
+            "ps-nurse",
+            {
+                "title": "Registered Nurse",
+                "manager": ceo.dn,
+                "physicalDeliveryOfficeName": "North Clinic",
+            },
+            PASSWORD,
+            samba_ou,
+            cn='Smith, John "Jr" <x>; +1 #',
+        ),
+        NamedUser(
+            "ps-eng",
+            {
+                "title": "Software Engineer",
+                "manager": ceo.dn,
+                "physicalDeliveryOfficeName": "Munich HQ",
+            },
+            PASSWORD,
+            samba_ou,
+            cn="Jörg Müller",
+        ),
+        AdUser(
+            "ps-coord",
+            {
+                "title": "Coordinator",
+                "manager": ceo.dn,
+                "physicalDeliveryOfficeName": "Munich HQ",
+                TARGET: "engineer",
+            },
+            PASSWORD,
+            samba_ou,
+        ),
         AdUser("ps-gone", {"title": "Chief Financial Officer"}, None, samba_ou),  # disabled
     ]
     samba_dc.add_users(users)
     dns = {u.name: u.dn for u in users}
-    write_config(tmp_path, (
-        "  type: ldap\n  preset: ad\n"
-        f"  urls: [{samba_dc.url}]\n  ca_file: {samba_dc.ca_file}\n"
-        f"  bind: {{user: '{samba_dc.service_user}'}}\n"
-        f"  base_dns: ['{samba_ou}']\n"
-    ), TARGET)
+    write_config(
+        tmp_path,
+        (
+            "  type: ldap\n  preset: ad\n"
+            f"  urls: [{samba_dc.url}]\n  ca_file: {samba_dc.ca_file}\n"
+            f"  bind: {{user: '{samba_dc.service_user}'}}\n"
+            f"  base_dns: ['{samba_ou}']\n"
+        ),
+        TARGET,
+    )
     monkeypatch.setenv("PERSONA_SYNC_BIND_PASSWORD", samba_dc.service_password)
     monkeypatch.chdir(tmp_path)
     yield dns
     samba_dc.delete_tree(executives)
 
 
-def test_plan_apply_on_active_directory(samba_dc: SambaDC, samba_ou: str,
-                                        domain: dict[str, str], run_cli: Run) -> None:
+def test_plan_apply_on_active_directory(
+    samba_dc: SambaDC, samba_ou: str, domain: dict[str, str], run_cli: Run
+) -> None:
     before = samba_dc.dump(samba_ou)
     planned = run_cli("plan", "-o", "plan.json")
     assert planned.exit_code == 2, planned.stderr
@@ -79,19 +113,24 @@ def test_plan_apply_on_active_directory(samba_dc: SambaDC, samba_ou: str,
     applied = run_cli("apply", "plan.json")
     assert applied.exit_code == 0, applied.stderr
     assert differences(before, samba_dc.dump(samba_ou)) == {
-        canonical_dn(domain["ps-coord"]): ([f"{TARGET}: engineer"], [f"{TARGET}: knowledge-worker"]),
+        canonical_dn(domain["ps-coord"]): (
+            [f"{TARGET}: engineer"],
+            [f"{TARGET}: knowledge-worker"],
+        ),
         canonical_dn(domain["ps-eng"]): ([], [f"{TARGET}: engineer"]),
         canonical_dn(domain["ps-nurse"]): ([], [f"{TARGET}: clinician"]),
     }
     assert run_cli("plan", "-q").exit_code == 0  # a second run changes nothing
 
 
-def test_conflict_and_rollback(samba_dc: SambaDC, samba_ou: str, domain: dict[str, str],
-                               run_cli: Run) -> None:
+def test_conflict_and_rollback(
+    samba_dc: SambaDC, samba_ou: str, domain: dict[str, str], run_cli: Run
+) -> None:
     before = samba_dc.dump(samba_ou)
     run_cli("plan", "-o", "plan.json", "-q")
-    samba_dc.modify_ldif(f"dn: {domain['ps-coord']}\nchangetype: modify\nreplace: {TARGET}\n"
-                         f"{TARGET}: tech-support\n")
+    samba_dc.modify_ldif(
+        f"dn: {domain['ps-coord']}\nchangetype: modify\nreplace: {TARGET}\n{TARGET}: tech-support\n"
+    )
     edited = samba_dc.dump(samba_ou)
     result = run_cli("apply", "plan.json")
     assert result.exit_code == 3, result.stderr
@@ -113,11 +152,14 @@ def test_manager_outside_the_base_feeds_the_org_chart(domain: dict[str, str], ru
     assert result.exit_code == 0, result.stderr
     facts = {f["fact"]: f for f in json.loads(result.stdout)["facts"]}
     assert (facts["seniority"]["value"], facts["seniority"]["origin"]) == (
-        8.5, "org chart (depth 1, 0 direct reports)"
+        8.5,
+        "org chart (depth 1, 0 direct reports)",
     )
 
 
-def test_least_privilege_is_enforced(samba_dc: SambaDC, domain: dict[str, str], run_cli: Run) -> None:
+def test_least_privilege_is_enforced(
+    samba_dc: SambaDC, domain: dict[str, str], run_cli: Run
+) -> None:
     config = Path("persona-sync.yaml")
     config.write_text(config.read_text().replace(TARGET, "msDS-cloudExtensionAttribute2"))
     result = run_cli("sync")
@@ -129,36 +171,50 @@ def test_least_privilege_is_enforced(samba_dc: SambaDC, domain: dict[str, str], 
         f"denied: {samba_dc.service_user} may not write msDS-cloudExtensionAttribute2 on this "
         "entry (LDAP 50)"
     ) in lines
-    assert lines[-1].endswith(f"0 applied, 0 conflicts, 3 failed; journal {lines[-1].split('journal ')[1]}")
+    assert lines[-1].endswith(
+        f"0 applied, 0 conflicts, 3 failed; journal {lines[-1].split('journal ')[1]}"
+    )
 
 
 @pytest.mark.parametrize("user", ["dn", "EXAMPLE\\svc-persona"])
-def test_other_bind_names(samba_dc: SambaDC, domain: dict[str, str], run_cli: Run,
-                          user: str) -> None:
+def test_other_bind_names(
+    samba_dc: SambaDC, domain: dict[str, str], run_cli: Run, user: str
+) -> None:
     name = samba_dc.service_dn if user == "dn" else user
     config = Path("persona-sync.yaml")
-    config.write_text(config.read_text().replace(
-        f"  bind: {{user: '{samba_dc.service_user}'}}", f"  bind: {{user: '{name}'}}"))
+    config.write_text(
+        config.read_text().replace(
+            f"  bind: {{user: '{samba_dc.service_user}'}}", f"  bind: {{user: '{name}'}}"
+        )
+    )
     result = run_cli("plan", "-q")
     assert result.exit_code == 2, result.stderr
 
 
-def test_ntlm_bind_refused_by_samba_says_what_to_do(samba_dc: SambaDC, domain: dict[str, str],
-                                                    run_cli: Run) -> None:
+def test_ntlm_bind_refused_by_samba_says_what_to_do(
+    samba_dc: SambaDC, domain: dict[str, str], run_cli: Run
+) -> None:
     config = Path("persona-sync.yaml")
-    config.write_text(config.read_text().replace(
-        f"  bind: {{user: '{samba_dc.service_user}'}}",
-        "  bind: {method: ntlm, user: 'EXAMPLE\\svc-persona'}"))
+    config.write_text(
+        config.read_text().replace(
+            f"  bind: {{user: '{samba_dc.service_user}'}}",
+            "  bind: {method: ntlm, user: 'EXAMPLE\\svc-persona'}",
+        )
+    )
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        f"error: {samba_dc.url} dropped the NTLM bind (Samba AD DCs do not implement the Sicily "
-        "NTLM bind that ldap3 uses): bind with method: simple as DOMAIN\\user or user@domain "
-        "over TLS instead\n"
-    ))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            f"error: {samba_dc.url} dropped the NTLM bind (Samba AD DCs do not implement the Sicily "
+            "NTLM bind that ldap3 uses): bind with method: simple as DOMAIN\\user or user@domain "
+            "over TLS instead\n"
+        ),
+    )
 
 
-def test_check_connection_on_active_directory(samba_dc: SambaDC, domain: dict[str, str],
-                                              run_cli: Run) -> None:
+def test_check_connection_on_active_directory(
+    samba_dc: SambaDC, domain: dict[str, str], run_cli: Run
+) -> None:
     result = run_cli("check-connection", "--format", "json")
     assert result.exit_code == 0, result.stdout + result.stderr
     findings = {f["check"]: f for f in json.loads(result.stdout)}

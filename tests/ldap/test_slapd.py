@@ -33,7 +33,7 @@ def people(slapd: SlapdServer) -> dict[str, str]:
 def load_people(slapd: SlapdServer) -> dict[str, str]:
     dns = people(slapd)
     slapd.add_ldif(f"""\
-dn: {dns['ceo']}
+dn: {dns["ceo"]}
 objectClass: inetOrgPerson
 uid: ceo
 cn: Ada Chief
@@ -41,32 +41,32 @@ sn: Chief
 title: Chief Executive Officer
 physicalDeliveryOfficeName: Munich HQ
 
-dn: {dns['nurse']}
+dn: {dns["nurse"]}
 objectClass: inetOrgPerson
 uid: jsmith
 cn: {HOSTILE_CN}
 sn: Smith
 title: Registered Nurse *)(uid=*
 physicalDeliveryOfficeName: North Clinic
-manager: {dns['ceo']}
+manager: {dns["ceo"]}
 
-dn: {dns['engineer']}
+dn: {dns["engineer"]}
 objectClass: inetOrgPerson
 uid: jmuller
 cn: {UMLAUT_CN}
 sn: Müller
 title: Software Engineer
 physicalDeliveryOfficeName: Munich HQ
-manager: {dns['ceo']}
+manager: {dns["ceo"]}
 
-dn: {dns['svc']}
+dn: {dns["svc"]}
 objectClass: inetOrgPerson
 uid: svc-report
 cn: Report job
 sn: Job
 employeeType: service
 
-dn: {dns['accountant']}
+dn: {dns["accountant"]}
 objectClass: inetOrgPerson
 objectClass: personaHolder
 uid: acct
@@ -74,7 +74,7 @@ cn: Accountant
 sn: Counter
 title: Accountant
 physicalDeliveryOfficeName: Munich HQ
-manager: {dns['ceo']}
+manager: {dns["ceo"]}
 personaName: engineer
 
 """)
@@ -84,30 +84,37 @@ personaName: engineer
 @pytest.fixture
 def setup(slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     dns = load_people(slapd)
-    write_config(tmp_path, (
-        "  type: ldap\n  preset: openldap\n"
-        f"  urls: [{slapd.ldaps_url}]\n  ca_file: {slapd.ca_file}\n"
-        f"  bind: {{user: '{slapd.service_dn}'}}\n"
-        f"  base_dns: ['{slapd.people_dn}']\n"
-        "  auxiliary_class: personaHolder\n"
-    ), "personaName")
+    write_config(
+        tmp_path,
+        (
+            "  type: ldap\n  preset: openldap\n"
+            f"  urls: [{slapd.ldaps_url}]\n  ca_file: {slapd.ca_file}\n"
+            f"  bind: {{user: '{slapd.service_dn}'}}\n"
+            f"  base_dns: ['{slapd.people_dn}']\n"
+            "  auxiliary_class: personaHolder\n"
+        ),
+        "personaName",
+    )
     monkeypatch.setenv("PERSONA_SYNC_BIND_PASSWORD", slapd.service_password)
     monkeypatch.chdir(tmp_path)
     return dns
 
 
-def test_plan_apply_writes_exactly_the_plan(slapd: SlapdServer, setup: dict[str, str],
-                                            run_cli: Run) -> None:
+def test_plan_apply_writes_exactly_the_plan(
+    slapd: SlapdServer, setup: dict[str, str], run_cli: Run
+) -> None:
     before = slapd.dump()
     planned = run_cli("plan", "-o", "plan.json")
     assert planned.exit_code == 2, planned.stderr
     plan = json.loads(Path("plan.json").read_text())
-    assert sorted((canonical_dn(c["dn"]), c["old"], c["new"]) for c in plan["changes"]) == sorted([
-        (canonical_dn(setup["ceo"]), None, "vip"),
-        (canonical_dn(setup["nurse"]), None, "clinician"),
-        (canonical_dn(setup["engineer"]), None, "engineer"),
-        (canonical_dn(setup["accountant"]), "engineer", "knowledge-worker"),
-    ])
+    assert sorted((canonical_dn(c["dn"]), c["old"], c["new"]) for c in plan["changes"]) == sorted(
+        [
+            (canonical_dn(setup["ceo"]), None, "vip"),
+            (canonical_dn(setup["nurse"]), None, "clinician"),
+            (canonical_dn(setup["engineer"]), None, "engineer"),
+            (canonical_dn(setup["accountant"]), "engineer", "knowledge-worker"),
+        ]
+    )
     assert plan["provenance"]["directory"] == f"ldap:{slapd.people_dn.casefold()}"
     assert slapd.dump() == before  # planning writes nothing
     applied = run_cli("apply", "plan.json")
@@ -115,20 +122,32 @@ def test_plan_apply_writes_exactly_the_plan(slapd: SlapdServer, setup: dict[str,
     assert ": 4 applied, 0 conflicts, 0 failed" in applied.stderr
     assert differences(before, slapd.dump()) == {
         canonical_dn(setup["ceo"]): ([], ["objectClass: personaHolder", "personaName: vip"]),
-        canonical_dn(setup["nurse"]): ([], ["objectClass: personaHolder", "personaName: clinician"]),
-        canonical_dn(setup["engineer"]): ([], ["objectClass: personaHolder", "personaName: engineer"]),
-        canonical_dn(setup["accountant"]): (["personaName: engineer"], ["personaName: knowledge-worker"]),
+        canonical_dn(setup["nurse"]): (
+            [],
+            ["objectClass: personaHolder", "personaName: clinician"],
+        ),
+        canonical_dn(setup["engineer"]): (
+            [],
+            ["objectClass: personaHolder", "personaName: engineer"],
+        ),
+        canonical_dn(setup["accountant"]): (
+            ["personaName: engineer"],
+            ["personaName: knowledge-worker"],
+        ),
     }
     again = run_cli("plan", "--format", "json")
     assert again.exit_code == 0
     assert json.loads(again.stdout)["changes"] == []
 
 
-def test_edit_between_plan_and_apply_is_a_conflict(slapd: SlapdServer, setup: dict[str, str],
-                                                   run_cli: Run) -> None:
+def test_edit_between_plan_and_apply_is_a_conflict(
+    slapd: SlapdServer, setup: dict[str, str], run_cli: Run
+) -> None:
     run_cli("plan", "-o", "plan.json", "-q")
-    slapd.modify_ldif(f"dn: {setup['accountant']}\nchangetype: modify\n"
-                      "replace: personaName\npersonaName: tech-support\n")
+    slapd.modify_ldif(
+        f"dn: {setup['accountant']}\nchangetype: modify\n"
+        "replace: personaName\npersonaName: tech-support\n"
+    )
     result = run_cli("apply", "plan.json")
     assert result.exit_code == 3, result.stderr
     assert result.stderr.splitlines()[0] == (
@@ -146,11 +165,14 @@ def test_rollback_restores(slapd: SlapdServer, setup: dict[str, str], run_cli: R
     assert result.exit_code == 0, result.stderr
     # The values are back; the auxiliary class added to hold them stays (harmless).
     assert differences(before, slapd.dump()) == {
-        canonical_dn(setup[key]): ([], ["objectClass: personaHolder"]) for key in ("ceo", "nurse", "engineer")
+        canonical_dn(setup[key]): ([], ["objectClass: personaHolder"])
+        for key in ("ceo", "nurse", "engineer")
     }
 
 
-def test_explain_finds_hostile_names(slapd: SlapdServer, setup: dict[str, str], run_cli: Run) -> None:
+def test_explain_finds_hostile_names(
+    slapd: SlapdServer, setup: dict[str, str], run_cli: Run
+) -> None:
     result = run_cli("explain", "jsmith", "--format", "json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -162,43 +184,60 @@ def test_explain_finds_hostile_names(slapd: SlapdServer, setup: dict[str, str], 
     assert injected.stderr.startswith("error: no employee '*)(uid=*' in ldap:")
 
 
-def test_multi_valued_target_is_refused(slapd: SlapdServer, setup: dict[str, str],
-                                        run_cli: Run) -> None:
+def test_multi_valued_target_is_refused(
+    slapd: SlapdServer, setup: dict[str, str], run_cli: Run
+) -> None:
     config = Path("persona-sync.yaml")
     config.write_text(config.read_text().replace("persona: personaName", "persona: personaTags"))
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: target attribute personaTags is multi-valued in this directory's schema, so "
-        "compare-and-swap cannot protect it; choose a single-valued attribute: a custom "
-        "single-valued attribute (see the README for a two-line schema)\n"
-    ))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: target attribute personaTags is multi-valued in this directory's schema, so "
+            "compare-and-swap cannot protect it; choose a single-valued attribute: a custom "
+            "single-valued attribute (see the README for a two-line schema)\n"
+        ),
+    )
     config.write_text(config.read_text().replace("persona: personaTags", "persona: noSuchAttr"))
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: target attribute noSuchAttr does not exist in this directory's schema; "
-        "attributes that fit: a custom single-valued attribute (see the README for a two-line "
-        "schema)\n"
-    ))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: target attribute noSuchAttr does not exist in this directory's schema; "
+            "attributes that fit: a custom single-valued attribute (see the README for a two-line "
+            "schema)\n"
+        ),
+    )
 
 
-def test_connection_errors_are_clear(slapd: SlapdServer, setup: dict[str, str], run_cli: Run,
-                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_connection_errors_are_clear(
+    slapd: SlapdServer,
+    setup: dict[str, str],
+    run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     monkeypatch.setenv("PERSONA_SYNC_BIND_PASSWORD", "wrong")
     result = run_cli("plan")
     assert (result.exit_code, result.stderr) == (
-        1, f"error: bind as {slapd.service_dn} refused: invalid credentials (LDAP 49)\n"
+        1,
+        f"error: bind as {slapd.service_dn} refused: invalid credentials (LDAP 49)\n",
     )
     monkeypatch.delenv("PERSONA_SYNC_BIND_PASSWORD")
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: no bind password: set the environment variable PERSONA_SYNC_BIND_PASSWORD, or "
-        "name a file with the secret (never put it on the command line)\n"
-    ))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: no bind password: set the environment variable PERSONA_SYNC_BIND_PASSWORD, or "
+            "name a file with the secret (never put it on the command line)\n"
+        ),
+    )
     secret = tmp_path / "bind-password"
     secret.write_text(slapd.service_password + "\n")
     config = Path("persona-sync.yaml")
-    config.write_text(config.read_text().replace(
-        "  bind: {", f"  bind: {{password_file: {secret}, "))
+    config.write_text(
+        config.read_text().replace("  bind: {", f"  bind: {{password_file: {secret}, ")
+    )
     assert run_cli("plan", "-q").exit_code == 2
     config.write_text(config.read_text().replace(f"  ca_file: {slapd.ca_file}\n", ""))
     result = run_cli("plan")
@@ -209,12 +248,18 @@ def test_connection_errors_are_clear(slapd: SlapdServer, setup: dict[str, str], 
     )
     config.write_text(config.read_text().replace(slapd.ldaps_url, slapd.url))
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        f"error: directory.urls: {slapd.url} is plain LDAP, which would send the bind password "
-        "in clear: use ldaps://, set start_tls: true, or (test labs only) allow_plaintext: true\n"
-    ))
-    config.write_text(config.read_text().replace("  auxiliary_class", f"  ca_file: {slapd.ca_file}\n"
-                                                 "  start_tls: true\n  auxiliary_class"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            f"error: directory.urls: {slapd.url} is plain LDAP, which would send the bind password "
+            "in clear: use ldaps://, set start_tls: true, or (test labs only) allow_plaintext: true\n"
+        ),
+    )
+    config.write_text(
+        config.read_text().replace(
+            "  auxiliary_class", f"  ca_file: {slapd.ca_file}\n  start_tls: true\n  auxiliary_class"
+        )
+    )
     assert run_cli("plan", "-q").exit_code == 2
 
 
@@ -235,4 +280,5 @@ def test_check_connection(slapd: SlapdServer, setup: dict[str, str], run_cli: Ru
     denied = run_cli("check-connection")
     assert denied.exit_code == 1
     assert denied.stdout.splitlines()[-1].startswith(
-        "FAIL  write access  may NOT write displayName on ")
+        "FAIL  write access  may NOT write displayName on "
+    )

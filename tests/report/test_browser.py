@@ -39,24 +39,41 @@ def _column(report: OpenedReport, list_id: str, key: str) -> list[str]:
 def _wait_status(report: OpenedReport, list_id: str, text: str) -> None:
     report.page.wait_for_function(
         "([sel, text]) => document.querySelector(sel).textContent === text",
-        arg=[f"#{list_id} [data-role=status]", text], timeout=5_000)
+        arg=[f"#{list_id} [data-role=status]", text],
+        timeout=5_000,
+    )
 
 
 def test_plan_report_counts_filters_and_escaping(open_report: Open) -> None:
     report = open_report(render_html(build_plan_report(sample_plan(), sample_population())))
     page = report.page
-    bars = {b.get_attribute("data-persona"): (b.get_attribute("data-count"),
-                                              b.query_selector("text.value").text_content())
-            for b in page.query_selector_all("svg.bar-chart g.bar")}
-    assert bars == {"engineer": ("3", "3 (33.3%)"), "knowledge-worker": ("3", "3 (33.3%)"),
-                    "plant-floor": ("2", "2 (22.2%)"), "vip": ("1", "1 (11.1%)")}
+    bars = {
+        b.get_attribute("data-persona"): (
+            b.get_attribute("data-count"),
+            b.query_selector("text.value").text_content(),
+        )
+        for b in page.query_selector_all("svg.bar-chart g.bar")
+    }
+    assert bars == {
+        "engineer": ("3", "3 (33.3%)"),
+        "knowledge-worker": ("3", "3 (33.3%)"),
+        "plant-floor": ("2", "2 (22.2%)"),
+        "vip": ("1", "1 (11.1%)"),
+    }
     munich = page.query_selector('table[data-dimension="site"] tr[data-group="Munich HQ"]')
     assert [c.text_content() for c in munich.query_selector_all("td")] == ["1", "2", "", "1", "4"]
-    matrix = {(c.get_attribute("data-old"), c.get_attribute("data-new")): c.text_content()
-              for c in page.query_selector_all("table.matrix td.cell") if c.text_content()}
-    assert matrix == {("(empty)", "engineer"): "2", ("(empty)", "plant-floor"): "1",
-                      ("(empty)", "vip"): "1", ("engineer", "plant-floor"): "1",
-                      ("vip", "knowledge-worker"): "1"}
+    matrix = {
+        (c.get_attribute("data-old"), c.get_attribute("data-new")): c.text_content()
+        for c in page.query_selector_all("table.matrix td.cell")
+        if c.text_content()
+    }
+    assert matrix == {
+        ("(empty)", "engineer"): "2",
+        ("(empty)", "plant-floor"): "1",
+        ("(empty)", "vip"): "1",
+        ("engineer", "plant-floor"): "1",
+        ("vip", "knowledge-worker"): "1",
+    }
 
     assert _status(report, "change-list") == "6 of 6 changes match"
     employees = _column(report, "change-list", "employee")
@@ -64,7 +81,8 @@ def test_plan_report_counts_filters_and_escaping(open_report: Open) -> None:
     dns = _column(report, "change-list", "dn")
     assert dns[2] == 'CN=Chief <Finance> & "Co",OU=HQ,DC=example,DC=com'
     assert _column(report, "change-list", "facts")[4] == (
-        "seniority=(missing); role.family=general; account.disabled=false")
+        "seniority=(missing); role.family=general; account.disabled=false"
+    )
     assert page.title() == "persona-sync plan report"  # the hostile name did not run
     screenshot(page, "plan")
 
@@ -87,10 +105,17 @@ def test_plan_report_counts_filters_and_escaping(open_report: Open) -> None:
 def _big_plan(count: int) -> Plan:
     base = sample_plan()
     changes = tuple(
-        PlannedChange(f"user{i:05}", f"CN=User {i:05},OU=Dept {i % 7},DC=example,DC=com",
-                      "persona", "extensionAttribute10", None,
-                      ("engineer", "vip", "plant-floor")[i % 3], None, f"rule-{i % 3}",
-                      {"role.family": f"family-{i % 5}"})
+        PlannedChange(
+            f"user{i:05}",
+            f"CN=User {i:05},OU=Dept {i % 7},DC=example,DC=com",
+            "persona",
+            "extensionAttribute10",
+            None,
+            ("engineer", "vip", "plant-floor")[i % 3],
+            None,
+            f"rule-{i % 3}",
+            {"role.family": f"family-{i % 5}"},
+        )
         for i in range(count)
     )
     return dataclasses.replace(base, changes=changes, foreign=())
@@ -133,16 +158,21 @@ def test_history_report(open_report: Open, journal_state: Path) -> None:
     runs = list_runs(journal_state)
     report = open_report(render_html(build_history_report(runs, str(journal_state))))
     page = report.page
-    series = {g.get_attribute("data-value"): g.get_attribute("data-counts")
-              for g in page.query_selector_all("svg.line-chart g.series")}
+    series = {
+        g.get_attribute("data-value"): g.get_attribute("data-counts")
+        for g in page.query_selector_all("svg.line-chart g.series")
+    }
     assert series == {"engineer": "0,2,0,2,0", "plant-floor": "0,0,2,0,1", "vip": "0,1,1,1,1"}
     runs_rows = page.query_selector_all("table.runs tbody tr")
-    assert [r.query_selector_all("td")[5].text_content() for r in runs_rows] == ["3", "2", "2",
-                                                                                 "2"]
+    assert [r.query_selector_all("td")[5].text_content() for r in runs_rows] == ["3", "2", "2", "2"]
     assert "rollback of 20260201T080000Z-bbbbbb" in runs_rows[2].text_content()
     conflicts = page.query_selector_all("table.conflicts tbody tr")
     assert [c.text_content() for c in conflicts[0].query_selector_all("td")][2:6] == [
-        "bob", "extensionAttribute10", "engineer", "vip"]
+        "bob",
+        "extensionAttribute10",
+        "engineer",
+        "vip",
+    ]
     assert _status(report, "write-list") == "10 of 10 writes match"
     page.select_option('#write-list select[data-filter="result"]', "conflict")
     _wait_status(report, "write-list", "1 of 10 writes match")
@@ -159,8 +189,10 @@ def test_employee_report(open_report: Open, journal_state: Path) -> None:
     page = report.page
     segments = [s.get_attribute("data-value") for s in page.query_selector_all("g.segment")]
     assert segments == ["(empty)", "engineer", "plant-floor", "engineer", "vip"]
-    results = [r.query_selector_all("td")[8].text_content()
-               for r in page.query_selector_all("table.events tbody tr")]
+    results = [
+        r.query_selector_all("td")[8].text_content()
+        for r in page.query_selector_all("table.events tbody tr")
+    ]
     assert results == ["applied", "applied", "applied", "conflict"]
     assert page.query_selector("table.planned") is not None
     screenshot(page, "employee")

@@ -13,8 +13,10 @@ from tests.report.conftest import ANNA, check_golden, sample_plan
 
 def test_runs_with_counts_and_rollback_links(journal_state: Path) -> None:
     report = build_history_report(list_runs(journal_state), "journal")
-    rows = [(r.run_id[-6:], r.command, r.applied, r.conflicts, r.rollback_of, r.rolled_back_by)
-            for r in report.runs]
+    rows = [
+        (r.run_id[-6:], r.command, r.applied, r.conflicts, r.rollback_of, r.rolled_back_by)
+        for r in report.runs
+    ]
     assert rows == [
         ("aaaaaa", "sync", 3, 0, None, None),
         ("bbbbbb", "apply", 2, 0, None, "20260202T090000Z-cccccc"),
@@ -58,8 +60,11 @@ def test_personas_over_time_counted_back_from_the_directory(journal_state: Path)
 def test_transitions_count_applied_writes_only(journal_state: Path) -> None:
     (matrix,) = build_history_report(list_runs(journal_state), "journal").matrices
     assert dict(matrix.counts) == {
-        ("(empty)", "engineer"): 2, ("(empty)", "vip"): 1, ("engineer", "plant-floor"): 3,
-        ("plant-floor", "engineer"): 2, ("vip", "(empty)"): 1,
+        ("(empty)", "engineer"): 2,
+        ("(empty)", "vip"): 1,
+        ("engineer", "plant-floor"): 3,
+        ("plant-floor", "engineer"): 2,
+        ("vip", "(empty)"): 1,
     }
 
 
@@ -82,16 +87,19 @@ def test_employee_journey_by_id_or_dn(journal_state: Path) -> None:
 
 
 def test_employee_report_adds_planned_changes(journal_state: Path) -> None:
-    report = build_employee_report(list_runs(journal_state), "bob", "journal",
-                                   sample_plan().changes)
+    report = build_employee_report(
+        list_runs(journal_state), "bob", "journal", sample_plan().changes
+    )
     assert [(c.old, c.new) for c in report.planned] == [("engineer", "plant-floor")]
 
 
 def test_markdown_golden(journal_state: Path) -> None:
     runs = list_runs(journal_state)
     check_golden("history.md", render_markdown(build_history_report(runs, "state/journal")))
-    check_golden("employee.md", render_markdown(
-        build_employee_report(runs, "bob", "state/journal", sample_plan().changes)))
+    check_golden(
+        "employee.md",
+        render_markdown(build_employee_report(runs, "bob", "state/journal", sample_plan().changes)),
+    )
 
 
 def test_html_is_deterministic_and_marks_the_chart(journal_state: Path) -> None:
@@ -105,8 +113,14 @@ def test_html_is_deterministic_and_marks_the_chart(journal_state: Path) -> None:
 
 def test_time_labels_show_what_differs() -> None:
     assert time_labels(["2026-01-01T08:00:00+00:00", "2026-01-01T09:30:00+00:00"]) == [
-        "08:00:00", "09:30:00"]
+        "08:00:00",
+        "09:30:00",
+    ]
     assert time_labels(["2026-01-01T08:00:00", "2026-02-01T09:30:00"]) == [
-        "01-01 08:00", "02-01 09:30"]
+        "01-01 08:00",
+        "02-01 09:30",
+    ]
     assert time_labels(["2025-12-31T08:00:00", "2026-02-01T09:30:00"]) == [
-        "2025-12-31", "2026-02-01"]
+        "2025-12-31",
+        "2026-02-01",
+    ]

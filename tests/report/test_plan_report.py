@@ -39,8 +39,9 @@ def test_rule_usage_counts_population_and_changes() -> None:
 
 
 def test_markdown_golden_with_population() -> None:
-    report = build_plan_report(sample_plan(), sample_population(),
-                               notes=["The config changed since this plan was made."])
+    report = build_plan_report(
+        sample_plan(), sample_population(), notes=["The config changed since this plan was made."]
+    )
     check_golden("plan.md", render_markdown(report))
 
 
@@ -50,7 +51,7 @@ def test_markdown_golden_without_population_cut_at_max_rows() -> None:
 
 def test_markdown_cells_cannot_break_the_table_or_inject_markup() -> None:
     assert md("a|b\nc") == "a\\|b c"
-    assert md(HOSTILE) == '\\<img src=x onerror="document.title=\'pwned\'"\\>'
+    assert md(HOSTILE) == "\\<img src=x onerror=\"document.title='pwned'\"\\>"
     assert md(None) == EMPTY
 
 
@@ -88,10 +89,9 @@ def test_html_embeds_every_change_for_the_page_list() -> None:
     plan = sample_plan()
     html = render_html(build_plan_report(plan))
     start = html.index('id="change-list-data">') + len('id="change-list-data">')
-    data = json.loads(html[start: html.index("</script>", start)])
+    data = json.loads(html[start : html.index("</script>", start)])
     assert data["total"] == len(data["rows"]) == len(plan.changes)
-    assert [c["key"] for c in data["columns"]] == ["employee", "dn", "old", "new", "rule",
-                                                    "facts"]
+    assert [c["key"] for c in data["columns"]] == ["employee", "dn", "old", "new", "rule", "facts"]
     assert data["rows"][0][0] == "amuller"
     assert HOSTILE in [row[0] for row in data["rows"]]
 
@@ -106,11 +106,15 @@ def test_html_without_population_says_how_to_get_groups() -> None:
 
 def test_several_scenarios_get_their_own_matrix_and_a_scenario_column() -> None:
     plan = sample_plan()
-    refresh = [dataclasses.replace(c, scenario="refresh", attribute="extensionAttribute11")
-               for c in plan.changes[:2]]
+    refresh = [
+        dataclasses.replace(c, scenario="refresh", attribute="extensionAttribute11")
+        for c in plan.changes[:2]
+    ]
     refresh_summary = {"personas": {"plant-floor": 9}, "transitions": {}}
-    summary = {**plan.summary,
-               "scenarios": {**plan.summary["scenarios"], "refresh": refresh_summary}}
+    summary = {
+        **plan.summary,
+        "scenarios": {**plan.summary["scenarios"], "refresh": refresh_summary},
+    }
     plan = dataclasses.replace(plan, changes=plan.changes + tuple(refresh), summary=summary)
     report = build_plan_report(plan)
     assert [m.scenario for m in report.matrices] == ["persona", "refresh"]

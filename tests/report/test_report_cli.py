@@ -99,7 +99,8 @@ def company(tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> Co
     monkeypatch.chdir(tmp_path)
     (tmp_path / "company.ldif").write_text(DIRECTORY, encoding="utf-8")
     (tmp_path / "persona-sync.yaml").write_text(
-        CONFIG.format(rules=DEFAULT_RULES, directory="company.ldif"), encoding="utf-8")
+        CONFIG.format(rules=DEFAULT_RULES, directory="company.ldif"), encoding="utf-8"
+    )
     return Company(tmp_path, run_cli)
 
 
@@ -140,7 +141,8 @@ def test_plan_report_refuses_another_directory(company: Company) -> None:
     other.mkdir()
     (other / "company.ldif").write_text(DIRECTORY, encoding="utf-8")
     (other / "persona-sync.yaml").write_text(
-        CONFIG.format(rules=DEFAULT_RULES, directory="company.ldif"), encoding="utf-8")
+        CONFIG.format(rules=DEFAULT_RULES, directory="company.ldif"), encoding="utf-8"
+    )
     result = company.report(company.plan, "--config", str(other / "persona-sync.yaml"))
     assert result.exit_code == 1
     assert result.stderr == (
@@ -154,8 +156,10 @@ def test_plan_report_of_a_damaged_plan(company: Company) -> None:
     bad.write_text("{}", encoding="utf-8")
     result = company.report(str(bad))
     assert result.exit_code == 1
-    assert result.stderr == (f"error: {bad}: not a persona-sync plan (save one with "
-                             "`persona-sync plan --format json -o FILE`)\n")
+    assert result.stderr == (
+        f"error: {bad}: not a persona-sync plan (save one with "
+        "`persona-sync plan --format json -o FILE`)\n"
+    )
 
 
 def _runs(company: Company) -> list[dict[str, object]]:
@@ -194,15 +198,18 @@ def test_report_errors(company: Company, tmp_path: Path) -> None:
     state = company.root / "state"
     result = company.report("--employee", "nobody", "--state-dir", str(state))
     assert result.exit_code == 1
-    assert result.stderr == (f"error: no journalled or planned change for employee 'nobody' in "
-                             f"{state / 'journal'} (0 runs; matched by id or DN)\n")
+    assert result.stderr == (
+        f"error: no journalled or planned change for employee 'nobody' in "
+        f"{state / 'journal'} (0 runs; matched by id or DN)\n"
+    )
     result = company.report("--state-dir", str(state))
     assert result.stderr == f"error: no runs recorded yet in {state / 'journal'}\n"
     (company.root / "persona-sync.yaml").unlink()
     result = company.report()
     assert result.exit_code == 1
-    assert result.stderr == ("error: which journal? pass --config FILE (its state_dir) or "
-                             "--state-dir DIR\n")
+    assert result.stderr == (
+        "error: which journal? pass --config FILE (its state_dir) or --state-dir DIR\n"
+    )
     result = company.report(company.plan, "--group-by", "nonsense")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ")

@@ -14,7 +14,7 @@ LIMIT_BYTES = 10 * 1024 * 1024
 
 def _embedded(html: str) -> int:
     start = html.index('id="change-list-data">') + len('id="change-list-data">')
-    return len(json.loads(html[start: html.index("</script>", start)])["rows"])
+    return len(json.loads(html[start : html.index("</script>", start)])["rows"])
 
 
 def test_hundred_thousand_changes_fit_in_ten_megabytes() -> None:

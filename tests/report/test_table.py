@@ -9,8 +9,11 @@ import pytest
 
 from persona_sync.report.table import Column, encode_table, script_json, split_dn
 
-COLUMNS = (Column("employee", "Employee", "text"), Column("dn", "DN", "dn"),
-           Column("rule", "Rule", "ref", True))
+COLUMNS = (
+    Column("employee", "Employee", "text"),
+    Column("dn", "DN", "dn"),
+    Column("rule", "Rule", "ref", True),
+)
 
 
 def decode(text: str) -> list[list[str]]:
@@ -47,20 +50,26 @@ def test_refs_columns_hold_several_shared_values() -> None:
     assert data["strings"] == ["y=2", "x=1"]
 
 
-@pytest.mark.parametrize(("dn", "expected"), [
-    ("CN=Smith\\, John,OU=People,DC=x", ("CN=Smith\\, John", "OU=People,DC=x")),
-    ("CN=a\\\\,OU=b", ("CN=a\\\\", "OU=b")),
-    ("CN=a\\", ("CN=a\\", "")),
-    ("CN=top", ("CN=top", "")),
-    ("", ("", "")),
-])
+@pytest.mark.parametrize(
+    ("dn", "expected"),
+    [
+        ("CN=Smith\\, John,OU=People,DC=x", ("CN=Smith\\, John", "OU=People,DC=x")),
+        ("CN=a\\\\,OU=b", ("CN=a\\\\", "OU=b")),
+        ("CN=a\\", ("CN=a\\", "")),
+        ("CN=top", ("CN=top", "")),
+        ("", ("", "")),
+    ],
+)
 def test_split_dn_at_the_first_unescaped_comma(dn: str, expected: tuple[str, str]) -> None:
     assert split_dn(dn) == expected
 
 
 def test_round_trip_with_hostile_text() -> None:
-    rows = [["<script>alert(1)</script>", "CN=Müller\\, Ä,OU=<b>,DC=x", "r&1"],
-            ["b", "CN=b,OU=<b>,DC=x", "r&1"], ["c", "CN=c", "</script><!--"]]
+    rows = [
+        ["<script>alert(1)</script>", "CN=Müller\\, Ä,OU=<b>,DC=x", "r&1"],
+        ["b", "CN=b,OU=<b>,DC=x", "r&1"],
+        ["c", "CN=c", "</script><!--"],
+    ]
     encoded = encode_table(COLUMNS, _by_column(rows), len(rows))
     assert decode(encoded.json) == rows
     assert "<" not in encoded.json and ">" not in encoded.json and "&" not in encoded.json

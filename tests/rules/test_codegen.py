@@ -16,25 +16,50 @@ from tests.conftest import DEFAULT_RULES
 
 ENGINE = Engine(load_rules([DEFAULT_RULES]))
 
-TITLES = ["Trauma Surgeon", "registered nurse", "Vice President, Sales", "Cashier", " ",
-          "Software Engineer", "CNC Machine Operator", "Account Executive", "", "Chief of Staff",
-          "Service Desk Technician", "Straße Planner", "Intern"]
+TITLES = [
+    "Trauma Surgeon",
+    "registered nurse",
+    "Vice President, Sales",
+    "Cashier",
+    " ",
+    "Software Engineer",
+    "CNC Machine Operator",
+    "Account Executive",
+    "",
+    "Chief of Staff",
+    "Service Desk Technician",
+    "Straße Planner",
+    "Intern",
+]
 SITES = ["Munich HQ", "Plant Linz", "Store 9", "Remote", "North Clinic", "  ", "Home Office"]
 values = st.one_of(st.none(), st.sampled_from(TITLES + SITES), st.text(max_size=12))
 
 
 @st.composite
 def employees(draw: st.DrawFn) -> tuple[Employee, Position | None]:
-    names = ["title", "jobtitle", "department", "physicaldeliveryofficename", "officelocation",
-             "employeetype", "useraccountcontrol", "accountenabled", "senioritylevel",
-             "customerfacing"]
+    names = [
+        "title",
+        "jobtitle",
+        "department",
+        "physicaldeliveryofficename",
+        "officelocation",
+        "employeetype",
+        "useraccountcontrol",
+        "accountenabled",
+        "senioritylevel",
+        "customerfacing",
+    ]
     attributes = {n: v for n in names if (v := draw(values)) is not None}
     if draw(st.booleans()):
         attributes["useraccountcontrol"] = draw(st.sampled_from(["512", "514", "66048", "x"]))
     identifier = draw(st.sampled_from(["jdoe", "svc-backup", "sa.report", "Ann"]))
     dn = draw(st.sampled_from(["CN=x,OU=People,DC=c", "CN=y,OU=Service Accounts,DC=c"]))
-    position = draw(st.one_of(st.none(), st.builds(Position, st.one_of(st.none(), st.integers(0, 6)),
-                                                   st.integers(0, 9))))
+    position = draw(
+        st.one_of(
+            st.none(),
+            st.builds(Position, st.one_of(st.none(), st.integers(0, 6)), st.integers(0, 9)),
+        )
+    )
     return Employee(identifier, dn, attributes), position
 
 
@@ -47,7 +72,9 @@ def test_generated_code_agrees_with_the_closures(case: tuple[Employee, Position 
 
 def test_rule_text_never_enters_the_generated_source(write: Callable[[str, str], Path]) -> None:
     hostile = "x')\nimport os\nos.system('echo pwned')\n#"
-    path = write("rules.yaml", f"""
+    path = write(
+        "rules.yaml",
+        f"""
         facts:
           odd:
             from: {hostile!r}
@@ -61,7 +88,8 @@ def test_rule_text_never_enters_the_generated_source(write: Callable[[str, str],
             rules:
               - id: r
                 when: {{fact: odd, equals: "'''; import sys"}}
-    """.replace("{hostile!r}", repr(hostile)))
+    """.replace("{hostile!r}", repr(hostile)),
+    )
     engine = Engine(load_rules([path]))
     source = engine._decide.source  # type: ignore[attr-defined]
     assert "import" not in source and "pwned" not in source
@@ -71,7 +99,11 @@ def test_rule_text_never_enters_the_generated_source(write: Callable[[str, str],
 
 @settings(max_examples=300, deadline=None)
 @given(employees())
-def test_generated_fact_values_agree_with_the_closures(case: tuple[Employee, Position | None]) -> None:
+def test_generated_fact_values_agree_with_the_closures(
+    case: tuple[Employee, Position | None],
+) -> None:
     employee, position = case
     reference = ENGINE.facts(employee, position)[: len(ENGINE.fact_names)]
-    assert ENGINE.fact_values(employee, position) == dict(zip(ENGINE.fact_names, reference, strict=True))
+    assert ENGINE.fact_values(employee, position) == dict(
+        zip(ENGINE.fact_names, reference, strict=True)
+    )

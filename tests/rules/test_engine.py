@@ -123,9 +123,7 @@ OPERATOR_CASES = [
 
 
 @pytest.mark.parametrize(("condition", "attributes", "expected"), OPERATOR_CASES)
-def test_operator(
-    write: Write, condition: str, attributes: dict[str, str], expected: bool
-) -> None:
+def test_operator(write: Write, condition: str, attributes: dict[str, str], expected: bool) -> None:
     assert holds(write, condition, attributes) is expected
 
 
@@ -538,5 +536,9 @@ def test_decide_all_without_org_chart_keeps_input_order(write: Write) -> None:
 
 def test_engine_attributes_are_the_facts_raw_attributes(scenario_engine: Engine) -> None:
     assert scenario_engine.attributes == (
-        "level", "department", "remote", "useraccountcontrol", "employeetype",
+        "level",
+        "department",
+        "remote",
+        "useraccountcontrol",
+        "employeetype",
     )

@@ -37,32 +37,95 @@ SETTINGS = settings(
 # --- employees ------------------------------------------------------------------------
 
 TITLES = [
-    "Chief Executive Officer", "CHIEF EXECUTIVE OFFICER", "Interim CFO",
-    "Vice President, Marketing", "vice president, sales", "Senior Vice President",
-    "President", "Trauma Surgeon", "Attending Physician", "Registered Nurse",
-    "registered NURSE", "CNC Machine Operator", "Junior Planner", "Plant Director",
-    "Cashier", "Greeter", "Account Executive", "Sales Operations Analyst",
-    "Service Desk Technician", "Software Engineer", "software engineer", "Data Analyst",
-    "Team Lead", "Head of Sales", "Sr. Developer", "Intern", "Planner", "", "   ",
+    "Chief Executive Officer",
+    "CHIEF EXECUTIVE OFFICER",
+    "Interim CFO",
+    "Vice President, Marketing",
+    "vice president, sales",
+    "Senior Vice President",
+    "President",
+    "Trauma Surgeon",
+    "Attending Physician",
+    "Registered Nurse",
+    "registered NURSE",
+    "CNC Machine Operator",
+    "Junior Planner",
+    "Plant Director",
+    "Cashier",
+    "Greeter",
+    "Account Executive",
+    "Sales Operations Analyst",
+    "Service Desk Technician",
+    "Software Engineer",
+    "software engineer",
+    "Data Analyst",
+    "Team Lead",
+    "Head of Sales",
+    "Sr. Developer",
+    "Intern",
+    "Planner",
+    "",
+    "   ",
 ]
 DEPARTMENTS = [
-    "Sales", "sales emea", "SALES", "Marketing", "Emergency Medicine", "Trauma",
-    "IT Operations", "it", "Information Technology", "Stores", "Production",
-    "Customer Service", "Field Service", "Finance", "Revenue Operations", "",
+    "Sales",
+    "sales emea",
+    "SALES",
+    "Marketing",
+    "Emergency Medicine",
+    "Trauma",
+    "IT Operations",
+    "it",
+    "Information Technology",
+    "Stores",
+    "Production",
+    "Customer Service",
+    "Field Service",
+    "Finance",
+    "Revenue Operations",
+    "",
 ]
 SITES = [
-    "Munich HQ", "munich hq", "Plant Linz", "Store 114 Vienna", "Outlet Graz",
-    "St. Mary Hospital", "Remote - Lyon", "home office", "Berlin Office",
-    "Warehouse 3", "",
+    "Munich HQ",
+    "munich hq",
+    "Plant Linz",
+    "Store 114 Vienna",
+    "Outlet Graz",
+    "St. Mary Hospital",
+    "Remote - Lyon",
+    "home office",
+    "Berlin Office",
+    "Warehouse 3",
+    "",
 ]
 # Repeated entries weight the draw towards in-scope employees, where the rules matter.
-EMPLOYEE_TYPES = ["employee", "employee", "Employee", "contractor", "Consultant", "intern",
-                  "service", "SYSTEM", ""]
+EMPLOYEE_TYPES = [
+    "employee",
+    "employee",
+    "Employee",
+    "contractor",
+    "Consultant",
+    "intern",
+    "service",
+    "SYSTEM",
+    "",
+]
 LEVELS = ["1", "2", "5", "6", "7", "9", "10", " 8.5 ", "L7", ""]
 BOOLEANS = ["true", "TRUE", "false", "yes", "no", "1", "0", "maybe", ""]
 CONTROL = ["512", "512", "512", "514", "66048", "66050", "disabled", ""]
-IDS = ["jdoe", "asmith", "bjones", "ckim", "dlee", "emora", "fnagy", "gotto", "svc-backup",
-       "SA_scan", "srv.print"]
+IDS = [
+    "jdoe",
+    "asmith",
+    "bjones",
+    "ckim",
+    "dlee",
+    "emora",
+    "fnagy",
+    "gotto",
+    "svc-backup",
+    "SA_scan",
+    "srv.print",
+]
 
 ATTRIBUTES = {
     "title": TITLES,
@@ -179,8 +242,17 @@ def test_default_catalog_conditions_are_all_checked() -> None:
 
 # --- every operator, each deciding a scenario of its own -----------------------------
 
-LEAF_TEXT = ["Sales", "sales", "SALES", "Sales EMEA", "Vice President, Sales", "es", "Straße",
-             "STRASSE", "strasse"]
+LEAF_TEXT = [
+    "Sales",
+    "sales",
+    "SALES",
+    "Sales EMEA",
+    "Vice President, Sales",
+    "es",
+    "Straße",
+    "STRASSE",
+    "strasse",
+]
 LEAF_PATTERNS = ["sales", "^sales$", "Sales", "^vice", "emea$", "ß", "strasse"]
 LEAF_NUMBERS = [5, 7, 7.5]
 
@@ -230,8 +302,12 @@ def leaf_engine(workdir: Path) -> Engine:
             "remote": {"type": "boolean", "from": "remote"},
         },
         "personas": [
-            {"id": f"t{i}", "name": f"T{i}", "precedence": i,
-             "rules": [{"id": f"t{i}-rule", "when": test}]}
+            {
+                "id": f"t{i}",
+                "name": f"T{i}",
+                "precedence": i,
+                "rules": [{"id": f"t{i}-rule", "when": test}],
+            }
             for i, test in enumerate(tests)
         ],
         "scope": {"unmatched": "leave"},
@@ -291,18 +367,48 @@ FACTS: dict[str, Any] = {
     "kind": {"from": "employeeType"},
     # built-ins, constants and the org chart take other paths through the generated code
     "who": {"from": ["nickname", "@id"]},
-    "where": {"from": "@dn", "table": [{"match": "ou=service", "value": "Sales"}],
-              "default": "staff"},
+    "where": {
+        "from": "@dn",
+        "table": [{"match": "ou=service", "value": "Sales"}],
+        "default": "staff",
+    },
     "region": {"value": "Sales EMEA"},
     "depth": {"type": "number", "from": "@org_depth"},
 }
 FACT_TYPES = {name: spec.get("type", "string") for name, spec in FACTS.items()}
 
-WORDS = ["Sales", "sales", "SALES", "IT", "Retail", "Marketing", "Finance", "Nurse",
-         "Vice President", "Engineer", "engineer", "clinical", "sales emea", "general",
-         "contractor", "Ops", "e", "s"]
-PATTERNS = ["sales", "^sales", "sales$", "^vice", "president", r"\bit\b", "eng|dev", "^$",
-            "Sales", "[A-Z]"]
+WORDS = [
+    "Sales",
+    "sales",
+    "SALES",
+    "IT",
+    "Retail",
+    "Marketing",
+    "Finance",
+    "Nurse",
+    "Vice President",
+    "Engineer",
+    "engineer",
+    "clinical",
+    "sales emea",
+    "general",
+    "contractor",
+    "Ops",
+    "e",
+    "s",
+]
+PATTERNS = [
+    "sales",
+    "^sales",
+    "sales$",
+    "^vice",
+    "president",
+    r"\bit\b",
+    "eng|dev",
+    "^$",
+    "Sales",
+    "[A-Z]",
+]
 NUMBERS = [0, 1, 2, 5, 6, 7, 8.5, 9, 10]
 
 # Attribute values close to the operands above, so that random tests often sit on a boundary.
@@ -469,8 +575,12 @@ def test_random_rule_sets(
 
 # --- lint's implication check, many conditions at once --------------------------------
 
-narrow_tests = st.one_of(string_tests("dept"), number_tests("level"), boolean_tests("remote"),
-                         presence_tests.filter(lambda t: t["fact"] in ("dept", "level")))
+narrow_tests = st.one_of(
+    string_tests("dept"),
+    number_tests("level"),
+    boolean_tests("remote"),
+    presence_tests.filter(lambda t: t["fact"] in ("dept", "level")),
+)
 narrow_trees = st.recursive(
     narrow_tests,
     lambda children: st.one_of(

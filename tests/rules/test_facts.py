@@ -126,7 +126,9 @@ def test_constant_source_and_default_only(write: Write) -> None:
         )
     )
     assert values(engine, employee({"office": "Vienna"})) == {
-        "site": "Vienna", "region": "EMEA", "kind": "employee",
+        "site": "Vienna",
+        "region": "EMEA",
+        "kind": "employee",
     }
     assert values(engine, employee({})) == {"site": None, "region": "EMEA", "kind": "employee"}
 
@@ -148,7 +150,7 @@ personas:
     name: Staff
     precedence: 1
     default: true
-"""
+""",
     )
     engine = Engine(load_rules([path]))
     assert engine.decide(employee({"title": ""})) == (
@@ -246,8 +248,13 @@ def test_table_first_match_wins(write: Write, title: str, expected: str) -> None
         ("'(\\d+)|(x)'", "x", None),
     ],
     ids=[
-        "named-group", "group-1", "no-match", "group-1-beats-match", "whole-match-non-capturing",
-        "whole-match", "empty",
+        "named-group",
+        "group-1",
+        "no-match",
+        "group-1-beats-match",
+        "whole-match-non-capturing",
+        "whole-match",
+        "empty",
     ],
 )
 def test_capture(write: Write, capture: str, raw: str, expected: float | None) -> None:
@@ -276,8 +283,15 @@ def test_capture_then_map(write: Write) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("514", True), ("512", False), ("66050", True), ("66048", False), (" 2 ", True),
-     ("0", False), ("disabled", None)],
+    [
+        ("514", True),
+        ("512", False),
+        ("66050", True),
+        ("66048", False),
+        (" 2 ", True),
+        ("0", False),
+        ("disabled", None),
+    ],
 )
 def test_flag(write: Write, raw: str, expected: bool | None) -> None:
     facts = "f: {type: boolean, from: userAccountControl, flag: 2}"
@@ -300,8 +314,15 @@ def test_flag_unparsable_falls_through_to_default(write: Write) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("7", 7.0), (" 7.5 ", 7.5), ("-2", -2.0), ("0", 0.0), ("L7", None), ("seven", None),
-     ("   ", None)],
+    [
+        ("7", 7.0),
+        (" 7.5 ", 7.5),
+        ("-2", -2.0),
+        ("0", 0.0),
+        ("L7", None),
+        ("seven", None),
+        ("   ", None),
+    ],
 )
 def test_number_conversion(write: Write, raw: str, expected: float | None) -> None:
     assert value(write, "f: {type: number, from: level}", {"level": raw}) == expected
@@ -309,9 +330,20 @@ def test_number_conversion(write: Write, raw: str, expected: float | None) -> No
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("true", True), ("TRUE", True), ("Yes", True), ("1", True), (" yes ", True),
-     ("false", False), ("No", False), ("0", False), ("FALSE", False),
-     ("maybe", None), ("2", None), ("   ", None)],
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("1", True),
+        (" yes ", True),
+        ("false", False),
+        ("No", False),
+        ("0", False),
+        ("FALSE", False),
+        ("maybe", None),
+        ("2", None),
+        ("   ", None),
+    ],
 )
 def test_boolean_conversion(write: Write, raw: str, expected: bool | None) -> None:
     assert value(write, "f: {type: boolean, from: flag}", {"flag": raw}) is expected
@@ -347,7 +379,9 @@ def test_builtin_dn_and_id(write: Write) -> None:
     engine = Engine(load(write, facts))
     person = employee({}, "svc-backup", "CN=Backup,OU=Staff,DC=example,DC=com")
     assert values(engine, person) == {
-        "dn": "CN=Backup,OU=Staff,DC=example,DC=com", "id": "svc-backup", "service": True,
+        "dn": "CN=Backup,OU=Staff,DC=example,DC=com",
+        "id": "svc-backup",
+        "service": True,
     }
     person = employee({}, "jdoe", "CN=Doe,OU=Service Accounts,DC=example,DC=com")
     assert values(engine, person)["service"] is True
@@ -454,7 +488,10 @@ def test_org_chart_defaults(write: Write) -> None:
     facts = "f: {type: number, org_chart: {}}"
     engine = Engine(load(write, facts))
     assert [values(engine, employee({}), Position(d, 5))["f"] for d in (0, 3, 9, 12)] == [
-        10.0, 7.0, 1.0, 1.0,
+        10.0,
+        7.0,
+        1.0,
+        1.0,
     ]
 
 
@@ -475,7 +512,7 @@ personas:
     name: Staff
     precedence: 1
     default: true
-"""
+""",
     )
     engine = Engine(load_rules([path]))
     person = employee({})
@@ -504,19 +541,31 @@ def test_memo_cache_does_not_leak_between_raw_values(write: Write) -> None:
     """
     engine = Engine(load(write, facts))
     sequence = [
-        ({"title": "Nurse", "grade": "G1", "department": "Sales"},
-         {"family": "clinical", "grade": 1.0, "dept": "s", "title": "Nurse"}),
-        ({"title": "Engineer", "grade": "G2", "department": "IT"},
-         {"family": "engineering", "grade": 2.0, "dept": "i", "title": "Engineer"}),
-        ({"title": "nurse", "grade": "G10", "department": "sales "},
-         {"family": "clinical", "grade": 10.0, "dept": "s", "title": "nurse"}),
-        ({"title": "Clerk", "grade": "none", "department": "HR"},
-         {"family": None, "grade": None, "dept": None, "title": "Clerk"}),
-        ({"title": "Nurse", "grade": "G1", "department": "Sales"},
-         {"family": "clinical", "grade": 1.0, "dept": "s", "title": "Nurse"}),
+        (
+            {"title": "Nurse", "grade": "G1", "department": "Sales"},
+            {"family": "clinical", "grade": 1.0, "dept": "s", "title": "Nurse"},
+        ),
+        (
+            {"title": "Engineer", "grade": "G2", "department": "IT"},
+            {"family": "engineering", "grade": 2.0, "dept": "i", "title": "Engineer"},
+        ),
+        (
+            {"title": "nurse", "grade": "G10", "department": "sales "},
+            {"family": "clinical", "grade": 10.0, "dept": "s", "title": "nurse"},
+        ),
+        (
+            {"title": "Clerk", "grade": "none", "department": "HR"},
+            {"family": None, "grade": None, "dept": None, "title": "Clerk"},
+        ),
+        (
+            {"title": "Nurse", "grade": "G1", "department": "Sales"},
+            {"family": "clinical", "grade": 1.0, "dept": "s", "title": "Nurse"},
+        ),
         ({}, {"family": None, "grade": None, "dept": None, "title": None}),
-        ({"title": "Engineer", "grade": "G2", "department": "IT"},
-         {"family": "engineering", "grade": 2.0, "dept": "i", "title": "Engineer"}),
+        (
+            {"title": "Engineer", "grade": "G2", "department": "IT"},
+            {"family": "engineering", "grade": 2.0, "dept": "i", "title": "Engineer"},
+        ),
     ]
     for attributes, expected in sequence * 2:
         assert values(engine, employee(attributes)) == expected
@@ -527,7 +576,11 @@ def test_memo_cache_of_builtin_source_follows_the_position(write: Write) -> None
     engine = Engine(load(write, facts))
     person = employee({})
     assert [values(engine, person, Position(d, 0))["level"] for d in (0, 1, 2, 0, 1)] == [
-        10.0, 8.0, None, 10.0, 8.0,
+        10.0,
+        8.0,
+        None,
+        10.0,
+        8.0,
     ]
 
 
@@ -550,10 +603,12 @@ personas:
     name: Staff
     precedence: 1
     default: true
-"""
+""",
     )
     engine = Engine(load_rules([path]))
     assert engine.facts(employee({"title": "NuRsE"})) == ["NuRsE", "nurse"]
     assert [engine.decide(employee({"title": t}))[0].rule for t in ("Nurse", "nurse", "x")] == [
-        "nurse-exact", "nurse-any-case", "default",
+        "nurse-exact",
+        "nurse-any-case",
+        "default",
     ]

@@ -456,13 +456,15 @@ def test_regex_does_not_fold_sharp_s_and_lint_knows(write: Write) -> None:
     # 'Straße' equals 'STRASSE' case-insensitively (casefold), but re.IGNORECASE does not
     # fold ß to ss: the lower rule decides, so it must not be reported shadowed.
     assert sharp_s(write, "{fact: dept, equals: Straße}") == (
-        [], Decision("persona", "matched", "low", "low-rule"),
+        [],
+        Decision("persona", "matched", "low", "low-rule"),
     )
 
 
 def test_case_sensitive_sharp_s_against_regex(write: Write) -> None:
     assert sharp_s(write, "{fact: dept, equals: Straße, case_sensitive: true}") == (
-        [], Decision("persona", "matched", "low", "low-rule"),
+        [],
+        Decision("persona", "matched", "low", "low-rule"),
     )
 
 
@@ -476,5 +478,6 @@ def test_case_sensitive_sharp_s_against_regex(write: Write) -> None:
 )
 def test_ascii_operand_folded_from_sharp_s_value(write: Write) -> None:
     assert sharp_s(write, "{fact: dept, equals: Strasse}") == (
-        [], Decision("persona", "matched", "low", "low-rule"),
+        [],
+        Decision("persona", "matched", "low", "low-rule"),
     )

@@ -146,23 +146,47 @@ def test_unknown_key_suggests_the_near_one(write: Write) -> None:
 @pytest.mark.parametrize(
     ("fact", "needle", "message"),
     [
-        ("x:\n    type: number\n    from: a\n    flag: 2\n", "2\n",
-         "flag gives true or false: use it on a fact of type boolean"),
-        ("x:\n    type: boolean\n    org_chart: {top: 5}\n", "{top",
-         "org_chart gives a number: use it on a fact of type number"),
-        ("x:\n    from: '@nope'\n", "'@nope'",
-         "unknown built-in attribute '@nope' (known: @direct_reports, @dn, @id, @org_depth)"),
-        ("x:\n    from: a\n    table:\n      - {match: '[', value: y}\n", "'['",
-         "invalid regular expression '[': unterminated character set at position 0"),
-        ("x:\n    type: number\n    from: a\n    map: {a: high}\n", "high",
-         "expected a number for a number fact, got 'high'"),
-        ("Bad-Name:\n    from: a\n", "Bad-Name",
-         "invalid fact name 'Bad-Name': use lower-case words joined by '.' or '_', e.g. "
-         "role.title"),
-        ("x:\n    type: string\n", "type",
-         "a fact needs a source (from, value, org_chart or sources) or a default"),
-        ("x:\n    from: a\n    value: 1\n", "from: a",
-         "a fact source needs exactly one of: from, value, org_chart; found: from, value"),
+        (
+            "x:\n    type: number\n    from: a\n    flag: 2\n",
+            "2\n",
+            "flag gives true or false: use it on a fact of type boolean",
+        ),
+        (
+            "x:\n    type: boolean\n    org_chart: {top: 5}\n",
+            "{top",
+            "org_chart gives a number: use it on a fact of type number",
+        ),
+        (
+            "x:\n    from: '@nope'\n",
+            "'@nope'",
+            "unknown built-in attribute '@nope' (known: @direct_reports, @dn, @id, @org_depth)",
+        ),
+        (
+            "x:\n    from: a\n    table:\n      - {match: '[', value: y}\n",
+            "'['",
+            "invalid regular expression '[': unterminated character set at position 0",
+        ),
+        (
+            "x:\n    type: number\n    from: a\n    map: {a: high}\n",
+            "high",
+            "expected a number for a number fact, got 'high'",
+        ),
+        (
+            "Bad-Name:\n    from: a\n",
+            "Bad-Name",
+            "invalid fact name 'Bad-Name': use lower-case words joined by '.' or '_', e.g. "
+            "role.title",
+        ),
+        (
+            "x:\n    type: string\n",
+            "type",
+            "a fact needs a source (from, value, org_chart or sources) or a default",
+        ),
+        (
+            "x:\n    from: a\n    value: 1\n",
+            "from: a",
+            "a fact source needs exactly one of: from, value, org_chart; found: from, value",
+        ),
     ],
 )
 def test_fact_mapping_errors(write: Write, fact: str, needle: str, message: str) -> None:
@@ -195,9 +219,13 @@ def test_tab_and_bad_bytes_in_a_folder(write: Write, tmp_path: Path) -> None:
 
 
 def test_duplicates_across_files(write: Write) -> None:
-    first = write("a.yaml", FACTS + "personas:\n  - {id: x, name: X, precedence: 1, default: true}\n")
-    second = write("b.yaml", FACTS + "personas:\n  - {id: x, name: X2, precedence: 2}\n"
-                   "scope: {unmatched: leave}\n")
+    first = write(
+        "a.yaml", FACTS + "personas:\n  - {id: x, name: X, precedence: 1, default: true}\n"
+    )
+    second = write(
+        "b.yaml",
+        FACTS + "personas:\n  - {id: x, name: X2, precedence: 2}\nscope: {unmatched: leave}\n",
+    )
     third = write("c.yaml", "scope: {unmatched: clear}\n")
     assert errors_of(first, second, third) == [
         f"{second}:2:3: duplicate fact 'role.title' (first defined at {first}:2:3)",

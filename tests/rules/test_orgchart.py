@@ -60,7 +60,10 @@ def test_person_with_neither_manager_nor_reports_has_no_depth() -> None:
     chart = build_org_chart(people)
     assert chart.problems == []
     assert positions(chart) == {
-        dn("alone"): (None, 0), dn("blank"): (None, 0), dn("boss"): (0, 1), dn("worker"): (1, 0),
+        dn("alone"): (None, 0),
+        dn("blank"): (None, 0),
+        dn("boss"): (0, 1),
+        dn("worker"): (1, 0),
     }
 
 
@@ -69,7 +72,10 @@ def test_two_separate_trees_and_empty_manager() -> None:
     chart = build_org_chart(people)
     assert chart.problems == []
     assert positions(chart) == {
-        dn("a"): (0, 1), dn("b"): (0, 1), dn("c"): (1, 0), dn("d"): (1, 0),
+        dn("a"): (0, 1),
+        dn("b"): (0, 1),
+        dn("c"): (1, 0),
+        dn("d"): (1, 0),
     }
 
 
@@ -232,12 +238,12 @@ def test_decide_all_builds_the_org_chart(write: Write) -> None:
     engine = Engine(load_rules([write("rules.yaml", RULES)]))
     assert engine.rule_set.uses_org_chart is True
     people = [
-        person("ceo"),                        # depth 0, 1 report: 10 + 1
-        person("vp", dn("ceo")),              # depth 1, 1 report: 8 + 1
-        person("mgr", dn("vp")),              # depth 2, 1 report: 6 + 1
-        person("dev", dn("mgr")),             # depth 3: 4
+        person("ceo"),  # depth 0, 1 report: 10 + 1
+        person("vp", dn("ceo")),  # depth 1, 1 report: 8 + 1
+        person("mgr", dn("vp")),  # depth 2, 1 report: 6 + 1
+        person("dev", dn("mgr")),  # depth 3: 4
         person("hr", "CN=nobody,DC=example"),  # broken chain: no seniority
-        person("loner"),                      # no manager, no reports: no seniority
+        person("loner"),  # no manager, no reports: no seniority
         Employee("graded", dn("graded"), {"manager": dn("mgr"), "senioritylevel": "9"}),
     ]
     decided = {p.id: d for p, d in engine.decide_all(iter(people))}

@@ -119,9 +119,7 @@ def sorted_ldif(ldif_text: str, *, exclude: Collection[str] = ()) -> str:
         )
         entries.append((_dn_sort_key(_decode_dn(dn_line)), dn_line, kept))
     entries.sort(key=lambda entry: entry[0])
-    return "".join(
-        "\n".join([dn_line, *lines]) + "\n\n" for _key, dn_line, lines in entries
-    )
+    return "".join("\n".join([dn_line, *lines]) + "\n\n" for _key, dn_line, lines in entries)
 
 
 def search_dump(
@@ -136,10 +134,24 @@ def search_dump(
     """Dump every entry under `base` (user attributes only) as sorted LDIF."""
     output = run_ldap_tool(
         [
-            "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x",
-            "-H", url, "-D", bind_dn, "-w", password,
+            "ldapsearch",
+            "-LLL",
+            "-o",
+            "ldif-wrap=no",
+            "-x",
+            "-H",
+            url,
+            "-D",
+            bind_dn,
+            "-w",
+            password,
             *PAGED_SEARCH,
-            "-b", base, "-s", "sub", "(objectClass=*)", "*",
+            "-b",
+            base,
+            "-s",
+            "sub",
+            "(objectClass=*)",
+            "*",
         ],
         ca_file=ca_file,
     )

@@ -72,25 +72,33 @@ FIXED_PORTS = (389, 636, 3268, 3269)
 
 SAMBA = "/usr/sbin/samba"
 REQUIRED_BINARIES = (
-    SAMBA, "samba-tool", "ldbsearch", "ldapsearch", "ldapadd", "ldapmodify", "ldapdelete",
+    SAMBA,
+    "samba-tool",
+    "ldbsearch",
+    "ldapsearch",
+    "ldapadd",
+    "ldapmodify",
+    "ldapdelete",
 )
 
 # Attributes left out of `dump()` because they change without the entry's content
 # changing, so a before/after comparison would always differ:
-VOLATILE_ATTRIBUTES = frozenset({
-    # bumped on every write to the entry (and on writes Samba makes itself)
-    "uSNChanged",
-    "whenChanged",
-    # rewritten when inherited security descriptors are propagated
-    "dSCorePropagationData",
-    # bumped by binds, failed binds and logons, not by modifies
-    "lastLogon",
-    "lastLogonTimestamp",
-    "logonCount",
-    "badPwdCount",
-    "badPasswordTime",
-    "lastLogoff",
-})
+VOLATILE_ATTRIBUTES = frozenset(
+    {
+        # bumped on every write to the entry (and on writes Samba makes itself)
+        "uSNChanged",
+        "whenChanged",
+        # rewritten when inherited security descriptors are propagated
+        "dSCorePropagationData",
+        # bumped by binds, failed binds and logons, not by modifies
+        "lastLogon",
+        "lastLogonTimestamp",
+        "logonCount",
+        "badPwdCount",
+        "badPasswordTime",
+        "lastLogoff",
+    }
+)
 
 # Our samba runs with its working directory in a directory named so, holding the test
 # process's pid in OWNER_FILE: that is how a leftover is recognised (and how
@@ -282,22 +290,31 @@ def _template_path() -> Path:
 def _provision(directory: Path) -> None:
     for sub in ("run", "ncalrpc", "winbindd", "ntp_signd"):
         (directory / sub).mkdir(exist_ok=True)
-    _run([
-        "samba-tool", "domain", "provision",
-        f"--targetdir={directory}", f"--realm={REALM}", f"--domain={NETBIOS_DOMAIN}",
-        "--server-role=dc", "--dns-backend=NONE", f"--host-name={HOST_NAME}",
-        f"--adminpass={ADMIN_PASSWORD}",
-        "--option=interfaces=127.0.0.1",
-        "--option=bind interfaces only=yes",
-        # Without an explicit list Samba also starts DNS, which aborts with
-        # --dns-backend=NONE.
-        "--option=server services=ldap",
-        f"--option=log file={directory}/log.%m",
-        f"--option=pid directory={directory}/run",
-        f"--option=ncalrpc dir={directory}/ncalrpc",
-        f"--option=winbindd socket directory={directory}/winbindd",
-        f"--option=ntp signd socket directory={directory}/ntp_signd",
-    ], cwd=directory)
+    _run(
+        [
+            "samba-tool",
+            "domain",
+            "provision",
+            f"--targetdir={directory}",
+            f"--realm={REALM}",
+            f"--domain={NETBIOS_DOMAIN}",
+            "--server-role=dc",
+            "--dns-backend=NONE",
+            f"--host-name={HOST_NAME}",
+            f"--adminpass={ADMIN_PASSWORD}",
+            "--option=interfaces=127.0.0.1",
+            "--option=bind interfaces only=yes",
+            # Without an explicit list Samba also starts DNS, which aborts with
+            # --dns-backend=NONE.
+            "--option=server services=ldap",
+            f"--option=log file={directory}/log.%m",
+            f"--option=pid directory={directory}/run",
+            f"--option=ncalrpc dir={directory}/ncalrpc",
+            f"--option=winbindd socket directory={directory}/winbindd",
+            f"--option=ntp signd socket directory={directory}/ntp_signd",
+        ],
+        cwd=directory,
+    )
 
 
 def _create_service_account(directory: Path) -> str:
@@ -310,15 +327,28 @@ def _create_service_account(directory: Path) -> str:
     samba_tool("ou", "add", STAFF_DN)
     samba_tool("ou", "add", SERVICE_ACCOUNTS_DN)
     samba_tool(
-        "user", "add", SERVICE_USER, SERVICE_PASSWORD,
+        "user",
+        "add",
+        SERVICE_USER,
+        SERVICE_PASSWORD,
         "--userou=OU=Service Accounts",
         "--description=persona-sync service account (least privilege)",
     )
     # ldbsearch reads sam.ldb directly: about twice as fast as `samba-tool user show`.
     sid_match = re.search(
         r"^objectSid: (S-1-5-21-[\d-]+)$",
-        _run(["ldbsearch", "-H", str(directory / "private" / "sam.ldb"),
-              "-b", BASE_DN, f"(sAMAccountName={SERVICE_USER})", "objectSid"], cwd=directory),
+        _run(
+            [
+                "ldbsearch",
+                "-H",
+                str(directory / "private" / "sam.ldb"),
+                "-b",
+                BASE_DN,
+                f"(sAMAccountName={SERVICE_USER})",
+                "objectSid",
+            ],
+            cwd=directory,
+        ),
         flags=re.MULTILINE,
     )
     if sid_match is None:
@@ -327,7 +357,9 @@ def _create_service_account(directory: Path) -> str:
     # Object ACE, inherited by containers (CI) but effective only on user objects
     # (inherited object type = user class): write property msDS-cloudExtensionAttribute1.
     samba_tool(
-        "dsacl", "set", f"--objectdn={STAFF_DN}",
+        "dsacl",
+        "set",
+        f"--objectdn={STAFF_DN}",
         f"--sddl=(OA;CI;WP;{PERSONA_ATTRIBUTE_GUID};{USER_CLASS_GUID};{sid})",
     )
     return sid
@@ -376,7 +408,8 @@ def ensure_ports_free() -> None:
             if not owners:
                 holders.setdefault(-port, f"port {port}: a process this user cannot see")
     orphans = [
-        pid for pid in holders
+        pid
+        for pid in holders
         if pid > 0 and (test_pid := _leftover_owner(pid)) is not None and not _pid_alive(test_pid)
     ]
     for pid in orphans:
@@ -475,8 +508,9 @@ class SambaDC:
         )
         # `provision --option` drops some settings silently; editing the file is reliable.
         config = self.config_file.read_text()
-        config, count = re.subn(r"^\[global\]\n", lambda m: m.group(0) + settings, config,
-                                count=1, flags=re.MULTILINE)
+        config, count = re.subn(
+            r"^\[global\]\n", lambda m: m.group(0) + settings, config, count=1, flags=re.MULTILINE
+        )
         if count != 1:
             raise SambaError(f"no [global] section in {self.config_file}")
         self.config_file.write_text(config)
@@ -502,23 +536,32 @@ class SambaDC:
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
-                raise SambaError(f"samba exited with {code} during start-up:\n"
-                                 f"{output_path.read_text()[-4000:]}")
+                raise SambaError(
+                    f"samba exited with {code} during start-up:\n{output_path.read_text()[-4000:]}"
+                )
             try:
                 self._check_ldaps_bind()
                 return
             except (LDAPException, OSError) as error:
                 last_error = f"{type(error).__name__}: {error}"
             time.sleep(0.1)
-        raise SambaError(f"no verified LDAPS bind to {self.url} within {self._start_timeout} s "
-                         f"(last error: {last_error}):\n{output_path.read_text()[-4000:]}")
+        raise SambaError(
+            f"no verified LDAPS bind to {self.url} within {self._start_timeout} s "
+            f"(last error: {last_error}):\n{output_path.read_text()[-4000:]}"
+        )
 
     def _check_ldaps_bind(self) -> None:
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(self.ca_file))
-        server = ldap3.Server(self.url, use_ssl=True, tls=tls, get_info=ldap3.NONE,
-                              connect_timeout=2)
-        connection = ldap3.Connection(server, user=ADMIN_USER, password=ADMIN_PASSWORD,
-                                      receive_timeout=5, raise_exceptions=True)
+        server = ldap3.Server(
+            self.url, use_ssl=True, tls=tls, get_info=ldap3.NONE, connect_timeout=2
+        )
+        connection = ldap3.Connection(
+            server,
+            user=ADMIN_USER,
+            password=ADMIN_PASSWORD,
+            receive_timeout=5,
+            raise_exceptions=True,
+        )
         try:
             connection.bind()
         finally:

@@ -280,8 +280,15 @@ index       personaName eq
             # `-d none` keeps slapd in the foreground and still prints configuration and
             # start-up errors; `-d 0` would hide them.
             self._process = subprocess.Popen(
-                [SLAPD, "-d", "none", "-h", f"{self.url}/ {self.ldaps_url}/",
-                 "-f", str(self.config_file)],
+                [
+                    SLAPD,
+                    "-d",
+                    "none",
+                    "-h",
+                    f"{self.url}/ {self.ldaps_url}/",
+                    "-f",
+                    str(self.config_file),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,

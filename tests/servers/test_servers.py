@@ -22,17 +22,26 @@ pytestmark = pytest.mark.servers
 Server = SlapdServer | SambaDC
 
 
-def ldap(server: Server, *args: str, input_text: str | None = None,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def ldap(
+    server: Server, *args: str, input_text: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run an OpenLDAP client (ldapsearch, ldapmodify, ...) that trusts the test CA."""
-    return subprocess.run(list(args), input=input_text, capture_output=True, text=True,
-                          env=env or server.client_env, timeout=60, check=False)
+    return subprocess.run(
+        list(args),
+        input=input_text,
+        capture_output=True,
+        text=True,
+        env=env or server.client_env,
+        timeout=60,
+        check=False,
+    )
 
 
 def modify(server: Server, url: str, who: str, password: str, ldif: str) -> int:
     """ldapmodify as `who`; returns the exit code, which is the LDAP result code."""
-    return ldap(server, "ldapmodify", "-x", "-H", url, "-D", who, "-w", password,
-                input_text=ldif).returncode
+    return ldap(
+        server, "ldapmodify", "-x", "-H", url, "-D", who, "-w", password, input_text=ldif
+    ).returncode
 
 
 def replace(dn: str, attribute: str, value: str) -> str:
@@ -51,15 +60,35 @@ CONNECT_ERROR = 255  # ldap tools exit -1 when the TLS handshake fails
 
 
 def test_slapd_serves_base_entries_over_ldap(slapd: SlapdServer) -> None:
-    result = ldap(slapd, "ldapsearch", "-LLL", "-x", "-H", slapd.url, "-D", slapd.admin_dn,
-                  "-w", slapd.admin_password, "-b", slapd.base_dn, "dn")
+    result = ldap(
+        slapd,
+        "ldapsearch",
+        "-LLL",
+        "-x",
+        "-H",
+        slapd.url,
+        "-D",
+        slapd.admin_dn,
+        "-w",
+        slapd.admin_password,
+        "-b",
+        slapd.base_dn,
+        "dn",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "dn:", "dc=example,dc=com",
-        "dn:", "ou=People,dc=example,dc=com",
-        "dn:", "ou=Service", "Accounts,dc=example,dc=com",
-        "dn:", "ou=Groups,dc=example,dc=com",
-        "dn:", "uid=svc-persona,ou=Service", "Accounts,dc=example,dc=com",
+        "dn:",
+        "dc=example,dc=com",
+        "dn:",
+        "ou=People,dc=example,dc=com",
+        "dn:",
+        "ou=Service",
+        "Accounts,dc=example,dc=com",
+        "dn:",
+        "ou=Groups,dc=example,dc=com",
+        "dn:",
+        "uid=svc-persona,ou=Service",
+        "Accounts,dc=example,dc=com",
     ]
 
 
@@ -78,16 +107,31 @@ def test_slapd_starts_well_under_a_second(
 
 def test_slapd_tls_verifies_against_the_test_ca(slapd: SlapdServer, tmp_path: Path) -> None:
     for args in (("-H", slapd.ldaps_url), ("-H", slapd.url, "-ZZ")):
-        result = ldap(slapd, "ldapsearch", "-LLL", "-x", *args, "-D", slapd.service_dn,
-                      "-w", slapd.service_password, "-b", slapd.base_dn, "-s", "base", "dn")
+        result = ldap(
+            slapd,
+            "ldapsearch",
+            "-LLL",
+            "-x",
+            *args,
+            "-D",
+            slapd.service_dn,
+            "-w",
+            slapd.service_password,
+            "-b",
+            slapd.base_dn,
+            "-s",
+            "base",
+            "dn",
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"dn: {slapd.base_dn}"
     # The check is real: a client trusting another CA refuses the certificate.
     other_ca = tmp_path / "other-ca.pem"
     other_ca.write_bytes(trustme.CA().cert_pem.bytes())
     env = {**slapd.client_env, "LDAPTLS_CACERT": str(other_ca)}
-    refused = ldap(slapd, "ldapsearch", "-x", "-H", slapd.ldaps_url, "-b", "", "-s", "base",
-                   env=env)
+    refused = ldap(
+        slapd, "ldapsearch", "-x", "-H", slapd.ldaps_url, "-b", "", "-s", "base", env=env
+    )
     assert refused.returncode == CONNECT_ERROR
 
 
@@ -105,11 +149,27 @@ personaTags: one
 personaTags: two
 """)
     add_second = f"dn: {dn}\nchangetype: modify\nadd: personaName\npersonaName: Manager\n"
-    assert modify(slapd, slapd.url, slapd.admin_dn, slapd.admin_password,
-                  add_second) == CONSTRAINT_VIOLATION
-    result = ldap(slapd, "ldapsearch", "-LLL", "-x", "-H", slapd.url, "-D", slapd.admin_dn,
-                  "-w", slapd.admin_password, "-b", slapd.people_dn,
-                  "(personaName=*VELOP*)", "personaName", "personaTags")
+    assert (
+        modify(slapd, slapd.url, slapd.admin_dn, slapd.admin_password, add_second)
+        == CONSTRAINT_VIOLATION
+    )
+    result = ldap(
+        slapd,
+        "ldapsearch",
+        "-LLL",
+        "-x",
+        "-H",
+        slapd.url,
+        "-D",
+        slapd.admin_dn,
+        "-w",
+        slapd.admin_password,
+        "-b",
+        slapd.people_dn,
+        "(personaName=*VELOP*)",
+        "personaName",
+        "personaTags",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted_ldif(result.stdout) == (
         f"dn: {dn}\npersonaName: Developer\npersonaTags: one\npersonaTags: two\n\n"
@@ -127,25 +187,49 @@ def test_slapd_service_account_may_write_only_persona_name_under_people(
         return modify(slapd, slapd.url, *svc, ldif)
 
     # Allowed: add the auxiliary class and the persona in one modify.
-    assert as_service(
-        f"dn: {person}\nchangetype: modify\nadd: objectClass\nobjectClass: personaHolder\n-\n"
-        "add: personaName\npersonaName: Developer\n"
-    ) == LDAP_SUCCESS
+    assert (
+        as_service(
+            f"dn: {person}\nchangetype: modify\nadd: objectClass\nobjectClass: personaHolder\n-\n"
+            "add: personaName\npersonaName: Developer\n"
+        )
+        == LDAP_SUCCESS
+    )
     assert as_service(replace(person, "personaName", "Manager")) == LDAP_SUCCESS
     # Denied: any other attribute, another objectClass, the multi-valued persona
     # attribute, and personaName outside ou=People.
     assert as_service(replace(person, "mail", "bob@example.com")) == INSUFFICIENT_ACCESS
     assert as_service(replace(person, "personaTags", "x")) == INSUFFICIENT_ACCESS
-    assert as_service(
-        f"dn: {person}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n"
-    ) == INSUFFICIENT_ACCESS
-    assert as_service(
-        f"dn: {slapd.service_dn}\nchangetype: modify\nadd: objectClass\n"
-        "objectClass: personaHolder\n-\nadd: personaName\npersonaName: x\n"
-    ) == INSUFFICIENT_ACCESS
+    assert (
+        as_service(
+            f"dn: {person}\nchangetype: modify\nadd: objectClass\nobjectClass: posixAccount\n"
+        )
+        == INSUFFICIENT_ACCESS
+    )
+    assert (
+        as_service(
+            f"dn: {slapd.service_dn}\nchangetype: modify\nadd: objectClass\n"
+            "objectClass: personaHolder\n-\nadd: personaName\npersonaName: x\n"
+        )
+        == INSUFFICIENT_ACCESS
+    )
     # ... and it may read, but not the password hashes.
-    result = ldap(slapd, "ldapsearch", "-LLL", "-x", "-H", slapd.url, "-D", svc[0],
-                  "-w", svc[1], "-b", slapd.base_dn, "(uid=*)", "personaName", "userPassword")
+    result = ldap(
+        slapd,
+        "ldapsearch",
+        "-LLL",
+        "-x",
+        "-H",
+        slapd.url,
+        "-D",
+        svc[0],
+        "-w",
+        svc[1],
+        "-b",
+        slapd.base_dn,
+        "(uid=*)",
+        "personaName",
+        "userPassword",
+    )
     assert result.returncode == 0, result.stderr
     assert sorted_ldif(result.stdout) == (
         f"dn: {person}\npersonaName: Manager\n\ndn: {slapd.service_dn}\n\n"
@@ -153,10 +237,13 @@ def test_slapd_service_account_may_write_only_persona_name_under_people(
 
 
 def test_slapd_dump_is_sorted_and_shows_exactly_what_changed(slapd: SlapdServer) -> None:
-    slapd.add_ldif("".join(
-        f"dn: uid=u{n},{slapd.people_dn}\nobjectClass: inetOrgPerson\nuid: u{n}\ncn: U {n}\n"
-        f"sn: {n}\n\n" for n in (3, 1, 2)
-    ))
+    slapd.add_ldif(
+        "".join(
+            f"dn: uid=u{n},{slapd.people_dn}\nobjectClass: inetOrgPerson\nuid: u{n}\ncn: U {n}\n"
+            f"sn: {n}\n\n"
+            for n in (3, 1, 2)
+        )
+    )
     before = slapd.dump()
     assert slapd.dump() == before
     dns = [line for line in before.splitlines() if line.startswith("dn:")]
@@ -176,14 +263,30 @@ def test_slapd_dump_is_sorted_and_shows_exactly_what_changed(slapd: SlapdServer)
 
 def test_slapd_bulk_load_before_start(slapd_factory: Callable[[], SlapdServer]) -> None:
     server = slapd_factory()
-    server.add_ldif("".join(
-        f"dn: uid=bulk{n},{server.people_dn}\nobjectClass: inetOrgPerson\nuid: bulk{n}\n"
-        f"cn: Bulk {n}\nsn: {n}\n\n" for n in range(2000)
-    ))
+    server.add_ldif(
+        "".join(
+            f"dn: uid=bulk{n},{server.people_dn}\nobjectClass: inetOrgPerson\nuid: bulk{n}\n"
+            f"cn: Bulk {n}\nsn: {n}\n\n"
+            for n in range(2000)
+        )
+    )
     server.start()
-    result = ldap(server, "ldapsearch", "-LLL", "-x", "-H", server.url, "-D",
-                  server.service_dn, "-w", server.service_password, "-b",
-                  server.people_dn, "(uid=bulk*)", "1.1")
+    result = ldap(
+        server,
+        "ldapsearch",
+        "-LLL",
+        "-x",
+        "-H",
+        server.url,
+        "-D",
+        server.service_dn,
+        "-w",
+        server.service_password,
+        "-b",
+        server.people_dn,
+        "(uid=bulk*)",
+        "1.1",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("dn: ") == 2000
 
@@ -201,8 +304,9 @@ def test_slapd_start_failure_carries_slapd_output(
 def test_slapd_session_is_reachable_with_ldap3(slapd_session: SlapdServer) -> None:
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(slapd_session.ca_file))
     server = ldap3.Server(slapd_session.ldaps_url, use_ssl=True, tls=tls)
-    with ldap3.Connection(server, slapd_session.service_dn, slapd_session.service_password,
-                          auto_bind=True) as connection:
+    with ldap3.Connection(
+        server, slapd_session.service_dn, slapd_session.service_password, auto_bind=True
+    ) as connection:
         assert connection.search(slapd_session.base_dn, "(ou=People)", attributes=["ou"])
         assert [entry.entry_dn for entry in connection.entries] == [slapd_session.people_dn]
 
@@ -212,32 +316,76 @@ def test_slapd_session_is_reachable_with_ldap3(slapd_session: SlapdServer) -> No
 
 def test_samba_ldaps_and_starttls_verify_for_127_0_0_1(samba_dc: SambaDC) -> None:
     for args in (("-H", samba_dc.url), ("-H", samba_dc.ldap_url, "-ZZ")):
-        result = ldap(samba_dc, "ldapsearch", "-LLL", "-x", *args, "-D", samba_dc.admin_user,
-                      "-w", samba_dc.admin_password, "-b", samba_dc.base_dn, "-s", "base",
-                      "dn")
+        result = ldap(
+            samba_dc,
+            "ldapsearch",
+            "-LLL",
+            "-x",
+            *args,
+            "-D",
+            samba_dc.admin_user,
+            "-w",
+            samba_dc.admin_password,
+            "-b",
+            samba_dc.base_dn,
+            "-s",
+            "base",
+            "dn",
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"dn: {samba_dc.base_dn}"
 
 
 def test_samba_refuses_plain_simple_bind(samba_dc: SambaDC) -> None:
-    result = ldap(samba_dc, "ldapsearch", "-x", "-H", samba_dc.ldap_url, "-D",
-                  samba_dc.admin_user, "-w", samba_dc.admin_password, "-b", "", "-s", "base")
+    result = ldap(
+        samba_dc,
+        "ldapsearch",
+        "-x",
+        "-H",
+        samba_dc.ldap_url,
+        "-D",
+        samba_dc.admin_user,
+        "-w",
+        samba_dc.admin_password,
+        "-b",
+        "",
+        "-s",
+        "base",
+    )
     assert result.returncode == STRONGER_AUTH_REQUIRED
 
 
 def test_samba_has_ous_and_service_account(samba_dc: SambaDC) -> None:
-    result = ldap(samba_dc, "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x", "-H",
-                  samba_dc.url, "-D", samba_dc.service_user, "-w", samba_dc.service_password,
-                  "-b", samba_dc.base_dn, "(|(objectClass=organizationalUnit)"
-                  "(sAMAccountName=svc-persona))", "1.1")
+    result = ldap(
+        samba_dc,
+        "ldapsearch",
+        "-LLL",
+        "-o",
+        "ldif-wrap=no",
+        "-x",
+        "-H",
+        samba_dc.url,
+        "-D",
+        samba_dc.service_user,
+        "-w",
+        samba_dc.service_password,
+        "-b",
+        samba_dc.base_dn,
+        "(|(objectClass=organizationalUnit)(sAMAccountName=svc-persona))",
+        "1.1",
+    )
     assert result.returncode == 0, result.stderr
     dns = set(result.stdout.split("\n\n"))
-    assert {f"dn: {samba_dc.staff_dn}", f"dn: {samba_dc.service_accounts_dn}",
-            f"dn: {samba_dc.service_dn}"} <= {dn.strip() for dn in dns}
+    assert {
+        f"dn: {samba_dc.staff_dn}",
+        f"dn: {samba_dc.service_accounts_dn}",
+        f"dn: {samba_dc.service_dn}",
+    } <= {dn.strip() for dn in dns}
 
 
 def test_samba_service_account_may_write_only_the_persona_attribute_on_staff(
-    samba_dc: SambaDC, samba_ou: str,
+    samba_dc: SambaDC,
+    samba_ou: str,
 ) -> None:
     [staff_user] = samba_dc.add_users([AdUser("persona-t1", parent_dn=samba_ou)])
     users_container = f"CN=Users,{samba_dc.base_dn}"
@@ -245,42 +393,89 @@ def test_samba_service_account_may_write_only_the_persona_attribute_on_staff(
     svc = (samba_dc.service_user, samba_dc.service_password)
     try:
         persona = samba_dc.persona_attribute
-        assert modify(samba_dc, samba_dc.url, *svc,
-                      replace(staff_user, persona, "Dev")) == LDAP_SUCCESS
-        assert modify(samba_dc, samba_dc.url, *svc,
-                      replace(staff_user, "msDS-cloudExtensionAttribute2", "Dev")
-                      ) == INSUFFICIENT_ACCESS
-        assert modify(samba_dc, samba_dc.url, *svc,
-                      replace(staff_user, "description", "x")) == INSUFFICIENT_ACCESS
-        assert modify(samba_dc, samba_dc.url, *svc,
-                      replace(outsider, persona, "Dev")) == INSUFFICIENT_ACCESS
-        assert modify(samba_dc, samba_dc.url, *svc,
-                      replace(samba_ou, persona, "Dev")) == INSUFFICIENT_ACCESS
+        assert (
+            modify(samba_dc, samba_dc.url, *svc, replace(staff_user, persona, "Dev"))
+            == LDAP_SUCCESS
+        )
+        assert (
+            modify(
+                samba_dc,
+                samba_dc.url,
+                *svc,
+                replace(staff_user, "msDS-cloudExtensionAttribute2", "Dev"),
+            )
+            == INSUFFICIENT_ACCESS
+        )
+        assert (
+            modify(samba_dc, samba_dc.url, *svc, replace(staff_user, "description", "x"))
+            == INSUFFICIENT_ACCESS
+        )
+        assert (
+            modify(samba_dc, samba_dc.url, *svc, replace(outsider, persona, "Dev"))
+            == INSUFFICIENT_ACCESS
+        )
+        assert (
+            modify(samba_dc, samba_dc.url, *svc, replace(samba_ou, persona, "Dev"))
+            == INSUFFICIENT_ACCESS
+        )
         add_second = f"dn: {staff_user}\nchangetype: modify\nadd: {persona}\n{persona}: Ops\n"
-        assert modify(samba_dc, samba_dc.url, samba_dc.admin_user, samba_dc.admin_password,
-                      add_second) == ATTRIBUTE_OR_VALUE_EXISTS
+        assert (
+            modify(samba_dc, samba_dc.url, samba_dc.admin_user, samba_dc.admin_password, add_second)
+            == ATTRIBUTE_OR_VALUE_EXISTS
+        )
         assert samba_dc.dump(staff_user).count(f"\n{persona}: Dev\n") == 1
     finally:
         samba_dc.delete_tree(outsider)
 
 
 def test_samba_bulk_users_and_stable_dump(samba_dc: SambaDC, samba_ou: str) -> None:
-    users = [AdUser(f"bulk{n:03d}", {"department": "IT", "title": "Engineer"},
-                    parent_dn=samba_ou) for n in range(200)]
-    users.append(AdUser("bulk-pw", {"givenName": "Zoë"}, password="Bulk!pass-123",
-                        parent_dn=samba_ou))
+    users = [
+        AdUser(f"bulk{n:03d}", {"department": "IT", "title": "Engineer"}, parent_dn=samba_ou)
+        for n in range(200)
+    ]
+    users.append(
+        AdUser("bulk-pw", {"givenName": "Zoë"}, password="Bulk!pass-123", parent_dn=samba_ou)
+    )
     began = time.perf_counter()
     dns = samba_dc.add_users(users)
     assert time.perf_counter() - began < 30
-    result = ldap(samba_dc, "ldapsearch", "-LLL", "-x", "-H", samba_dc.url, "-D",
-                  samba_dc.admin_user, "-w", samba_dc.admin_password, "-E", "pr=100/noprompt",
-                  "-b", samba_ou, "(objectClass=user)", "1.1")
+    result = ldap(
+        samba_dc,
+        "ldapsearch",
+        "-LLL",
+        "-x",
+        "-H",
+        samba_dc.url,
+        "-D",
+        samba_dc.admin_user,
+        "-w",
+        samba_dc.admin_password,
+        "-E",
+        "pr=100/noprompt",
+        "-b",
+        samba_ou,
+        "(objectClass=user)",
+        "1.1",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("dn: ") == 201
     # The user with a password can bind (and the bind does not change the dump).
     before = samba_dc.dump(samba_ou)
-    bind = ldap(samba_dc, "ldapsearch", "-x", "-H", samba_dc.url, "-D", "bulk-pw@example.test",
-                "-w", "Bulk!pass-123", "-b", "", "-s", "base")
+    bind = ldap(
+        samba_dc,
+        "ldapsearch",
+        "-x",
+        "-H",
+        samba_dc.url,
+        "-D",
+        "bulk-pw@example.test",
+        "-w",
+        "Bulk!pass-123",
+        "-b",
+        "",
+        "-s",
+        "base",
+    )
     assert bind.returncode == 0, bind.stderr
     assert samba_dc.dump(samba_ou) == before
     samba_dc.modify_ldif(replace(dns[5], samba_dc.persona_attribute, "Engineer"))
@@ -294,10 +489,12 @@ def test_samba_bulk_users_and_stable_dump(samba_dc: SambaDC, samba_ou: str) -> N
 def test_samba_is_reachable_with_ldap3(samba_dc: SambaDC) -> None:
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(samba_dc.ca_file))
     server = ldap3.Server(samba_dc.url, use_ssl=True, tls=tls)
-    with ldap3.Connection(server, samba_dc.service_user, samba_dc.service_password,
-                          auto_bind=True) as connection:
-        assert connection.search(samba_dc.base_dn, "(sAMAccountName=svc-persona)",
-                                 attributes=["objectSid"])
+    with ldap3.Connection(
+        server, samba_dc.service_user, samba_dc.service_password, auto_bind=True
+    ) as connection:
+        assert connection.search(
+            samba_dc.base_dn, "(sAMAccountName=svc-persona)", attributes=["objectSid"]
+        )
         assert connection.entries[0].entry_dn == samba_dc.service_dn
 
 

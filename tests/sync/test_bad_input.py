@@ -24,10 +24,15 @@ def assert_error(result: Result, message: str) -> None:
 
 def test_no_config(tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert_error(run_cli("plan"), "error: persona-sync.yaml: no such config file: pass --config "
-                 "FILE (or run `persona-sync demo` to see one)\n")
-    assert_error(run_cli("plan", "--config", "other.yaml"),
-                 "error: other.yaml: no such config file: pass --config FILE\n")
+    assert_error(
+        run_cli("plan"),
+        "error: persona-sync.yaml: no such config file: pass --config "
+        "FILE (or run `persona-sync demo` to see one)\n",
+    )
+    assert_error(
+        run_cli("plan", "--config", "other.yaml"),
+        "error: other.yaml: no such config file: pass --config FILE\n",
+    )
 
 
 def test_config_errors_are_located(workspace: Workspace, run_cli: Run) -> None:
@@ -53,30 +58,41 @@ def test_config_errors_are_located(workspace: Workspace, run_cli: Run) -> None:
     )
 
 
-def test_environment_override_and_its_errors(workspace: Workspace, run_cli: Run,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_override_and_its_errors(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PERSONA_SYNC_SAFETY__MAX_CHANGES", "many")
-    assert_error(run_cli("plan"), "environment variable PERSONA_SYNC_SAFETY__MAX_CHANGES: "
-                 "max_changes: input should be a valid integer, unable to parse string as an "
-                 "integer\n1 error\n")
+    assert_error(
+        run_cli("plan"),
+        "environment variable PERSONA_SYNC_SAFETY__MAX_CHANGES: "
+        "max_changes: input should be a valid integer, unable to parse string as an "
+        "integer\n1 error\n",
+    )
     monkeypatch.setenv("PERSONA_SYNC_SAFETY__MAX_CHANGES", "1")
     run_cli("plan", "-o", "plan.json", "-q")
     blocked = run_cli("apply", "plan.json")
     assert blocked.exit_code == 1
-    assert blocked.stderr.startswith("error: this run would change 2 employees, more than the "
-                                     "safety limit of 1 (max_changes 1,")
+    assert blocked.stderr.startswith(
+        "error: this run would change 2 employees, more than the safety limit of 1 (max_changes 1,"
+    )
 
 
 def test_config_pointing_to_missing_rules(workspace: Workspace, run_cli: Run) -> None:
     workspace.config.write_text(workspace.config.read_text().replace(str(DEFAULT_RULES), "nowhere"))
-    assert_error(run_cli("plan"), f"persona-sync.yaml:1:8: rules not found: "
-                 f"{workspace.root / 'nowhere'} (the path is relative to persona-sync.yaml)\n")
+    assert_error(
+        run_cli("plan"),
+        f"persona-sync.yaml:1:8: rules not found: "
+        f"{workspace.root / 'nowhere'} (the path is relative to persona-sync.yaml)\n",
+    )
 
 
 def test_targets_must_match_scenarios(workspace: Workspace, run_cli: Run) -> None:
     workspace.config.write_text(workspace.config.read_text().replace("  persona:", "  routing:"))
-    assert_error(run_cli("plan"), f"error: {workspace.config}: targets names scenario(s) routing "
-                 "that the rules do not define (scenarios: persona)\n")
+    assert_error(
+        run_cli("plan"),
+        f"error: {workspace.config}: targets names scenario(s) routing "
+        "that the rules do not define (scenarios: persona)\n",
+    )
 
 
 def test_missing_directory_file(workspace: Workspace, run_cli: Run) -> None:
@@ -88,15 +104,20 @@ def test_malformed_ldif_names_the_line(workspace: Workspace, run_cli: Run) -> No
     text = workspace.text().replace("title: Cashier\n", "title Cashier\n", 1)
     workspace.directory.write_text(text)
     line = text[: text.index("title Cashier")].count("\n") + 1
-    assert_error(run_cli("plan"), f"{workspace.directory}:{line}:1: line has no ':' separating "
-                 "attribute and value\n")
+    assert_error(
+        run_cli("plan"),
+        f"{workspace.directory}:{line}:1: line has no ':' separating attribute and value\n",
+    )
 
 
 def test_unknown_file_format(workspace: Workspace, run_cli: Run) -> None:
     workspace.directory.rename(workspace.root / "company.txt")
     workspace.config.write_text(workspace.config.read_text().replace("company.ldif", "company.txt"))
-    assert_error(run_cli("plan"), f"error: {workspace.root / 'company.txt'}: cannot tell the file "
-                 "format from the extension .txt; set directory.format to ldif or csv\n")
+    assert_error(
+        run_cli("plan"),
+        f"error: {workspace.root / 'company.txt'}: cannot tell the file "
+        "format from the extension .txt; set directory.format to ldif or csv\n",
+    )
 
 
 @pytest.fixture
@@ -115,46 +136,65 @@ def _apply_edited(workspace: Workspace, run_cli: Run, plan: dict) -> Result:
 
 def test_tampered_plan_is_refused(workspace: Workspace, run_cli: Run, saved_plan: dict) -> None:
     saved_plan["changes"][0]["new"] = "clinician"
-    assert_error(_apply_edited(workspace, run_cli, saved_plan),
-                 "error: plan.json: plan checksum does not match its contents: the file was "
-                 "edited or damaged; make a new plan\n")
+    assert_error(
+        _apply_edited(workspace, run_cli, saved_plan),
+        "error: plan.json: plan checksum does not match its contents: the file was "
+        "edited or damaged; make a new plan\n",
+    )
 
 
 def test_foreign_files_are_refused(workspace: Workspace, run_cli: Run) -> None:
     (workspace.root / "x.json").write_text('{"changes": []}')
-    assert_error(run_cli("apply", "x.json"), "error: x.json: not a persona-sync plan (save one "
-                 "with `persona-sync plan --format json -o FILE`)\n")
+    assert_error(
+        run_cli("apply", "x.json"),
+        "error: x.json: not a persona-sync plan (save one "
+        "with `persona-sync plan --format json -o FILE`)\n",
+    )
     (workspace.root / "y.json").write_text("changes:\n")
-    assert_error(run_cli("apply", "y.json"),
-                 "error: y.json: not a persona-sync plan (invalid JSON at line 1)\n")
-    assert_error(run_cli("apply", "missing.json"),
-                 "error: cannot read plan missing.json: No such file or directory\n")
+    assert_error(
+        run_cli("apply", "y.json"),
+        "error: y.json: not a persona-sync plan (invalid JSON at line 1)\n",
+    )
+    assert_error(
+        run_cli("apply", "missing.json"),
+        "error: cannot read plan missing.json: No such file or directory\n",
+    )
 
 
 def test_plan_for_another_directory(workspace: Workspace, run_cli: Run, saved_plan: dict) -> None:
     other = workspace.root / "other.ldif"
     other.write_bytes(workspace.directory.read_bytes())
     workspace.config.write_text(workspace.config.read_text().replace("company.ldif", "other.ldif"))
-    assert_error(run_cli("apply", "plan.json"), f"error: this plan is for directory "
-                 f"file:{workspace.directory}, but the config points at file:{other}\n")
+    assert_error(
+        run_cli("apply", "plan.json"),
+        f"error: this plan is for directory "
+        f"file:{workspace.directory}, but the config points at file:{other}\n",
+    )
 
 
-def test_plan_after_rules_or_config_changed(workspace: Workspace, run_cli: Run,
-                                            saved_plan: dict, tmp_path: Path) -> None:
-    workspace.config.write_text(workspace.config.read_text().replace("max_changes: 500",
-                                                                     "max_changes: 400"))
-    assert_error(run_cli("apply", "plan.json"),
-                 "error: the config changed since this plan was made: make a new plan\n")
+def test_plan_after_rules_or_config_changed(
+    workspace: Workspace, run_cli: Run, saved_plan: dict, tmp_path: Path
+) -> None:
+    workspace.config.write_text(
+        workspace.config.read_text().replace("max_changes: 500", "max_changes: 400")
+    )
+    assert_error(
+        run_cli("apply", "plan.json"),
+        "error: the config changed since this plan was made: make a new plan\n",
+    )
     rules = tmp_path / "rules"
     rules.mkdir()
     for item in DEFAULT_RULES.glob("*.yaml"):
         (rules / item.name).write_text(item.read_text() + "\n# edited\n")
     workspace.config.write_text(
-        workspace.config.read_text().replace(str(DEFAULT_RULES), str(rules))
+        workspace.config.read_text()
+        .replace(str(DEFAULT_RULES), str(rules))
         .replace("max_changes: 400", "max_changes: 500")
     )
-    assert_error(run_cli("apply", "plan.json"),
-                 "error: the rules changed since this plan was made: make a new plan\n")
+    assert_error(
+        run_cli("apply", "plan.json"),
+        "error: the rules changed since this plan was made: make a new plan\n",
+    )
 
 
 def test_full_disk_leaves_the_directory_untouched(
@@ -172,8 +212,10 @@ def test_full_disk_leaves_the_directory_untouched(
     result = run_cli("sync")
     assert result.exit_code == 1
     lines = result.stderr.splitlines()[1:]  # after the plan's headline
-    assert lines[0].startswith("failed: boss (CN=Boss,OU=People,DC=example,DC=com) "
-                               f"msDS-cloudExtensionAttribute1: cannot write {workspace.directory}")
+    assert lines[0].startswith(
+        "failed: boss (CN=Boss,OU=People,DC=example,DC=com) "
+        f"msDS-cloudExtensionAttribute1: cannot write {workspace.directory}"
+    )
     assert lines[0].endswith(": No space left on device")
     assert workspace.directory.read_bytes() == before
     assert sorted(p.name for p in workspace.root.iterdir() if p.name.startswith(".")) == []
@@ -182,16 +224,38 @@ def test_full_disk_leaves_the_directory_untouched(
 def test_lock_held_and_stale(workspace: Workspace, run_cli: Run) -> None:
     lock = workspace.state / "lock"
     workspace.state.mkdir()
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                "command": "sync", "since": "2026-01-01T00:00:00+00:00"}))
-    assert_error(run_cli("sync"), f"error: another run holds {lock}: pid {os.getpid()} on "
-                 f"{socket.gethostname()} (sync since 2026-01-01T00:00:00+00:00); wait for it to "
-                 "finish\n")
-    lock.write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname(),
-                                "command": "apply", "since": "2026-01-01T00:00:00+00:00"}))
-    assert_error(run_cli("sync"), f"error: stale lock {lock}: held by pid {2**22 + 12345} "
-                 "(apply since 2026-01-01T00:00:00+00:00), which is no longer running; check "
-                 f"`persona-sync runs` for an unfinished run, then remove it: rm {lock}\n")
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": "sync",
+                "since": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
+    assert_error(
+        run_cli("sync"),
+        f"error: another run holds {lock}: pid {os.getpid()} on "
+        f"{socket.gethostname()} (sync since 2026-01-01T00:00:00+00:00); wait for it to "
+        "finish\n",
+    )
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": 2**22 + 12345,
+                "host": socket.gethostname(),
+                "command": "apply",
+                "since": "2026-01-01T00:00:00+00:00",
+            }
+        )
+    )
+    assert_error(
+        run_cli("sync"),
+        f"error: stale lock {lock}: held by pid {2**22 + 12345} "
+        "(apply since 2026-01-01T00:00:00+00:00), which is no longer running; check "
+        f"`persona-sync runs` for an unfinished run, then remove it: rm {lock}\n",
+    )
     lock.unlink()
     assert run_cli("sync").exit_code == 0
     assert not lock.exists()

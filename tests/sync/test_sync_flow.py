@@ -31,30 +31,67 @@ def test_plan_json_lists_changes_summary_and_checksum(workspace: Workspace, run_
         "1 foreign values left alone)\n"
     )
     plan = json.loads(result.stdout)
-    assert sorted(plan) == ["changes", "checksum", "foreign", "format", "provenance", "skipped",
-                            "summary", "version"]
-    assert [(c["employee"], c["dn"], c["attribute"], c["old"], c["new"], c["rule"])
-            for c in plan["changes"]] == [
-        ("boss", "CN=Boss,OU=People,DC=example,DC=com", "msDS-cloudExtensionAttribute1",
-         None, "vip", "vip-executive"),
-        ("jsmith", "CN=Smith\\, John,OU=People,DC=example,DC=com",
-         "msDS-cloudExtensionAttribute1", "engineer", "clinician", "clinician-by-title"),
+    assert sorted(plan) == [
+        "changes",
+        "checksum",
+        "foreign",
+        "format",
+        "provenance",
+        "skipped",
+        "summary",
+        "version",
+    ]
+    assert [
+        (c["employee"], c["dn"], c["attribute"], c["old"], c["new"], c["rule"])
+        for c in plan["changes"]
+    ] == [
+        (
+            "boss",
+            "CN=Boss,OU=People,DC=example,DC=com",
+            "msDS-cloudExtensionAttribute1",
+            None,
+            "vip",
+            "vip-executive",
+        ),
+        (
+            "jsmith",
+            "CN=Smith\\, John,OU=People,DC=example,DC=com",
+            "msDS-cloudExtensionAttribute1",
+            "engineer",
+            "clinician",
+            "clinician-by-title",
+        ),
     ]
     assert plan["changes"][1]["facts"] == {
-        "account.disabled": False, "account.service": False, "role.family": "clinical",
+        "account.disabled": False,
+        "account.service": False,
+        "role.family": "clinical",
     }
-    assert plan["foreign"] == [{
-        "employee": "legacy", "dn": "CN=Legacy,OU=People,DC=example,DC=com",
-        "scenario": "persona", "attribute": "msDS-cloudExtensionAttribute1",
-        "value": "legacy-tag", "wanted": "frontline",
-    }]
+    assert plan["foreign"] == [
+        {
+            "employee": "legacy",
+            "dn": "CN=Legacy,OU=People,DC=example,DC=com",
+            "scenario": "persona",
+            "attribute": "msDS-cloudExtensionAttribute1",
+            "value": "legacy-tag",
+            "wanted": "frontline",
+        }
+    ]
     summary = plan["summary"]
     assert {k: v for k, v in summary.items() if k != "scenarios"} == {
-        "employees": 6, "in_scope": 4, "out_of_scope": 2, "unchanged": 2, "changes": 2,
-        "employees_changed": 2, "foreign_values": 1, "org_chart_problems": 0, "skipped": 0,
+        "employees": 6,
+        "in_scope": 4,
+        "out_of_scope": 2,
+        "unchanged": 2,
+        "changes": 2,
+        "employees_changed": 2,
+        "foreign_values": 1,
+        "org_chart_problems": 0,
+        "skipped": 0,
     }
     assert summary["scenarios"]["persona"]["transitions"] == {
-        "(empty) -> vip": 1, "engineer -> clinician": 1,
+        "(empty) -> vip": 1,
+        "engineer -> clinician": 1,
     }
     assert plan["provenance"]["directory"] == f"file:{workspace.directory}"
     assert plan["checksum"].startswith("sha256:")
@@ -82,11 +119,15 @@ def test_plan_other_formats(workspace: Workspace, run_cli: Run, fmt: str) -> Non
             "msDS-cloudExtensionAttribute1,engineer,clinician,clinician,clinician-by-title,"
         )
     elif fmt == "markdown":
-        assert "| jsmith | msDS-cloudExtensionAttribute1 | engineer | clinician | " \
+        assert (
+            "| jsmith | msDS-cloudExtensionAttribute1 | engineer | clinician | "
             "clinician-by-title |" in result.stdout
+        )
     else:
-        assert "  jsmith    msDS-cloudExtensionAttribute1  engineer -> clinician  " \
+        assert (
+            "  jsmith    msDS-cloudExtensionAttribute1  engineer -> clinician  "
             "clinician-by-title" in result.stdout
+        )
 
 
 def test_apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op(
@@ -100,7 +141,9 @@ def test_apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op(
     assert ": 2 applied, 0 conflicts, 0 failed; journal " in result.stderr
     after = workspace.text()
     expected = before.replace(
-        "userAccountControl: 512\n", "userAccountControl: 512\nmsDS-cloudExtensionAttribute1: vip\n", 1
+        "userAccountControl: 512\n",
+        "userAccountControl: 512\nmsDS-cloudExtensionAttribute1: vip\n",
+        1,
     ).replace(
         "North Clinic\nmsDS-cloudExtensionAttribute1: engineer",
         "North Clinic\nmsDS-cloudExtensionAttribute1: clinician",
@@ -114,7 +157,8 @@ def test_apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op(
 def test_edit_between_plan_and_apply_is_a_conflict(workspace: Workspace, run_cli: Run) -> None:
     run_cli("plan", "-o", "plan.json", "-q")
     edited = workspace.text().replace(
-        "msDS-cloudExtensionAttribute1: engineer\n\ndn:: ", "msDS-cloudExtensionAttribute1: vip\n\ndn:: "
+        "msDS-cloudExtensionAttribute1: engineer\n\ndn:: ",
+        "msDS-cloudExtensionAttribute1: vip\n\ndn:: ",
     )
     assert edited != workspace.text()
     workspace.directory.write_text(edited, encoding="utf-8")
@@ -136,11 +180,14 @@ def test_safety_limit_blocks_and_force_passes(workspace: Workspace, run_cli: Run
     before = workspace.directory.read_bytes()
     run_cli("plan", "-o", "plan.json", "-q")
     blocked = run_cli("apply", "plan.json")
-    assert (blocked.exit_code, blocked.stderr) == (1, (
-        "error: this run would change 2 employees, more than the safety limit of 1 "
-        "(max_changes 500, max_change_percent 25% of 4 in scope); nothing was written. Review "
-        "the plan, then rerun with --force, or raise the limits under safety: in the config\n"
-    ))
+    assert (blocked.exit_code, blocked.stderr) == (
+        1,
+        (
+            "error: this run would change 2 employees, more than the safety limit of 1 "
+            "(max_changes 500, max_change_percent 25% of 4 in scope); nothing was written. Review "
+            "the plan, then rerun with --force, or raise the limits under safety: in the config\n"
+        ),
+    )
     assert workspace.directory.read_bytes() == before
     assert not (workspace.state / "journal").exists()
     assert run_cli("sync").exit_code == 1
@@ -158,21 +205,30 @@ def test_sync_then_runs_then_rollback(workspace: Workspace, run_cli: Run) -> Non
         ("sync", "complete", 2, 0)
     ]
     run_id = runs[0]["run_id"]
-    journal = [json.loads(line) for line in
-               (workspace.state / "journal" / f"{run_id}.jsonl").read_text().splitlines()]
+    journal = [
+        json.loads(line)
+        for line in (workspace.state / "journal" / f"{run_id}.jsonl").read_text().splitlines()
+    ]
     assert [j["type"] for j in journal] == ["run", "pending", "pending", "write", "write", "end"]
     write = journal[3]
-    assert {k: write[k] for k in ("employee", "dn", "attribute", "old", "new", "rule", "result")} == {
-        "employee": "boss", "dn": "CN=Boss,OU=People,DC=example,DC=com",
-        "attribute": "msDS-cloudExtensionAttribute1", "old": None, "new": "vip",
-        "rule": "vip-executive", "result": "applied",
+    assert {
+        k: write[k] for k in ("employee", "dn", "attribute", "old", "new", "rule", "result")
+    } == {
+        "employee": "boss",
+        "dn": "CN=Boss,OU=People,DC=example,DC=com",
+        "attribute": "msDS-cloudExtensionAttribute1",
+        "old": None,
+        "new": "vip",
+        "rule": "vip-executive",
+        "result": "applied",
     }
     rolled = run_cli("rollback", run_id)
     assert rolled.exit_code == 0, rolled.stderr
     assert workspace.directory.read_bytes() == before
     runs = json.loads(run_cli("runs", "--format", "json").stdout)
     assert [(r["run_id"], r["rollback_of"], r["rolled_back_by"]) for r in runs] == [
-        (run_id, None, runs[1]["run_id"]), (runs[1]["run_id"], run_id, None),
+        (run_id, None, runs[1]["run_id"]),
+        (runs[1]["run_id"], run_id, None),
     ]
     table = run_cli("runs").stdout.splitlines()
     assert table[1].endswith(f"rolled back by {runs[1]['run_id']}")
@@ -183,8 +239,10 @@ def test_rollback_keeps_a_later_change(workspace: Workspace, run_cli: Run) -> No
     run_cli("sync")
     run_id = json.loads(run_cli("runs", "--format", "json").stdout)[0]["run_id"]
     workspace.directory.write_text(
-        workspace.text().replace("msDS-cloudExtensionAttribute1: clinician",
-                                 "msDS-cloudExtensionAttribute1: tech-support"),
+        workspace.text().replace(
+            "msDS-cloudExtensionAttribute1: clinician",
+            "msDS-cloudExtensionAttribute1: tech-support",
+        ),
         encoding="utf-8",
     )
     result = run_cli("rollback", run_id)
@@ -202,7 +260,8 @@ def test_rollback_keeps_a_later_change(workspace: Workspace, run_cli: Run) -> No
 def test_unknown_run_id(workspace: Workspace, run_cli: Run) -> None:
     result = run_cli("rollback", "nope")
     assert (result.exit_code, result.stderr) == (
-        1, f"error: unknown run id 'nope' in {workspace.state / 'journal'} (no runs recorded yet)\n"
+        1,
+        f"error: unknown run id 'nope' in {workspace.state / 'journal'} (no runs recorded yet)\n",
     )
 
 
@@ -211,7 +270,8 @@ def test_owns_attribute_overwrites_foreign_values(workspace: Workspace, run_cli:
     plan = plan_json(run_cli)
     assert plan["foreign"] == []
     assert [(c["employee"], c["old"], c["new"]) for c in plan["changes"]] == [
-        ("boss", None, "vip"), ("legacy", "legacy-tag", "frontline"),
+        ("boss", None, "vip"),
+        ("legacy", "legacy-tag", "frontline"),
         ("jsmith", "engineer", "clinician"),
     ]
 
@@ -239,8 +299,14 @@ def test_csv_directory_round_trip(workspace: Workspace, run_cli: Run) -> None:
 def test_installed_script_plan_exit_code(workspace: Workspace) -> None:
     script = Path(sys.executable).parent / "persona-sync"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_sync"]
-    done = subprocess.run([*command, "plan", "-q"], capture_output=True, text=True,
-                          cwd=workspace.root, env={**os.environ}, check=False)
+    done = subprocess.run(
+        [*command, "plan", "-q"],
+        capture_output=True,
+        text=True,
+        cwd=workspace.root,
+        env={**os.environ},
+        check=False,
+    )
     assert done.returncode == 2, done.stderr
     assert json.loads(done.stdout)["summary"]["changes"] == 2  # piped: JSON by default
 
@@ -250,16 +316,23 @@ def test_explain_looks_up_the_directory(workspace: Workspace, run_cli: Run) -> N
         result = run_cli("explain", key, "--format", "json")
         assert result.exit_code == 0, result.stderr
         data = json.loads(result.stdout)
-        assert data["employee"] == {"id": "jsmith",
-                                    "dn": "CN=Smith\\, John,OU=People,DC=example,DC=com"}
+        assert data["employee"] == {
+            "id": "jsmith",
+            "dn": "CN=Smith\\, John,OU=People,DC=example,DC=com",
+        }
         assert data["scenarios"][0]["persona"] == "clinician"
     boss = json.loads(run_cli("explain", "boss", "--format", "json").stdout)
     seniority = next(f for f in boss["facts"] if f["fact"] == "seniority")
     assert (seniority["value"], seniority["origin"]) == (10.0, "attribute title via table")
     text = run_cli("explain", "jmuller").stdout
-    assert text.splitlines()[0] == "employee jmuller  (CN=Müller\\, Jörg,OU=People,DC=example,DC=com)"
+    assert (
+        text.splitlines()[0] == "employee jmuller  (CN=Müller\\, Jörg,OU=People,DC=example,DC=com)"
+    )
     missing = run_cli("explain", "nobody")
-    assert (missing.exit_code, missing.stderr) == (1, (
-        f"error: no employee 'nobody' in file:{workspace.directory} (searched id, DN, "
-        "sAMAccountName, uid, userPrincipalName, mail, cn)\n"
-    ))
+    assert (missing.exit_code, missing.stderr) == (
+        1,
+        (
+            f"error: no employee 'nobody' in file:{workspace.directory} (searched id, DN, "
+            "sAMAccountName, uid, userPrincipalName, mail, cn)\n"
+        ),
+    )
