@@ -8,6 +8,7 @@ is a bug and says so, with the traceback only under ``--debug``.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from typing import Any
@@ -71,6 +72,12 @@ class PersonaSyncGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             return 130
+        except BrokenPipeError:
+            # The reader went away (`persona-sync plan | head`): stop quietly, as Unix
+            # tools do, and keep Python from complaining when it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_ERROR
         except Exception as exc:  # noqa: BLE001 - the one place that catches everything
             if ctx.find_root().params.get("debug"):
                 traceback.print_exc()

@@ -271,3 +271,15 @@ def test_installed_console_script(tmp_path: Path) -> None:
         "",
         f"{bad}:2:1: tab character in indentation: YAML indents with spaces only\n1 error\n",
     )
+
+
+def test_closed_pipe_is_not_an_error_message() -> None:
+    script = Path(sys.executable).parent / "persona-sync"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "persona_sync"]
+    done = subprocess.run(
+        # The reader closes its end at once, before persona-sync has written anything.
+        ["bash", "-c",
+         f"{' '.join(command)} explain --rules {DEFAULT_RULES} --attr title=CEO | (exec <&-; sleep 2)"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.stderr == ""
