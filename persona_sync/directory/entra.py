@@ -9,8 +9,9 @@ Writes are ``$batch`` requests of up to 20 PATCHes, several in flight. Compare-a
 as far as Graph allows: the batch's users are re-read just before the PATCH, and a value
 that differs from the plan's becomes a conflict. (A change made between that read and the
 PATCH is the remaining race: a fraction of a second, at most FRESH_SECONDS when Graph
-throttles; Graph has no conditional PATCH for users.) Each throttled or failed sub-request is retried on its own after its Retry-After,
-with jitter and a cap; nothing is sent twice without first reading it back.
+throttles; Graph has no conditional PATCH for users.) Each throttled or failed
+sub-request is retried on its own after its Retry-After, with jitter and a cap; nothing
+is sent twice without first reading it back.
 """
 
 from __future__ import annotations

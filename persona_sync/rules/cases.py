@@ -21,14 +21,13 @@ from pathlib import Path
 from pydantic import Field
 
 from persona_sync.employee import Employee
-from persona_sync.errors import Location, RuleError, ValidationFailed
+from persona_sync.errors import Location, ValidationFailed
 from persona_sync.located import model_keys, validate_document
 from persona_sync.rules.engine import Decision, Engine
-from persona_sync.rules.loader import rule_files
+from persona_sync.rules.loader import load_documents, rule_files
 from persona_sync.rules.model import RuleSet
 from persona_sync.rules.orgchart import Position
 from persona_sync.rules.spec import StrictModel
-from persona_sync.yamlsource import load_yaml
 
 SPECIAL_OUTCOMES = {"out-of-scope": "out_of_scope", "leave": "leave", "clear": "clear"}
 
@@ -80,17 +79,7 @@ def load_cases(paths: Sequence[Path], rule_set: RuleSet) -> list[Case]:
     cases: list[Case] = []
     keys = model_keys(CaseFile)
     scenario_ids = [s.id for s in rule_set.scenarios]
-    for path in files:
-        try:
-            doc = load_yaml(path)
-        except RuleError as exc:
-            errors.append(exc)
-            continue
-        if doc.data is None:
-            errors.append(
-                RuleError(Location(str(path), 1, 1), "file is empty: a case file lists cases")
-            )
-            continue
+    for _path, doc in load_documents(files, "file is empty: a case file lists cases", errors):
         spec, problems = validate_document(CaseFile, doc, keys)
         errors.extend(problems)
         if spec is None:

@@ -74,17 +74,7 @@ def compile_decide(
     slot = {name: i for i, name in enumerate(names)}
     types = {name: f.type for name, f in rule_set.facts.items()}
     folded = {t.fact for t in _tests(rule_set) if reads_folded(t, types.get(t.fact, "string"))}
-    groups: dict[tuple[str, ...], _Group] = {}
-    position_of: dict[int, tuple[int, int]] = {}
-    for fact in rule_set.facts.values():
-        for source in fact.sources:
-            if source.org_chart is None and source.attributes:
-                group = groups.setdefault(source.attributes, _Group(source.attributes))
-                position_of[id(source)] = (list(groups).index(source.attributes), group.width)
-                fold = fact.name in folded
-                group.members.append((source, fact.type, fold))
-                group.width += 2 if fold else 1
-    group_list = list(groups.values())
+    group_list, position_of = _group_sources(rule_set, folded)
 
     code.emit(1, "a = employee.attributes")
     read_at_top: set[int] = set()
@@ -136,16 +126,7 @@ def compile_fact_values(rule_set: RuleSet) -> Callable[[Any, Any], list[Any]]:
     """Generate ``fact_values(employee, position)``: every fact's value, in rule-set order."""
     code = _Code()
     names = list(rule_set.facts)
-    groups: dict[tuple[str, ...], _Group] = {}
-    position_of: dict[int, tuple[int, int]] = {}
-    for fact in rule_set.facts.values():
-        for source in fact.sources:
-            if source.org_chart is None and source.attributes:
-                group = groups.setdefault(source.attributes, _Group(source.attributes))
-                position_of[id(source)] = (list(groups).index(source.attributes), group.width)
-                group.members.append((source, fact.type, False))
-                group.width += 1
-    group_list = list(groups.values())
+    group_list, position_of = _group_sources(rule_set, set())
     code.emit(1, "a = employee.attributes")
     read_at_top: set[int] = set()
     for i, name in enumerate(names):
@@ -157,6 +138,24 @@ def compile_fact_values(rule_set: RuleSet) -> Callable[[Any, Any], list[Any]]:
     exec(compile("\n".join(code.lines), "<persona-sync facts>", "exec"), namespace)  # noqa: S102
     function: Callable[[Any, Any], list[Any]] = namespace["fact_values"]
     return function
+
+
+def _group_sources(
+    rule_set: RuleSet, folded: set[str]
+) -> tuple[list[_Group], dict[int, tuple[int, int]]]:
+    """Sources grouped by the attributes they read, and where each sits in its group's
+    bundle: (group index, position); folded facts take a second slot for the folded copy."""
+    groups: dict[tuple[str, ...], _Group] = {}
+    position_of: dict[int, tuple[int, int]] = {}
+    for fact in rule_set.facts.values():
+        for source in fact.sources:
+            if source.org_chart is None and source.attributes:
+                group = groups.setdefault(source.attributes, _Group(source.attributes))
+                position_of[id(source)] = (list(groups).index(source.attributes), group.width)
+                fold = fact.name in folded
+                group.members.append((source, fact.type, fold))
+                group.width += 2 if fold else 1
+    return list(groups.values()), position_of
 
 
 def _emit_group(code: _Code, depth: int, index: int, group: _Group) -> None:

@@ -52,8 +52,8 @@ def _all(checks: tuple[Check, ...]) -> Check:
         a, b, c = checks
         return lambda f: a(f) and b(f) and c(f)
 
-    def every(f: Facts) -> bool:  # noqa: SIM110 - a loop beats all(genexpr) here
-        for check in checks:
+    def every(f: Facts) -> bool:  # a loop beats all(genexpr) here
+        for check in checks:  # noqa: SIM110
             if not check(f):
                 return False
         return True
@@ -71,8 +71,8 @@ def _any(checks: tuple[Check, ...]) -> Check:
         a, b, c = checks
         return lambda f: a(f) or b(f) or c(f)
 
-    def some(f: Facts) -> bool:  # noqa: SIM110 - a loop beats any(genexpr) here
-        for check in checks:
+    def some(f: Facts) -> bool:  # a loop beats any(genexpr) here
+        for check in checks:  # noqa: SIM110
             if check(f):
                 return True
         return False

@@ -214,21 +214,8 @@ def trace_fact(fact: Fact, employee: Employee, position: Position | None) -> Fac
                 continue
             derived = transform(source, raw, fact.type)
             if derived is not None:
-                return FactOrigin(fact.name, derived, _describe(source, name), raw)
+                return FactOrigin(fact.name, derived, source.describe(name), raw)
             break
     if fact.default is not None:
         return FactOrigin(fact.name, fact.default, "default")
     return FactOrigin(fact.name, None, "no source had a value")
-
-
-def _describe(source: Source, name: str) -> str:
-    steps = []
-    if source.flag is not None:
-        steps.append(f"flag {source.flag}")
-    if source.capture is not None:
-        steps.append(f"capture /{source.capture.pattern}/")
-    if source.mapping is not None:
-        steps.append("map")
-    if source.table is not None:
-        steps.append("table")
-    return f"attribute {name}" + (" via " + ", ".join(steps) if steps else "")

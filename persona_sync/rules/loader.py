@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,20 +119,8 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
     """Load, validate and cross-check rule files; raise ValidationFailed listing all errors."""
     files, errors = rule_files(paths)
     parsed: list[_Parsed] = []
-    for path in files:
-        try:
-            doc = load_yaml(path)
-        except RuleError as exc:
-            errors.append(exc)
-            continue
-        if doc.data is None:
-            errors.append(
-                RuleError(
-                    Location(str(path), 1, 1),
-                    "file is empty: a rule file declares personas, facts, scope or scenarios",
-                )
-            )
-            continue
+    empty = "file is empty: a rule file declares personas, facts, scope or scenarios"
+    for path, doc in load_documents(files, empty, errors):
         if not isinstance(doc.data, dict):
             errors.append(
                 doc.error(
@@ -154,6 +142,22 @@ def load_rules(paths: Sequence[Path]) -> RuleSet:
     rule_set = builder.build()
     ValidationFailed.raise_if_any(builder.errors)
     return rule_set
+
+
+def load_documents(
+    files: Sequence[Path], empty: str, errors: list[RuleError]
+) -> Iterator[tuple[Path, LocatedDocument]]:
+    """Each file parsed; unreadable, invalid and empty ones go to ``errors`` instead."""
+    for path in files:
+        try:
+            doc = load_yaml(path)
+        except RuleError as exc:
+            errors.append(exc)
+            continue
+        if doc.data is None:
+            errors.append(RuleError(Location(str(path), 1, 1), empty))
+            continue
+        yield path, doc
 
 
 def checksum_files(contents: Iterable[tuple[str, bytes]]) -> str:

@@ -119,12 +119,13 @@ class Source:
     mapping: tuple[tuple[str, Value], ...] | None = None
     table: tuple[tuple[re.Pattern[str], Value], ...] | None = None
 
-    def describe(self) -> str:
+    def describe(self, attribute: str | None = None) -> str:
+        """'attribute title via table'; ``attribute``: the one that gave the value."""
         if self.org_chart is not None:
             return "org chart"
         if not self.attributes:
             return "constant"
-        text = "attribute " + " or ".join(self.attributes)
+        text = "attribute " + (attribute or " or ".join(self.attributes))
         steps = []
         if self.flag is not None:
             steps.append(f"flag {self.flag}")
