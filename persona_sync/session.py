@@ -14,26 +14,28 @@ from persona_sync.plan import check_targets, org_chart, read_attributes
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.loader import load_rules
 from persona_sync.rules.orgchart import Position
+from persona_sync.secrets import Prompt
 
 
 @dataclass(frozen=True)
 class Session:
     config: LoadedConfig
     engine: Engine
+    prompt: Prompt | None = None  # asks for a missing secret (the CLI, on a terminal)
 
     @property
     def rules_checksum(self) -> str:
         return self.engine.rule_set.checksum
 
     def directory(self) -> Directory:
-        return open_directory(self.config)
+        return open_directory(self.config, self.prompt)
 
 
-def open_session(config_path: Path | None) -> Session:
+def open_session(config_path: Path | None, prompt: Prompt | None = None) -> Session:
     config = load_config(config_path)
     rule_set = load_rules([config.rules_path])
     check_targets(rule_set, config)
-    return Session(config, Engine(rule_set))
+    return Session(config, Engine(rule_set), prompt)
 
 
 LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")

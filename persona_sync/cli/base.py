@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -115,6 +116,17 @@ def cli(verbose: int, log_format: str, debug: bool) -> None:
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     configure_logging(level, log_format)  # type: ignore[arg-type]
+
+
+def terminal_prompt() -> Callable[[str], str] | None:
+    """A hidden-input prompt for secrets when a person is at the terminal, else None."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(label: str) -> str:
+        return str(click.prompt(label, hide_input=True, err=True))
+
+    return ask
 
 
 def echo_lines(lines: list[str], *, err: bool = False) -> None:

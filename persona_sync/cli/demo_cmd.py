@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from persona_sync.apply import apply_plan
-from persona_sync.cli.base import EXIT_OK, cli
+from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 from persona_sync.cli.progress import Progress
 from persona_sync.demo.workspace import prepare_workspace
 from persona_sync.plan import compute_plan
@@ -34,7 +34,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
     in that folder, e.g. `persona-sync plan` or `persona-sync explain EMPLOYEE`.
     """
     config_path, fresh = prepare_workspace(folder, reset)
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     progress = Progress("reading employees")
     with session.directory() as directory:
         plan = compute_plan(session.config, session.engine, directory, progress.count)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from persona_sync.cli.base import EXIT_OK, cli
+from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 from persona_sync.errors import ConfigError
 from persona_sync.session import open_session
 
@@ -34,7 +34,7 @@ def create_extension_cmd(name: str, config_path: Path | None, dry_run: bool) -> 
     """
     from persona_sync.directory.entra import EntraDirectory
 
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     with session.directory() as directory:
         if not isinstance(directory, EntraDirectory):
             raise ConfigError("entra create-extension needs a config with directory type entra")

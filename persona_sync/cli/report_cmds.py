@@ -14,7 +14,7 @@ from persona_sync.catalog import (
     render_catalog_json,
     render_entra_groups,
 )
-from persona_sync.cli.base import EXIT_OK, cli
+from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 from persona_sync.config import DEFAULT_CONFIG, ENV_PREFIX, load_config
 from persona_sync.errors import ConfigError, PersonaSyncError
 from persona_sync.journal import JOURNAL_DIR, list_runs
@@ -70,7 +70,7 @@ def _population(
     plan: Plan, config_path: Path | None, group_by: tuple[str, ...], notes: list[str]
 ) -> list[PopulationRow]:
     """Every in-scope employee with persona and groups, from the plan's directory."""
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     dimensions = [parse_dimension(g) for g in group_by] or list(DEFAULT_DIMENSIONS)
     engine, config = session.engine, session.config
     attributes = list(
@@ -103,7 +103,7 @@ def _state_dir(config_path: Path | None, state_dir: Path | None) -> Path:
 
 
 def _current_values(config_path: Path | None) -> dict[str, dict[str, int]]:
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     targets = dict(session.config.spec.targets)
     with session.directory() as directory:
         people = directory.read([a.lower() for a in targets.values()])

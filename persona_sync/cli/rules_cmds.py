@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli
+from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, ValidationFailed
 from persona_sync.rules.cases import Case, load_cases, run_case
@@ -205,7 +205,7 @@ def explain_cmd(
     if employee_key is not None:
         if attrs or case_file:
             raise ConfigError("give EMPLOYEE, --case or --attr, not several")
-        session = open_session(config_path)
+        session = open_session(config_path, terminal_prompt())
         employee, position = find_employee(session, employee_key)
         _print_explanation(explain(session.engine, employee, position), fmt)
         return EXIT_OK

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from persona_sync.apply import RunReport, apply_plan, check_safety, rollback, run_changes
-from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli
+from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
 from persona_sync.cli.progress import Progress
 from persona_sync.errors import PersonaSyncError
 from persona_sync.journal import list_runs
@@ -80,7 +80,7 @@ def plan_cmd(config_path: Path | None, fmt: str | None, output: Path | None, qui
     Exit codes (like terraform plan -detailed-exitcode):
       0  no changes    2  changes pending    1  error
     """
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     plan = _plan(session, quiet)
     chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
     _write_output(RENDERERS[chosen](plan), output)
@@ -122,7 +122,7 @@ def apply_cmd(plan_file: Path, config_path: Path | None, force: bool, quiet: boo
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise PersonaSyncError(f"cannot read plan {plan_file}: {reason}") from None
     plan = load_plan(text, str(plan_file))
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     progress = Progress("writing", quiet)
     with session.directory() as directory:
         report = apply_plan(
@@ -145,7 +145,7 @@ def sync_cmd(config_path: Path | None, force: bool, quiet: bool) -> int:
     \b
     Exit codes: 0 done (or nothing to do), 3 done with conflicts, 1 error.
     """
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     with RunLock(session.config.state_dir, "sync"):
         plan = _plan(session, quiet)
         if not quiet:
@@ -174,7 +174,7 @@ def sync_cmd(config_path: Path | None, force: bool, quiet: bool) -> int:
 )
 def runs_cmd(config_path: Path | None, fmt: str) -> int:
     """List past runs from the journal: when, what, how many writes, and rollbacks."""
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     runs = list_runs(session.config.state_dir)
     rolled_back = {
         r.header.get("rollback_of"): r.run_id for r in runs if r.header.get("rollback_of")
@@ -230,7 +230,7 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
     \b
     Exit codes: 0 all restored, 3 some kept because of later changes, 1 error.
     """
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     progress = Progress("restoring", quiet)
     with session.directory() as directory:
         report = rollback(run_id, session.config, directory, progress.count)
@@ -253,7 +253,7 @@ def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
     """
     from persona_sync.doctor import diagnose
 
-    session = open_session(config_path)
+    session = open_session(config_path, terminal_prompt())
     with session.directory() as directory:
         findings = list(diagnose(session, directory))
     if fmt == "json":

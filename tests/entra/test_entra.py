@@ -168,3 +168,68 @@ def test_unavailable_and_dropped_requests_complete_without_double_writes(
     assert any(r.status is None for r in tenant.fake.requests)  # connections really dropped
     per_user = Counter(write.user_id for write in tenant.fake.writes)
     assert len(per_user) == 43 and set(per_user.values()) == {1}
+
+
+def _app(tenant: Tenant, roles: tuple[str, ...], consent: bool = True) -> str:
+    app = tenant.fake.new_app(tenant.root / "other-app", roles=roles, consent=consent)
+    tenant.write_config()
+    text = tenant.config.read_text().replace(tenant.fake.app.client_id, app.client_id)  # type: ignore[union-attr]
+    tenant.config.write_text(text)
+    import os
+
+    os.environ["PERSONA_SYNC_CLIENT_SECRET"] = app.secret
+    return app.client_id
+
+
+def test_missing_consent_and_missing_permission_name_what_to_grant(
+    tenant: Tenant, run_cli: Run, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", "placeholder")
+    _app(tenant, ("User.ReadWrite.All",), consent=False)
+    result = run_cli("plan")
+    assert (result.exit_code, result.stderr) == (1, (
+        "error: Graph refused the token: it carries no application permissions; grant "
+        "User.ReadWrite.All to the app and give admin consent\n"))
+    _app(tenant, ("Group.Read.All",))
+    result = run_cli("plan")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: Graph refused: Insufficient privileges to complete "
+                                    "the operation. (Authorization_RequestDenied); the app needs "
+                                    "the application permission User.ReadWrite.All")
+
+
+def test_unknown_tenant(tenant: Tenant, run_cli: Run) -> None:
+    tenant.config.write_text(tenant.config.read_text().replace(
+        f"tenant_id: {tenant.fake.tenant_id}", "tenant_id: 00000000-0000-0000-0000-000000000000"))
+    result = run_cli("plan")
+    assert (result.exit_code, result.stderr) == (1, (
+        "error: tenant 00000000-0000-0000-0000-000000000000 not found at "
+        f"{tenant.fake.authority.rsplit('/', 1)[0]} (check directory.tenant_id and "
+        "authority_host)\n"))
+
+
+def test_scope_by_group_and_filter(tenant: Tenant, run_cli: Run) -> None:
+    group = tenant.fake.add_group([tenant.users["nurse"], tenant.users["engineer"]])
+    _app(tenant, ("User.ReadWrite.All", "GroupMember.Read.All"))
+    tenant.config.write_text(tenant.config.read_text().replace(
+        "targets:", f"  scope:\n    group_id: {group}\ntargets:"))
+    plan = json.loads(run_cli("plan", "--format", "json").stdout)
+    assert sorted(c["employee"] for c in plan["changes"]) == [
+        "eng@contoso.example", "nurse@contoso.example"]
+    tenant.config.write_text(tenant.config.read_text().replace(
+        f"    group_id: {group}\n", "    filter: startswith(userPrincipalName,'ceo')\n"))
+    plan = json.loads(run_cli("plan", "--format", "json").stdout)
+    assert [c["employee"] for c in plan["changes"]] == ["ceo@contoso.example"]
+
+
+def test_commands_without_entra_never_import_the_graph_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from persona_sync.cli.main import cli; "
+            "from persona_sync.rules.loader import load_rules; import persona_sync.plan; "
+            "import persona_sync.directory.files; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('msal', 'msgraph', "
+            "'msgraph_core', 'kiota_http')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"

@@ -282,3 +282,19 @@ def test_check_connection(slapd: SlapdServer, setup: dict[str, str], run_cli: Ru
     assert denied.stdout.splitlines()[-1].startswith(
         "FAIL  write access  may NOT write displayName on "
     )
+
+
+def test_failover_to_the_next_url(slapd: SlapdServer, setup: dict[str, str], run_cli: Run) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"ldaps://127.0.0.1:{probe.getsockname()[1]}"
+    config = Path("persona-sync.yaml")
+    config.write_text(config.read_text().replace(f"urls: [{slapd.ldaps_url}]",
+                                                 f"urls: [{dead}, {slapd.ldaps_url}]"))
+    assert run_cli("plan", "-q").exit_code == 2
+    config.write_text(config.read_text().replace(f", {slapd.ldaps_url}]", "]"))
+    result = run_cli("plan")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot connect to {dead}: ")
