@@ -254,7 +254,9 @@ class EntraDirectory(Directory):
                 "app needs the application permission User.ReadWrite.All (or User.Read.All "
                 "to plan) with admin consent"
             )
-        if status == 401 and "roles" in message:
+        if status == 401:
+            # A fresh app token refused: no application permission was consented (the token
+            # has no roles). The SDK cannot always parse this body, so do not rely on it.
             return (
                 "Graph refused the token: it carries no application permissions; grant "
                 "User.ReadWrite.All to the app and give admin consent"
