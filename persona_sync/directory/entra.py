@@ -199,6 +199,11 @@ class EntraDirectory(Directory):
                 BaseBearerTokenAuthenticationProvider(TokenProvider()), client=self._http
             )
             self._adapter.base_url = f"{self.spec.graph_endpoint.rstrip('/')}/v1.0"
+            # Creating the client registers the SDK's JSON (de)serializers, without which
+            # Graph's error bodies cannot be parsed.
+            from msgraph import GraphServiceClient
+
+            GraphServiceClient(request_adapter=self._adapter)
         return self._adapter
 
     async def _call(self, method: str, url: str, body: Any = None) -> Any:

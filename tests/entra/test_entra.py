@@ -193,9 +193,10 @@ def test_missing_consent_and_missing_permission_name_what_to_grant(
     _app(tenant, ("Group.Read.All",))
     result = run_cli("plan")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: Graph refused: Insufficient privileges to complete "
-                                    "the operation. (Authorization_RequestDenied); the app needs "
-                                    "the application permission User.ReadWrite.All")
+    assert result.stderr == (
+        "error: Graph refused: Insufficient privileges to complete the operation. "
+        "(Authorization_RequestDenied); the app needs the application permission "
+        "User.ReadWrite.All (or User.Read.All to plan) with admin consent\n")
 
 
 def test_unknown_tenant(tenant: Tenant, run_cli: Run) -> None:
