@@ -611,7 +611,7 @@ FAMILY_TABLE = (
     (
         re.compile(
             r"\b(surgeon|physician|doctor|nurse|clinician|paramedic|pharmacist|radiologist"
-            r"|therapist|midwife)",
+            r"|midwife)|therapist\b",
             _I,
         ),
         "clinical",
@@ -625,7 +625,12 @@ FAMILY_TABLE = (
         "it-support",
     ),
     (
-        re.compile(r"\b(sales|account executive|account manager|business development)\b", _I),
+        re.compile(
+            r"\b(sales (rep|representative|executive|engineer|manager|director|consultant"
+            r"|associate)|account executive|account manager|business development"
+            r"|territory manager)\b",
+            _I,
+        ),
         "sales",
     ),
     (re.compile(r"\b(cashier|store|retail|shop|merchandiser)\b", _I), "retail"),
@@ -635,8 +640,8 @@ FAMILY_TABLE = (
     ),
     (
         re.compile(
-            r"\b(operator|machinist|assembler|technician|welder|forklift|production"
-            r"|line worker|maintenance)\b",
+            r"\b(operator|machinist|assembler|welder|forklift|production"
+            r"|line worker|maintenance technician)\b",
             _I,
         ),
         "production",
@@ -672,6 +677,7 @@ SERVICE_ID = re.compile(r"^(svc|srv|sa)[-_.]", _I)
 SERVICE_DN = re.compile(r"ou=service accounts", _I)
 # personas.yaml
 TRAUMA = re.compile(r"\b(trauma|emergency)\b", _I)
+DOCTOR = re.compile(r"\b(surgeon|physician|doctor|attending|md)\b", _I)
 IT_DEPARTMENT = re.compile(r"^(it|information technology)( |$)", _I)
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t", "on"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0", "f", "off"})
@@ -702,16 +708,18 @@ def _number(raw: str) -> float | None:
         return None
 
 
-def _title_info(raw: str | None) -> tuple[str, float | None, bool | None, bool]:
-    """(role.family, seniority from title, customer-facing from title, title says trauma)."""
+def _title_info(raw: str | None) -> tuple[str, float | None, bool | None, bool, bool]:
+    """(role.family, seniority from title, customer-facing from title, title says trauma,
+    title names a doctor)."""
     if not raw:
-        return "general", None, None, False
+        return "general", None, None, False, False
     title = raw.strip()
     return (
         _first(FAMILY_TABLE, raw) or "general",
         _first(SENIORITY_TABLE, raw),
         True if CUSTOMER_TITLE.search(raw) else None,
         bool(title) and TRAUMA.search(title) is not None,
+        bool(title) and DOCTOR.search(title) is not None,
     )
 
 
@@ -764,7 +772,7 @@ def _boolean(raw: str) -> bool | None:
 
 def hand_written_decider() -> Callable[[Employee], Assignment]:
     """The default catalog as plain Python: one function, memoised per attribute value."""
-    titles: dict[str | None, tuple[str, float | None, bool | None, bool]] = {}
+    titles: dict[str | None, tuple[str, float | None, bool | None, bool, bool]] = {}
     departments: dict[str | None, tuple[bool | None, bool, bool]] = {}
     sites: dict[str | None, tuple[str, bool]] = {}
     employee_types: dict[str | None, tuple[bool, bool, bool | None]] = {}
@@ -808,7 +816,7 @@ def hand_written_decider() -> Callable[[Employee], Assignment]:
         title = titles.get(raw)
         if title is None:
             title = titles[raw] = _title_info(raw)
-        family, title_seniority, title_facing, title_trauma = title
+        family, title_seniority, title_facing, title_trauma, doctor = title
         raw = get("department") or get("departmentnumber")
         department = departments.get(raw)
         if department is None:
@@ -842,7 +850,7 @@ def hand_written_decider() -> Callable[[Employee], Assignment]:
         if not contractor:
             if seniority is not None and seniority >= 9:
                 return VIP_EXECUTIVE
-            if family == "clinical" and (title_trauma or department_trauma):
+            if doctor and (title_trauma or department_trauma):
                 return VIP_TRAUMA
         if family == "clinical":
             return CLINICIAN

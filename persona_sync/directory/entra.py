@@ -201,7 +201,7 @@ class EntraDirectory(Directory):
             self._adapter.base_url = f"{self.spec.graph_endpoint.rstrip('/')}/v1.0"
             # Creating the client registers the SDK's JSON (de)serializers, without which
             # Graph's error bodies cannot be parsed.
-            from msgraph import GraphServiceClient
+            from msgraph.graph_service_client import GraphServiceClient
 
             GraphServiceClient(request_adapter=self._adapter)
         return self._adapter
