@@ -234,3 +234,19 @@ def test_commands_without_entra_never_import_the_graph_sdk() -> None:
             "'msgraph_core', 'kiota_http')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
+
+
+def test_custom_security_attribute_target(tenant: Tenant, run_cli: Run) -> None:
+    tenant.fake.define_custom_security_attribute("Persona", "Routing")
+    _app(tenant, ("User.ReadWrite.All", "CustomSecAttributeAssignment.ReadWrite.All"))
+    target = "customSecurityAttributes.Persona.Routing"
+    tenant.config.write_text(tenant.config.read_text().replace(
+        f"persona: {ON_PREMISES}", f"persona: {target}"))
+    synced = run_cli("sync")
+    assert synced.exit_code == 0, synced.stderr
+    assert (tenant.fake.users[tenant.users["nurse"]]["customSecurityAttributes"]["Persona"]
+            ["Routing"]) == "clinician"
+    # Custom security attributes are cloud attributes: synced users are written too.
+    assert (tenant.fake.users[tenant.users["synced"]]["customSecurityAttributes"]["Persona"]
+            ["Routing"]) == "frontline"
+    assert json.loads(run_cli("plan", "--format", "json").stdout)["changes"] == []
