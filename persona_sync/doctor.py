@@ -7,6 +7,9 @@ write-access probe deletes a value no entry has, which the server refuses either
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,6 +67,27 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
             yield Finding("token", False, str(exc))
             return
         yield Finding("token", True, f"app {spec.client_id} in tenant {spec.tenant_id}")
+        roles = token_roles(directory.token())
+        if roles is None:
+            yield Finding(
+                "permissions",
+                True,
+                "not readable from the token; reading users "
+                "below shows read access, the first write shows write access",
+            )
+        else:
+            needed = {"User.ReadWrite.All"}
+            lacking = sorted(needed - set(roles))
+            yield Finding(
+                "permissions",
+                not lacking,
+                (
+                    f"granted: {', '.join(sorted(roles)) or 'none'}"
+                    if not lacking
+                    else f"missing {', '.join(lacking)} (application permission, admin consent); "
+                    f"granted: {', '.join(sorted(roles)) or 'none'}"
+                ),
+            )
         for attribute in targets:
             if attribute.lower().startswith("extension_"):
                 name = attribute.split("_", 2)[2] if attribute.count("_") >= 2 else attribute
@@ -143,6 +167,21 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
                         "one attribute on user objects (see the README)"
                     ),
                 )
+
+
+def token_roles(token: str) -> list[str] | None:
+    """The application permissions in a JWT access token's ``roles`` claim, or None when
+    the token is not a readable JWT. Only read to report; Graph enforces them."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return None
+    roles = claims.get("roles", []) if isinstance(claims, dict) else []
+    return [str(r) for r in roles] if isinstance(roles, list) else None
 
 
 def _secure(urls: list[str], start_tls: bool) -> bool:

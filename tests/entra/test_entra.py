@@ -187,38 +187,56 @@ def test_missing_consent_and_missing_permission_name_what_to_grant(
     monkeypatch.setenv("PERSONA_SYNC_CLIENT_SECRET", "placeholder")
     _app(tenant, ("User.ReadWrite.All",), consent=False)
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: Graph refused the token: it carries no application permissions; grant "
-        "User.ReadWrite.All to the app and give admin consent\n"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: Graph refused the token: it carries no application permissions; grant "
+            "User.ReadWrite.All to the app and give admin consent\n"
+        ),
+    )
     _app(tenant, ("Group.Read.All",))
     result = run_cli("plan")
     assert result.exit_code == 1
     assert result.stderr == (
         "error: Graph refused: Insufficient privileges to complete the operation. "
         "(Authorization_RequestDenied); the app needs the application permission "
-        "User.ReadWrite.All (or User.Read.All to plan) with admin consent\n")
+        "User.ReadWrite.All (or User.Read.All to plan) with admin consent\n"
+    )
 
 
 def test_unknown_tenant(tenant: Tenant, run_cli: Run) -> None:
-    tenant.config.write_text(tenant.config.read_text().replace(
-        f"tenant_id: {tenant.fake.tenant_id}", "tenant_id: 00000000-0000-0000-0000-000000000000"))
+    tenant.config.write_text(
+        tenant.config.read_text().replace(
+            f"tenant_id: {tenant.fake.tenant_id}", "tenant_id: 00000000-0000-0000-0000-000000000000"
+        )
+    )
     result = run_cli("plan")
-    assert (result.exit_code, result.stderr) == (1, (
-        "error: tenant 00000000-0000-0000-0000-000000000000 not found at "
-        f"{tenant.fake.authority.rsplit('/', 1)[0]} (check directory.tenant_id and "
-        "authority_host)\n"))
+    assert (result.exit_code, result.stderr) == (
+        1,
+        (
+            "error: tenant 00000000-0000-0000-0000-000000000000 not found at "
+            f"{tenant.fake.authority.rsplit('/', 1)[0]} (check directory.tenant_id and "
+            "authority_host)\n"
+        ),
+    )
 
 
 def test_scope_by_group_and_filter(tenant: Tenant, run_cli: Run) -> None:
     group = tenant.fake.add_group([tenant.users["nurse"], tenant.users["engineer"]])
     _app(tenant, ("User.ReadWrite.All", "GroupMember.Read.All"))
-    tenant.config.write_text(tenant.config.read_text().replace(
-        "targets:", f"  scope:\n    group_id: {group}\ntargets:"))
+    tenant.config.write_text(
+        tenant.config.read_text().replace("targets:", f"  scope:\n    group_id: {group}\ntargets:")
+    )
     plan = json.loads(run_cli("plan", "--format", "json").stdout)
     assert sorted(c["employee"] for c in plan["changes"]) == [
-        "eng@contoso.example", "nurse@contoso.example"]
-    tenant.config.write_text(tenant.config.read_text().replace(
-        f"    group_id: {group}\n", "    filter: startswith(userPrincipalName,'ceo')\n"))
+        "eng@contoso.example",
+        "nurse@contoso.example",
+    ]
+    tenant.config.write_text(
+        tenant.config.read_text().replace(
+            f"    group_id: {group}\n", "    filter: startswith(userPrincipalName,'ceo')\n"
+        )
+    )
     plan = json.loads(run_cli("plan", "--format", "json").stdout)
     assert [c["employee"] for c in plan["changes"]] == ["ceo@contoso.example"]
 
@@ -227,11 +245,13 @@ def test_commands_without_entra_never_import_the_graph_sdk() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from persona_sync.cli.main import cli; "
-            "from persona_sync.rules.loader import load_rules; import persona_sync.plan; "
-            "import persona_sync.directory.files; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('msal', 'msgraph', "
-            "'msgraph_core', 'kiota_http')))")
+    code = (
+        "import sys; from persona_sync.cli.main import cli; "
+        "from persona_sync.rules.loader import load_rules; import persona_sync.plan; "
+        "import persona_sync.directory.files; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('msal', 'msgraph', "
+        "'msgraph_core', 'kiota_http')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
 
@@ -240,13 +260,53 @@ def test_custom_security_attribute_target(tenant: Tenant, run_cli: Run) -> None:
     tenant.fake.define_custom_security_attribute("Persona", "Routing")
     _app(tenant, ("User.ReadWrite.All", "CustomSecAttributeAssignment.ReadWrite.All"))
     target = "customSecurityAttributes.Persona.Routing"
-    tenant.config.write_text(tenant.config.read_text().replace(
-        f"persona: {ON_PREMISES}", f"persona: {target}"))
+    tenant.config.write_text(
+        tenant.config.read_text().replace(f"persona: {ON_PREMISES}", f"persona: {target}")
+    )
     synced = run_cli("sync")
     assert synced.exit_code == 0, synced.stderr
-    assert (tenant.fake.users[tenant.users["nurse"]]["customSecurityAttributes"]["Persona"]
-            ["Routing"]) == "clinician"
+    assert (
+        (tenant.fake.users[tenant.users["nurse"]]["customSecurityAttributes"]["Persona"]["Routing"])
+        == "clinician"
+    )
     # Custom security attributes are cloud attributes: synced users are written too.
-    assert (tenant.fake.users[tenant.users["synced"]]["customSecurityAttributes"]["Persona"]
-            ["Routing"]) == "frontline"
+    assert (
+        (
+            tenant.fake.users[tenant.users["synced"]]["customSecurityAttributes"]["Persona"][
+                "Routing"
+            ]
+        )
+        == "frontline"
+    )
     assert json.loads(run_cli("plan", "--format", "json").stdout)["changes"] == []
+
+
+def test_token_roles_are_read_from_a_jwt() -> None:
+    import base64
+
+    from persona_sync.doctor import token_roles
+
+    def jwt(claims: dict[str, object]) -> str:
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return f"eyJhbGciOiJub25lIn0.{body}.signature"
+
+    assert token_roles(jwt({"roles": ["User.ReadWrite.All", "Group.Read.All"]})) == [
+        "User.ReadWrite.All",
+        "Group.Read.All",
+    ]
+    assert token_roles(jwt({"aud": "x"})) == []
+    assert token_roles("opaque-token") is None
+    assert token_roles("a.!!!.c") is None
+
+
+def test_check_connection_on_entra(tenant: Tenant, run_cli: Run) -> None:
+    result = run_cli("check-connection")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        f"ok    token         app {tenant.fake.app.client_id} in tenant "  # type: ignore[union-attr]
+        f"{tenant.fake.tenant_id}"
+    )
+    assert lines[1].startswith("ok    permissions   not readable from the token")
+    assert lines[2] == f"ok    target        {ON_PREMISES}: built into Entra ID"
+    assert lines[3] == "ok    employees     4 read, 4 in scope, 0 out of scope"
