@@ -53,7 +53,7 @@ def test_no_progress_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == ""
 
 
-def test_logs_are_json_lines_for_jobs(workspace: Workspace) -> None:
+def test_logs_are_json_lines_for_jobs(workspace: Workspace) -> None:  # noqa: F811
     done = subprocess.run(
         [sys.executable, "-m", "persona_sync", "-v", "plan", "-q", "--format", "json"],
         cwd=workspace.root, capture_output=True, text=True, check=False,
