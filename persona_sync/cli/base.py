@@ -127,8 +127,3 @@ def terminal_prompt() -> Callable[[str], str] | None:
         return str(click.prompt(label, hide_input=True, err=True))
 
     return ask
-
-
-def echo_lines(lines: list[str], *, err: bool = False) -> None:
-    for line in lines:
-        click.echo(line, err=err)

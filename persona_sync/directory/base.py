@@ -92,16 +92,6 @@ class Directory(abc.ABC):
         """Entries outside the read scope that appear in manager chains (id and manager)."""
         return []
 
-    def find(self, key: str, attributes: Sequence[str]) -> list[Employee]:
-        """Entries whose id, DN or any of the id attributes equals ``key`` (case-insensitive)."""
-        wanted = key.casefold()
-        return [
-            e
-            for e in self.read(attributes)
-            if wanted in (e.id.casefold(), e.dn.casefold())
-            or any(v.casefold() == wanted for v in e.attributes.values())
-        ]
-
     def close(self) -> None:
         """Release connections or files."""
 

@@ -342,15 +342,6 @@ class EntraDirectory(Directory):
             return SYNCED_REASON
         return None
 
-    def find(self, key: str, attributes: Sequence[str]) -> list[Employee]:
-        wanted = key.casefold()
-        return [
-            e
-            for e in self.read(attributes)
-            if wanted
-            in (e.id.casefold(), e.dn.casefold(), (e.attributes.get("mail") or "").casefold())
-        ]
-
     # --- writing ----------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
@@ -564,9 +555,6 @@ class EntraDirectory(Directory):
                 )
             )
         return full, True
-
-    def count_users(self) -> int:
-        return sum(1 for _ in self.read([]))
 
 
 class _Dropped(Exception):

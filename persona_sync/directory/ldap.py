@@ -35,7 +35,6 @@ from ldap3 import (
     Tls,
 )
 from ldap3.core import exceptions as ldap_errors
-from ldap3.utils.conv import escape_filter_chars
 
 from persona_sync.config import LdapDirectoryConfig
 from persona_sync.directory.base import Change, ChangeResult, Directory, DirectoryAborted
@@ -298,41 +297,6 @@ class LdapDirectory(Directory):
                 if item is not None:
                     found.append(self._employee(item))
         return found
-
-    def find(self, key: str, attributes: Sequence[str]) -> list[Employee]:
-        value = escape_filter_chars(key)
-        names = [self.id_attribute, "mail", "userPrincipalName", "cn"]
-        match = "".join(f"({n}={value})" for n in dict.fromkeys(names))
-        wanted = list(dict.fromkeys([a.lower() for a in attributes] + [self.id_attribute]))
-        found: list[Employee] = []
-        for base in self.spec.base_dns:
-            try:
-                self.reader.search(
-                    base, f"(&{self.search_filter()}(|{match}))", SUBTREE, attributes=wanted
-                )
-            except ldap_errors.LDAPException as exc:
-                raise DirectoryError(f"searching {base} failed: {_reason(exc)}") from None
-            found += [
-                self._employee(i)
-                for i in self.reader.response or []
-                if i.get("type") == "searchResEntry"
-            ]
-        if not found and "=" in key:
-            found = self._read_dn(key, wanted)
-        return found
-
-    def _read_dn(self, dn: str, attributes: list[str]) -> list[Employee]:
-        try:
-            ok = self.reader.search(dn, "(objectClass=*)", BASE, attributes=attributes)
-        except ldap_errors.LDAPException:
-            return []
-        if not ok:
-            return []
-        return [
-            self._employee(i)
-            for i in self.reader.response or []
-            if i.get("type") == "searchResEntry"
-        ]
 
     # --- the target attribute ---------------------------------------------------------
 

@@ -61,18 +61,18 @@ class Engine:
             compile_node(scope.include, slot_of) if scope.include else None
         )
         self._exclude = tuple(compile_node(n, slot_of) for n in scope.exclude)
-        self._scenarios = tuple(self._compile_scenario(s, slot_of) for s in rule_set.scenarios)
+        # Per scenario: the closure decider (reference) and the prebuilt decisions the
+        # generated code returns.
+        compiled = [self._compile_scenario(s, slot_of) for s in rule_set.scenarios]
+        self._scenarios = tuple(decide for decide, _table in compiled)
+        tables = [table for _decide, table in compiled]
         self._out_of_scope = tuple(
             Decision(s.id, "out_of_scope", None, None) for s in rule_set.scenarios
         )
-        self._decide = compile_decide(rule_set, self._tables, self._out_of_scope)
+        self._decide = compile_decide(rule_set, tables, self._out_of_scope)
         self._fact_values = compile_fact_values(rule_set)
 
-    _tables: list[tuple[Any, ...]]
-
-    def _compile_scenario(self, scenario: Scenario, slot_of: Any) -> Any:
-        if not hasattr(self, "_tables"):
-            self._tables = []
+    def _compile_scenario(self, scenario: Scenario, slot_of: Any) -> tuple[Any, tuple[Any, ...]]:
         entries = []
         generated = []
         for persona_id in scenario.order:
@@ -101,7 +101,7 @@ class Engine:
             fallback = Decision(scenario.id, "clear", None, None)
         else:
             fallback = Decision(scenario.id, "leave", None, None)
-        self._tables.append((tuple(generated), fallback))
+        table_for_codegen = (tuple(generated), fallback)
         table = tuple(entries)
 
         def decide(f: list[Any]) -> Decision:
@@ -113,7 +113,7 @@ class Engine:
                         break
             return fallback
 
-        return decide
+        return decide, table_for_codegen
 
     @property
     def attributes(self) -> tuple[str, ...]:
