@@ -83,7 +83,6 @@ def directory_for(served: Served, concurrency: int) -> EntraDirectory:
         graph_endpoint=served.graph_url.removesuffix("/v1.0"),
         ca_file=Path(served.ca_file),
         concurrency=concurrency,
-        max_retries=50,
     )
     return EntraDirectory(spec, Credential(secret=Secret(served.secret, "bench")))
 

@@ -1,193 +1,141 @@
-"""Applying changes: safety limit, lock, journal, compare-and-swap in batches; and rollback.
+"""Writing changes in journalled batches, and the inverse of a run for rollback.
 
-The only module that writes to a directory. Every batch is journalled as pending before
-it is sent and its results after, so the journal always reflects what was really written.
+Every batch is journalled as pending before it is sent and its results after, so the
+journal always reflects what was really written. The caller (:mod:`persona_sync.workflow`)
+holds the lock and owns the journal's life cycle; this module owns one run's writes.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
-from persona_sync.config import LoadedConfig, SafetyConfig
-from persona_sync.directory.base import Change, ChangeResult, Directory, DirectoryAborted
-from persona_sync.errors import DirectoryError, PersonaSyncError, PlanError, SafetyLimitExceeded
-from persona_sync.journal import Journal, RunRecord, read_run
-from persona_sync.lock import RunLock
-from persona_sync.plan import Plan
+from persona_sync.directory.base import (
+    STATUSES,
+    Cancel,
+    Change,
+    ChangeResult,
+    Directory,
+    DirectoryAborted,
+)
+from persona_sync.errors import DirectoryError
+from persona_sync.journal import Journal, RunRecord, record_change
 
 log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 200
 Progress = Callable[[int, int], None]
+NOT_SENT_STOPPED = "not sent: the run stopped at an error"
+NOT_SENT_INTERRUPTED = "not sent: run interrupted"
 
 
 @dataclass(frozen=True)
 class RunReport:
+    """What one run did: its journal, a result per change, and how it ended."""
+
     run_id: str
     journal: Path
     results: tuple[ChangeResult, ...]
+    status: str = "complete"  # see persona_sync.journal: complete, aborted, interrupted, error
+    reason: str = ""  # why it did not complete
 
     @property
     def counts(self) -> dict[str, int]:
         counted = Counter(r.status for r in self.results)
-        return {k: counted.get(k, 0) for k in ("applied", "conflict", "failed", "skipped")}
+        return {k: counted.get(k, 0) for k in STATUSES}
 
     @property
     def ok(self) -> bool:
-        return self.counts["failed"] == 0
-
-
-def change_limit(safety: SafetyConfig, in_scope: int) -> int:
-    """Most employees one run may change: the smaller of the count and percentage limits."""
-    by_share = math.floor(in_scope * safety.max_change_percent / 100)
-    return min(safety.max_changes, by_share)
-
-
-def check_safety(plan: Plan, safety: SafetyConfig, force: bool) -> None:
-    employees = int(plan.summary.get("employees_changed", len(plan.changes)))
-    limit = change_limit(safety, plan.in_scope)
-    if employees > limit and not force:
-        raise SafetyLimitExceeded(
-            f"this run would change {employees} employees, more than the safety limit of "
-            f"{limit} (max_changes {safety.max_changes}, max_change_percent "
-            f"{safety.max_change_percent:g}% of {plan.in_scope} in scope); nothing was written. "
-            "Review the plan, then rerun with --force, or raise the limits under safety: in "
-            "the config"
-        )
-
-
-def verify_plan(
-    plan: Plan, config: LoadedConfig, rules_checksum: str, directory: Directory
-) -> None:
-    """Refuse a plan made for other rules, another config or another directory."""
-    prov = plan.provenance
-    if prov.directory != directory.identity:
-        raise PlanError(
-            f"this plan is for directory {prov.directory}, but the config points at "
-            f"{directory.identity}"
-        )
-    if prov.rules_checksum != rules_checksum:
-        raise PlanError("the rules changed since this plan was made: make a new plan")
-    if prov.config_checksum != config.checksum:
-        raise PlanError("the config changed since this plan was made: make a new plan")
+        counts = self.counts
+        return self.status == "complete" and not (counts["failed"] or counts["unknown"])
 
 
 def run_changes(
     directory: Directory,
     changes: Sequence[Change],
-    state_dir: Path,
-    command: str,
+    journal: Journal,
     progress: Progress | None = None,
-    **header: Any,
+    cancel: Cancel | None = None,
 ) -> RunReport:
-    """Write changes in journalled batches; the caller holds the lock."""
-    journal = Journal(state_dir, command, directory.identity, changes=len(changes), **header)
+    """Write ``changes`` in journalled batches and end the journal, however the run ends.
+
+    A directory error stops the run (``aborted``); a requested cancel stops it between or
+    within batches (``interrupted``). Any other exception ends the journal as ``error`` (or
+    ``interrupted`` for KeyboardInterrupt) and propagates.
+    """
     results: list[ChangeResult] = []
-    status = "complete"
+    status, reason = "complete", ""
     try:
         size = directory.batch_size or BATCH_SIZE
         for start in range(0, len(changes), size):
+            if cancel is not None and cancel.requested:
+                status, reason = "interrupted", cancel.reason
+                break
             batch = changes[start : start + size]
             journal.pending(batch)
             try:
-                batch_results = directory.apply(batch)
+                batch_results = directory.apply(batch, cancel)
             except DirectoryAborted as exc:
-                done = {id(r.change) for r in exc.results}
-                batch_results = exc.results + [
-                    ChangeResult(c, "failed", f"not written: {exc}")
-                    for c in batch
-                    if id(c) not in done
-                ]
-                status = "aborted"
+                batch_results = _complete(batch, exc.results, NOT_SENT_STOPPED)
+                status, reason = "aborted", str(exc)
             except DirectoryError as exc:
                 batch_results = [ChangeResult(c, "failed", str(exc)) for c in batch]
-                status = "aborted"
+                status, reason = "aborted", str(exc)
             journal.results(batch_results)
             results.extend(batch_results)
             if progress is not None:
                 progress(len(results), len(changes))
             if status == "aborted":
-                remaining = changes[start + size :]
-                skipped = [
-                    ChangeResult(c, "skipped", "not attempted: run aborted") for c in remaining
-                ]
-                results.extend(skipped)
                 break
-    finally:
-        counts = Counter(r.status for r in results)
-        try:
-            journal.end({str(key): value for key, value in counts.items()}, status)
-        finally:
-            journal.close()
-    report = RunReport(journal.run_id, journal.path, tuple(results))
+            if cancel is not None and cancel.requested:
+                status, reason = "interrupted", cancel.reason
+                break
+        results.extend(
+            ChangeResult(
+                c, "skipped", NOT_SENT_INTERRUPTED if status == "interrupted" else NOT_SENT_STOPPED
+            )
+            for c in changes[len(results) :]
+        )
+    except KeyboardInterrupt:
+        _end(journal, "interrupted", results, reason="KeyboardInterrupt")
+        raise
+    except BaseException as exc:
+        _end(journal, "error", results, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    _end(journal, status, results, reason=reason)
+    report = RunReport(journal.run_id, journal.path, tuple(results), status, reason)
     log.info("run_finished", run_id=journal.run_id, status=status, **report.counts)
     return report
 
 
-def apply_plan(
-    plan: Plan,
-    config: LoadedConfig,
-    rules_checksum: str,
-    directory: Directory,
-    force: bool = False,
-    progress: Progress | None = None,
-    command: str = "apply",
-) -> RunReport:
-    verify_plan(plan, config, rules_checksum, directory)
-    check_safety(plan, config.spec.safety, force)
-    directory.check_targets(sorted({c.attribute for c in plan.changes}))
-    with RunLock(config.state_dir, command):
-        return run_changes(
-            directory,
-            [c.to_change() for c in plan.changes],
-            config.state_dir,
-            command,
-            progress,
-            plan_checksum=plan.checksum,
-        )
+def _complete(
+    batch: Sequence[Change], decided: Sequence[ChangeResult], message: str
+) -> list[ChangeResult]:
+    """One result per change of the batch, in order; those not decided were not sent."""
+    by_change = {id(r.change): r for r in decided}
+    return [by_change.get(id(c)) or ChangeResult(c, "skipped", message) for c in batch]
+
+
+def _end(journal: Journal, status: str, results: Sequence[ChangeResult], reason: str) -> None:
+    counts = Counter(r.status for r in results)
+    extra = {"reason": reason} if reason else {}
+    try:
+        journal.end(status, {str(k): v for k, v in counts.items()}, **extra)
+    finally:
+        journal.close()
 
 
 def rollback_changes(record: RunRecord) -> list[Change]:
-    """The inverse of every write a run made (or may have made), newest first."""
-    changes: list[Change] = []
-    # Failed writes may still have reached the directory (a lost connection); reversing
-    # one that did not is harmless: compare-and-swap finds the value already restored.
-    candidates = [w for w in record.writes if w["result"] in ("applied", "failed")]
-    candidates += record.unresolved()
-    for item in reversed(candidates):
-        original = Change(
-            item["employee"],
-            item["dn"],
-            item["attribute"],
-            item["old"],
-            item["new"],
-            item.get("persona"),
-            item.get("rule"),
-            item.get("scenario"),
-        )
-        changes.append(original.reversed())
-    return changes
+    """The inverse of every write a run made (or may have made), newest first.
 
-
-def rollback(
-    run_id: str, config: LoadedConfig, directory: Directory, progress: Progress | None = None
-) -> RunReport:
-    """Restore the old values a run wrote, with compare-and-swap; itself journalled."""
-    record = read_run(config.state_dir, run_id)
-    if record.header.get("directory") != directory.identity:
-        raise PersonaSyncError(
-            f"run {run_id} wrote to {record.header.get('directory')}, but the config points at "
-            f"{directory.identity}"
-        )
-    changes = rollback_changes(record)
-    with RunLock(config.state_dir, f"rollback {run_id}"):
-        return run_changes(
-            directory, changes, config.state_dir, "rollback", progress, rollback_of=run_id
-        )
+    Only writes this run made count: ``applied``, and ``unknown`` or unresolved ones whose
+    outcome nobody could settle (compare-and-swap finds the old value still there if they
+    never landed). A value the run found already there (``unchanged``) was someone else's.
+    """
+    candidates = [w for w in record.writes if w["result"] == "applied"]
+    candidates += record.unresolved()  # unknown, or pending without a result
+    return [record_change(item).reversed() for item in reversed(candidates)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from persona_sync.errors import ConfigError, Location, RuleError, ValidationFailed
 from persona_sync.located import model_keys, validate_document
@@ -50,6 +51,19 @@ AttributeName = Annotated[
 ENV_PREFIX = "PERSONA_SYNC_"
 
 
+def _variable_name(value: str) -> str:
+    # The value is not repeated: someone may have pasted the secret itself here.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            "expected the NAME of an environment variable (letters, digits, '_'), not its value; "
+            "never put a secret in the config"
+        )
+    return value
+
+
+VariableName = Annotated[str, AfterValidator(_variable_name)]
+
+
 class FileDirectoryConfig(StrictModel):
     """A directory exported to a file: LDIF (ldifde, ldapsearch) or CSV (csvde, Export-Csv)."""
 
@@ -62,6 +76,21 @@ class FileDirectoryConfig(StrictModel):
         default_factory=lambda: ["sAMAccountName", "uid", "userPrincipalName", "mail", "cn"],
         description="Attributes that name an employee, first present wins.",
     )
+    object_classes: list[str] = Field(
+        default_factory=lambda: ["person", "organizationalPerson", "inetOrgPerson", "user"],
+        min_length=1,
+        description="An entry is an employee when one of its objectClass values is in this "
+        "list and none is in exclude_object_classes (case-insensitive), as the LDAP presets "
+        "pick people; other entries (the base, OUs, groups) are neither read nor written. "
+        "An LDIF file without any objectClass line, or a CSV file without an objectClass "
+        "column, has only employees; in a CSV field, values are separated by ';' (csvde).",
+    )
+    exclude_object_classes: list[str] = Field(
+        default_factory=lambda: ["computer", "contact"],
+        description="objectClass values that make an entry not an employee even if it has "
+        "one of object_classes: AD computer objects are also class user, AD contacts "
+        "are also class person.",
+    )
 
 
 class BindConfig(StrictModel):
@@ -73,7 +102,7 @@ class BindConfig(StrictModel):
         "Directory); anonymous: read-only tests.",
     )
     user: str | None = Field(None, description="Bind DN, user@domain or DOMAIN\\user.")
-    password_env: str = Field(
+    password_env: VariableName = Field(
         "PERSONA_SYNC_BIND_PASSWORD", description="Environment variable holding the password."
     )
     password_file: Path | None = Field(
@@ -137,13 +166,13 @@ class EntraCredentialConfig(StrictModel):
     certificate_file: Path | None = Field(
         None, description="PEM file with the private key and certificate, or a PFX/P12 file."
     )
-    certificate_password_env: str | None = Field(
+    certificate_password_env: VariableName | None = Field(
         None, description="Environment variable with the PFX or key password, if any."
     )
     thumbprint: str | None = Field(
         None, description="SHA-1 thumbprint of the certificate (computed when omitted)."
     )
-    client_secret_env: str = Field(
+    client_secret_env: VariableName = Field(
         "PERSONA_SYNC_CLIENT_SECRET", description="Environment variable with the client secret."
     )
     client_secret_file: Path | None = Field(None, description="File with the client secret.")
@@ -177,9 +206,25 @@ class EntraDirectoryConfig(StrictModel):
     )
     scope: EntraScopeConfig = EntraScopeConfig()
     concurrency: int = Field(4, ge=1, le=16, description="$batch requests in flight at once.")
-    max_retries: int = Field(8, ge=0, le=50, description="Tries per throttled change.")
-    retry_cap: float = Field(120, gt=0, description="Longest wait in seconds for one retry.")
-    timeout: float = Field(60, gt=0)
+    retry_budget_seconds: float = Field(
+        900,
+        gt=0,
+        description="How long to keep retrying a throttled, unavailable or unanswered "
+        "request (honouring every Retry-After) before reporting it; a write whose answer "
+        "was lost is read back before it is sent again.",
+    )
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="Optional cap on retry rounds per change, on top of retry_budget_seconds "
+        "(default: none; the time budget decides).",
+    )
+    retry_cap: float = Field(
+        120, gt=0, description="Longest wait in seconds between retries without Retry-After."
+    )
+    timeout: float = Field(
+        60, gt=0, description="Seconds to wait for each connection, token request and answer."
+    )
 
 
 DirectoryConfig = Annotated[
@@ -187,12 +232,45 @@ DirectoryConfig = Annotated[
 ]
 
 
+class PersonaLimit(StrictModel):
+    """How many employees one run may move into a persona; the smaller limit applies."""
+
+    max_gain: int | None = Field(
+        None, ge=0, description="Most employees one run may move into this persona."
+    )
+    max_gain_percent: float | None = Field(
+        None, ge=0, le=100, description="The same, as % of the employees in scope."
+    )
+
+    def limit(self, in_scope: int) -> int:
+        bounds = []
+        if self.max_gain is not None:
+            bounds.append(self.max_gain)
+        if self.max_gain_percent is not None:
+            bounds.append(math.floor(in_scope * self.max_gain_percent / 100))
+        return min(bounds) if bounds else in_scope
+
+    def describe(self, in_scope: int) -> str:
+        parts = []
+        if self.max_gain is not None:
+            parts.append(f"max_gain {self.max_gain}")
+        if self.max_gain_percent is not None:
+            parts.append(f"max_gain_percent {self.max_gain_percent:g}% of {in_scope} in scope")
+        return ", ".join(parts) or "no bound"
+
+
 class SafetyConfig(StrictModel):
-    """A run that would change more than either limit stops before writing, unless forced."""
+    """A run that would change more than a limit stops before writing, unless forced."""
 
     max_changes: int = Field(500, ge=0, description="Most employees one run may change.")
     max_change_percent: float = Field(
         10, ge=0, le=100, description="Most employees one run may change, as % of the scope."
+    )
+    persona_limits: dict[str, PersonaLimit] = Field(
+        default_factory=dict,
+        description="Persona id -> most employees one run may move into it, e.g. "
+        "{vip: {max_gain: 50, max_gain_percent: 2}}: a rule slip that makes thousands VIP "
+        "stops like the total limit and names the persona.",
     )
 
 
@@ -207,6 +285,19 @@ class SyncConfig(StrictModel):
         "{persona: msDS-cloudExtensionAttribute1}.",
         min_length=1,
     )
+
+    @field_validator("targets")
+    @classmethod
+    def _one_scenario_per_attribute(cls, targets: dict[str, str]) -> dict[str, str]:
+        owner: dict[str, str] = {}
+        for scenario, attribute in targets.items():
+            first = owner.setdefault(attribute.casefold(), scenario)
+            if first != scenario:
+                raise ValueError(
+                    f"scenarios {first} and {scenario} both write {attribute}; each scenario "
+                    "needs an attribute of its own (attribute names ignore case)"
+                )
+        return targets
     owns_attribute: bool = Field(
         False,
         description="true: persona-sync owns the target attributes and overwrites values "

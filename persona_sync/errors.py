@@ -7,6 +7,7 @@ so the message reads ``path:line:col: message`` like a compiler's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,12 +35,24 @@ class PersonaSyncError(Exception):
 
 
 class LocatedError(PersonaSyncError):
-    """An error at a place in a file: ``path:line:col: message``."""
+    """An error at a place in a file: ``path:line:col: message``.
+
+    Control characters in the text (a key or value quoted from a hostile file) are shown
+    escaped, so the message stays on one line.
+    """
 
     def __init__(self, location: Location | None, text: str) -> None:
         self.location = location
-        self.text = text
-        super().__init__(f"{location}: {text}" if location else text)
+        self.text = one_line(text)
+        super().__init__(one_line(f"{location}: {text}") if location else self.text)
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x00``)."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 class RuleError(LocatedError):

@@ -2,8 +2,12 @@
 
 :func:`compute_plan` reads the directory, evaluates every employee and diffs the target
 attributes. A plan is evidence for auditors and the contract for ``apply``: it records its
-provenance (tool version, rules and config checksums, directory) and a checksum over its
-changes, rules and config, so a tampered or stale plan is refused.
+provenance (tool version, rules and config checksums, directory) and a checksum over the
+whole of it (changes, summary, provenance, foreign values and skipped changes), so a plan
+that was edited or damaged after it was made is refused, and one made for other rules, another
+config or another directory is refused too. The checksum is a digest, not a signature: it
+proves the file is what ``plan`` wrote, not who wrote it; keep plan files where only the
+people who may apply them can write.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import functools
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +25,7 @@ import structlog
 
 from persona_sync import __version__
 from persona_sync.config import LoadedConfig
-from persona_sync.directory.base import Change, Directory
+from persona_sync.directory.base import Change, Directory, same_value
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
 from persona_sync.rules.engine import Decision, Engine, walk_tests
@@ -110,28 +114,26 @@ class Plan:
 
     @functools.cached_property
     def checksum(self) -> str:
-        return plan_checksum(
-            self.change_dicts,
-            self.provenance.rules_checksum,
-            self.provenance.config_checksum,
-            self.provenance.directory,
-        )
+        return plan_checksum(self._body())
 
     @property
     def in_scope(self) -> int:
         return int(self.summary["in_scope"])
 
-    def to_dict(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any]:
+        """Everything in the plan file except its checksum."""
         return {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
-            "checksum": self.checksum,
             "provenance": asdict(self.provenance),
             "summary": self.summary,
             "changes": self.change_dicts,
             "foreign": [asdict(f) for f in self.foreign],
             "skipped": [asdict(k) for k in self.skipped],
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checksum": self.checksum, **self._body()}
 
 
 def _change_dict(change: PlannedChange) -> dict[str, Any]:
@@ -148,9 +150,9 @@ def _change_dict(change: PlannedChange) -> dict[str, Any]:
     }
 
 
-def plan_checksum(changes: list[dict[str, Any]], rules: str, config: str, directory: str) -> str:
-    payload = {"changes": changes, "rules": rules, "config": config, "directory": directory}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def plan_checksum(body: Mapping[str, Any]) -> str:
+    """SHA-256 of the plan's canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -177,6 +179,13 @@ def check_targets(rule_set: RuleSet, config: LoadedConfig) -> None:
         raise ConfigError(
             f"{config.path}: targets has no attribute for scenario(s) {', '.join(missing)}"
         )
+    personas = {p.casefold() for p in rule_set.personas}
+    strangers = [p for p in config.spec.safety.persona_limits if p.casefold() not in personas]
+    if strangers:
+        raise ConfigError(
+            f"{config.path}: safety.persona_limits names persona(s) {', '.join(strangers)} that "
+            f"the rules do not define (personas: {', '.join(rule_set.personas)})"
+        )
 
 
 def compute_plan(
@@ -200,8 +209,7 @@ def compute_plan(
     if rule_set.uses_org_chart:
         employees = list(employees)
         chart = org_chart(directory, employees)
-        for problem in chart.problems[:20]:
-            log.warning("org_chart_problem", problem=problem)
+        log_problems(chart.problems)
     changes: list[PlannedChange] = []
     foreign: list[ForeignValue] = []
     skipped: list[SkippedChange] = []
@@ -228,7 +236,7 @@ def compute_plan(
                 continue
             wanted = decision.persona
             personas[decision.scenario][wanted or "(cleared)"] += 1
-            if current == wanted:
+            if same_value(current, wanted):
                 continue
             if current is not None and current.casefold() not in persona_ids and not owns:
                 foreign.append(
@@ -284,7 +292,7 @@ def compute_plan(
         "out_of_scope": counts["out_of_scope"],
         "unchanged": counts["unchanged"],
         "changes": len(changes),
-        "employees_changed": len({c.dn for c in changes}),
+        "employees_changed": len({normalize_dn(c.dn) for c in changes}),
         "foreign_values": len(foreign),
         "skipped": len(skipped),
         "org_chart_problems": len(chart.problems) if chart is not None else 0,
@@ -308,6 +316,22 @@ def compute_plan(
         "plan_computed", changes=len(changes), in_scope=counts["in_scope"], foreign=len(foreign)
     )
     return plan
+
+
+PROBLEMS_LOGGED = 20
+
+
+def log_problems(problems: Sequence[str]) -> None:
+    """Log the first org-chart problems one by one, then how many more there are."""
+    for problem in problems[:PROBLEMS_LOGGED]:
+        log.warning("org_chart_problem", problem=problem)
+    if len(problems) > PROBLEMS_LOGGED:
+        log.warning(
+            "org_chart_problems_not_shown",
+            more=len(problems) - PROBLEMS_LOGGED,
+            total=len(problems),
+            hint="persona-sync explain EMPLOYEE shows one employee's chain",
+        )
 
 
 def org_chart(directory: Directory, employees: list[Employee]) -> OrgChart:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 
 from persona_sync.apply import RunReport
+from persona_sync.directory.base import ChangeResult
 from persona_sync.plan import EMPTY, Plan
 
 Renderer = Callable[[Plan], str]
@@ -25,6 +26,9 @@ def headline(plan: Plan) -> str:
         text += f", {s['foreign_values']} foreign values left alone"
     if s.get("skipped"):
         text += f", {s['skipped']} skipped"
+    problems = s.get("org_chart_problems", 0)
+    if problems:
+        text += f", {problems} org-chart problem{'s' if problems != 1 else ''} (see the log)"
     return text + ")"
 
 
@@ -199,20 +203,47 @@ RENDERERS: dict[str, Renderer] = {
 
 
 def run_summary(report: RunReport) -> str:
+    """One line: what the run did, how it ended, where its journal is."""
     c = report.counts
     text = (
-        f"run {report.run_id}: {c['applied']} applied, {c['conflict']} conflicts, "
-        f"{c['failed']} failed"
+        f"run {report.run_id}: {c['applied']} applied, {c['unchanged']} already set, "
+        f"{c['conflict']} conflicts, {c['failed']} failed"
     )
+    if c["unknown"]:
+        text += f", {c['unknown']} unconfirmed (the next run reads them back)"
     if c["skipped"]:
-        text += f", {c['skipped']} not attempted"
+        text += f", {c['skipped']} not sent"
+    if report.status != "complete":
+        text += f"; {report.status}"
     return text + f"; journal {report.journal}"
 
 
+CONFLICTS_SHOWN = 100
+
+
 def conflict_lines(report: RunReport) -> list[str]:
+    """Conflicts one per employee (each needs a look); failures once per distinct message."""
     lines = []
+    conflicts = [r for r in report.results if r.status == "conflict"]
+    for r in conflicts[:CONFLICTS_SHOWN]:
+        ch = r.change
+        lines.append(f"conflict: {ch.employee} ({ch.dn}) {ch.attribute}: {r.message}")
+    if len(conflicts) > CONFLICTS_SHOWN:
+        lines.append(
+            f"conflict: and {len(conflicts) - CONFLICTS_SHOWN} more, listed in {report.journal}"
+        )
+    failures: dict[tuple[str, str], list[ChangeResult]] = {}
     for r in report.results:
-        if r.status in ("conflict", "failed"):
-            ch = r.change
-            lines.append(f"{r.status}: {ch.employee} ({ch.dn}) {ch.attribute}: {r.message}")
+        if r.status in ("failed", "unknown"):
+            failures.setdefault((r.status, r.message), []).append(r)
+    for (status, message), group in failures.items():
+        if report.status == "aborted" and message == report.reason:
+            continue  # the one "stopped:" line says it
+        ch = group[0].change
+        if len(group) == 1:
+            lines.append(f"{status}: {ch.employee} ({ch.dn}) {ch.attribute}: {message}")
+        else:
+            names = ", ".join(r.change.employee for r in group[:3])
+            more = ", ..." if len(group) > 3 else ""
+            lines.append(f"{status}: {len(group)} employees ({names}{more}): {message}")
     return lines

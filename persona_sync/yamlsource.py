@@ -10,6 +10,14 @@ Scalars follow YAML 1.2's core schema, not PyYAML's YAML 1.1 defaults: ``NO`` (N
 are booleans. An identity admin writing a country list should never get ``False``.
 Numbers with a leading zero (``007``, postal and site codes) stay strings too, where
 YAML would read them as octal.
+
+Rule files arrive in pull requests, so the loader bounds what a file can make it do: values
+nest at most :data:`MAX_DEPTH` levels deep, and aliases (``*name``) may add at most
+:data:`MAX_ALIAS_VALUES` values to a document in all (each alias counts every value it
+copies, nested aliases included), so nine levels of nine aliases, an "alias bomb" of
+387 million values, is refused at the alias that crosses the bound. An alias inside the
+value it names (a cycle) is refused too. Each is a located error, found while the file is
+read, before anything is expanded.
 """
 
 from __future__ import annotations
@@ -24,10 +32,89 @@ import yaml
 from persona_sync.errors import Location, RuleError
 
 PathKey = tuple[str | int, ...]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+MAX_DEPTH = 64  # nested lists and mappings; rule files need about a dozen
+MAX_ALIAS_VALUES = 10_000  # values that aliases may add to one document
+
+
+class _Refused(Exception):
+    """The document exceeds a bound; ``mark`` says where."""
+
+    def __init__(self, mark: Any, text: str) -> None:
+        super().__init__(text)
+        self.mark = mark
+        self.text = text
 
 
 class _CoreSchemaLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema implicit typing."""
+    """SafeLoader with YAML 1.2 core-schema implicit typing and bounded composition.
+
+    ``compose_node`` is PyYAML's recursive step; wrapping it tracks the depth (enclosing
+    lists and mappings), and for each node its expanded size and height (aliases included),
+    so bounds are checked at the node or alias that crosses them, in time linear in the file.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)
+        self._alias_values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            return self._alias(parent, index, event)
+        if self._depth >= MAX_DEPTH and not isinstance(event, yaml.ScalarEvent):
+            raise _Refused(event.start_mark, f"values nested more than {MAX_DEPTH} levels deep")
+        anchor = event.anchor
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open_anchors.discard(anchor)
+        if node is not None:
+            self._sizes[id(node)] = self._measure(node)
+        return node
+
+    def _alias(self, parent: yaml.Node | None, index: int, event: Any) -> yaml.Node | None:
+        name = event.anchor
+        if name in self._open_anchors:
+            raise _Refused(event.start_mark, f"alias *{name} is inside the value it names")
+        node = super().compose_node(parent, index)  # an unknown alias is PyYAML's error
+        values, height = self._sizes.get(id(node), (1, 0))
+        self._alias_values += values
+        if self._alias_values > MAX_ALIAS_VALUES:
+            raise _Refused(
+                event.start_mark,
+                f"alias *{name} makes the aliases in this file expand to more than "
+                f"{MAX_ALIAS_VALUES:,} values",
+            )
+        if self._depth + height > MAX_DEPTH:
+            raise _Refused(
+                event.start_mark,
+                f"alias *{name} nests values more than {MAX_DEPTH} levels deep",
+            )
+        return node
+
+    def _measure(self, node: yaml.Node) -> tuple[int, int]:
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            return (1, 0)
+        values, height = 1, 0
+        for child in children:
+            child_values, child_height = self._sizes.get(id(child), (1, 0))
+            values += child_values
+            height = max(height, child_height)
+        return (values, height + 1)
 
 
 _CoreSchemaLoader.yaml_implicit_resolvers = {}
@@ -125,6 +212,8 @@ def parse_yaml(text: str, shown: str) -> LocatedDocument:
         node = loader.get_single_node()
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, shown, text) from None
+    except _Refused as exc:
+        raise RuleError(_location(shown, exc.mark), exc.text) from None
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, shown, text) from None
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML raises marked errors
@@ -137,6 +226,10 @@ def parse_yaml(text: str, shown: str) -> LocatedDocument:
         return doc
     doc.data = _build(node, (), doc, loader)
     return doc
+
+
+def _location(shown: str, mark: Any) -> Location:
+    return Location(shown, mark.line + 1, mark.column + 1)
 
 
 def _reader_error(exc: yaml.reader.ReaderError, shown: str, text: str) -> RuleError:
@@ -165,6 +258,13 @@ def _syntax_error(exc: yaml.MarkedYAMLError, shown: str, text: str) -> RuleError
             Location(shown, line, column),
             "more than one YAML document ('---') in one file: put each in its own file",
         )
+    if problem == "second occurrence" and exc.context and exc.context_mark:
+        # PyYAML words a duplicate anchor back to front
+        anchor = exc.context.removesuffix("; first occurrence")
+        return RuleError(
+            Location(shown, line, column),
+            f"invalid YAML: {anchor} (first at line {exc.context_mark.line + 1})",
+        )
     detail = problem
     if exc.context:
         detail = f"{problem} ({exc.context})"
@@ -191,7 +291,7 @@ def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: yaml.Sa
             )
             if not isinstance(key_node, yaml.ScalarNode):
                 raise RuleError(key_loc, "a key must be a plain value, not a list or mapping")
-            key = str(loader.construct_object(key_node))
+            key = str(_scalar(key_node, key_loc, loader))
             if key in seen:
                 first = seen[key]
                 raise RuleError(
@@ -203,7 +303,42 @@ def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: yaml.Sa
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
+    return _scalar(node, doc.values[path], loader)
+
+
+_TAG_PREFIX = "tag:yaml.org,2002:"
+_TAG_KINDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "timestamp": "a date and time",
+}
+
+
+def _scalar(node: yaml.Node, location: Location, loader: yaml.SafeLoader) -> Any:
+    """A scalar's value; whatever a hostile one makes PyYAML raise becomes a located error."""
     try:
-        return loader.construct_object(node)
+        value = loader.construct_object(node)
     except yaml.constructor.ConstructorError as exc:
-        raise RuleError(doc.values[path], f"invalid value: {exc.problem}") from None
+        raise RuleError(location, f"invalid value: {exc.problem}") from None
+    # PyYAML's constructors let these through for ill-formed values ('!!int abc',
+    # '!!bool maybe', '!!timestamp x') and Python refuses integers over 4,300 digits.
+    except (ValueError, TypeError, LookupError, AttributeError, OverflowError):
+        tag = node.tag.removeprefix(_TAG_PREFIX)
+        kind = _TAG_KINDS.get(tag, f"!!{tag}")
+        raise RuleError(
+            location, f"invalid value: cannot read {_shown(node.value)} as {kind}"
+        ) from None
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise RuleError(
+            location,
+            "invalid value: an escape gives half of a UTF-16 surrogate pair, not a character",
+        )
+    return value
+
+
+def _shown(text: object) -> str:
+    shown = repr(text)
+    if len(shown) <= 60:
+        return shown
+    return f"{shown[:40]}... ({len(str(text)):,} characters)"

@@ -17,11 +17,17 @@ from typing import Any
 import click
 
 from persona_sync import __version__
-from persona_sync.errors import LocatedError, PersonaSyncError, ValidationFailed
+from persona_sync.errors import (
+    LocatedError,
+    PersonaSyncError,
+    SafetyLimitExceeded,
+    ValidationFailed,
+)
 from persona_sync.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_HELD = 4  # a safety limit held the run; nothing was written
 
 
 class PersonaSyncGroup(click.Group):
@@ -65,6 +71,9 @@ class PersonaSyncGroup(click.Group):
         except LocatedError as exc:
             click.echo(exc.message, err=True)  # already says where: path:line:col
             return EXIT_ERROR
+        except SafetyLimitExceeded as exc:
+            click.echo(f"held: {exc}", err=True)
+            return EXIT_HELD
         except PersonaSyncError as exc:
             click.echo(f"error: {exc}", err=True)
             return EXIT_ERROR

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from persona_sync.apply import apply_plan
 from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 from persona_sync.cli.progress import Progress
 from persona_sync.demo.workspace import prepare_workspace
-from persona_sync.plan import compute_plan
 from persona_sync.render import headline, render_json, run_summary
 from persona_sync.session import open_session
+from persona_sync.workflow import apply_plan, make_plan
 
 
 @cli.command("demo")
@@ -37,7 +36,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
     session = open_session(config_path, terminal_prompt())
     progress = Progress("reading employees")
     with session.directory() as directory:
-        plan = compute_plan(session.config, session.engine, directory, progress.count)
+        plan = make_plan(session, directory, progress.count)
         progress.done()
         click.echo(f"plan: {headline(plan)}")
         plan_file = folder / "plan.json"
@@ -51,19 +50,18 @@ def demo_cmd(folder: Path, reset: bool) -> int:
             if fresh:
                 click.echo(
                     "applying with --force: the first run fills an empty attribute, which "
-                    "exceeds the safety limit on purpose"
+                    "exceeds the safety limits on purpose"
                 )
-            report = apply_plan(
-                plan, session.config, session.rules_checksum, directory, force=True, command="demo"
-            )
-            click.echo(run_summary(report))
+            outcome = apply_plan(session, plan, directory, force=True, command="demo")
+            assert outcome.report is not None
+            click.echo(run_summary(outcome.report))
         else:
             click.echo("no changes: the directory already matches the rules")
     click.echo("")
     click.echo(f"directory: {folder / 'company.ldif'}")
     click.echo(f"rules:     {folder / 'rules'}")
     click.echo(f"plan:      {plan_file}")
-    click.echo(f"journal:   {folder / '.persona-sync' / 'journal'}")
+    click.echo(f"journal:   {session.config.state_dir / 'journal'}")
     click.echo(
         f"next: cd {folder} && persona-sync plan    (run `persona-sync demo` again: no changes)"
     )

@@ -1,25 +1,39 @@
-"""Commands for admins and auditors: plan, apply, sync, runs, rollback."""
+"""Commands for admins and auditors: plan, apply, sync, runs, rollback.
+
+Thin adapters over :mod:`persona_sync.workflow`: parse options, install the signal
+handlers, call the workflow, render what it returns.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import click
 
-from persona_sync.apply import RunReport, apply_plan, check_safety, rollback, run_changes
+from persona_sync.apply import RunReport
 from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
 from persona_sync.cli.progress import Progress
-from persona_sync.errors import PersonaSyncError
+from persona_sync.config import load_config
+from persona_sync.directory import open_directory
+from persona_sync.directory.base import Cancel
+from persona_sync.errors import PersonaSyncError, SafetyLimitExceeded
 from persona_sync.journal import list_runs
-from persona_sync.lock import RunLock
-from persona_sync.plan import Plan, compute_plan, load_plan
+from persona_sync.metrics import RunMetrics
+from persona_sync.plan import Plan, load_plan
+from persona_sync.recovery import Settled
 from persona_sync.render import RENDERERS, conflict_lines, headline, run_summary
 from persona_sync.session import Session, open_session
+from persona_sync.workflow import Outcome, RunInterrupted, apply_plan, make_plan, rollback, sync
 
 EXIT_CHANGES = 2
 EXIT_CONFLICTS = 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 config_option = click.option(
     "--config",
@@ -29,17 +43,77 @@ config_option = click.option(
     help="Sync configuration [default: ./persona-sync.yaml; env PERSONA_SYNC_CONFIG].",
 )
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress, no summary line.")
+metrics_option = click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="PERSONA_SYNC_METRICS_FILE",
+    help="Write Prometheus metrics here when done, even on failure (for the node exporter's "
+    "textfile collector; name it *.prom).",
+)
 force_option = click.option(
     "--force",
     is_flag=True,
-    help="Write even when the run changes more employees than the safety limit.",
+    help="Write even when the run changes more employees than a safety limit allows.",
 )
 
 
-def _plan(session: Session, quiet: bool) -> Plan:
+@contextlib.contextmanager
+def interruptible() -> Iterator[Cancel]:
+    """SIGINT/SIGTERM ask the running workflow to stop; a second one stops at once.
+
+    On the first signal no new write is sent; answers in flight are awaited (each within
+    the backend's timeout), the journal records everything, and the command exits 130 /
+    143. The next run settles whatever is left unconfirmed.
+    """
+    cancel = Cancel()
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if cancel.requested:
+            raise KeyboardInterrupt
+        cancel.request(name)
+        click.echo(
+            f"{name}: stopping after the writes in flight (send it again to stop at once)",
+            err=True,
+        )
+
+    previous = {}
+    try:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous[number] = signal.signal(number, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield cancel
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+@contextlib.contextmanager
+def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
+    """Collect a command's metrics and write them at the end, however it ends."""
+    metrics = RunMetrics(command)
+    failed = True
+    try:
+        yield metrics
+        failed = False
+    except SafetyLimitExceeded:
+        metrics.held = True
+        raise
+    finally:
+        if path is not None:
+            try:
+                metrics.write(path)
+            except PersonaSyncError:
+                if not failed:
+                    raise  # else the error that ended the command is the one to show
+
+
+def _plan(session: Session, quiet: bool, cancel: Cancel | None = None) -> Plan:
     progress = Progress("reading employees", quiet)
     with session.directory() as directory:
-        plan = compute_plan(session.config, session.engine, directory, progress.count)
+        plan = make_plan(session, directory, progress.count, cancel)
     progress.done()
     return plan
 
@@ -69,7 +143,14 @@ def _write_output(text: str, output: Path | None) -> None:
     help="Save the plan here (JSON unless --format says otherwise); apply it later.",
 )
 @quiet_option
-def plan_cmd(config_path: Path | None, fmt: str | None, output: Path | None, quiet: bool) -> int:
+@metrics_option
+def plan_cmd(
+    config_path: Path | None,
+    fmt: str | None,
+    output: Path | None,
+    quiet: bool,
+    metrics_file: Path | None,
+) -> int:
     """Show what a sync would change, without writing anything.
 
     For each employee whose persona attribute would change: who, where, old and new
@@ -80,25 +161,55 @@ def plan_cmd(config_path: Path | None, fmt: str | None, output: Path | None, qui
     Exit codes (like terraform plan -detailed-exitcode):
       0  no changes    2  changes pending    1  error
     """
-    session = open_session(config_path, terminal_prompt())
-    plan = _plan(session, quiet)
-    chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
-    _write_output(RENDERERS[chosen](plan), output)
-    if not quiet:
-        where = f"; saved to {output}" if output else ""
-        click.echo(f"plan: {headline(plan)}{where}", err=True)
+    with recording("plan", metrics_file) as metrics:
+        session = open_session(config_path, terminal_prompt())
+        plan = metrics.plan = _plan(session, quiet)
+        chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
+        _write_output(RENDERERS[chosen](plan), output)
+        if not quiet:
+            where = f"; saved to {output}" if output else ""
+            click.echo(f"plan: {headline(plan)}{where}", err=True)
+        metrics.ok = True
     return EXIT_CHANGES if plan.changes else EXIT_OK
 
 
-def _finish(report: RunReport, quiet: bool) -> int:
+def _recovered(settled: Settled) -> None:
+    click.echo(f"recovered: {settled.describe()}", err=True)
+
+
+def _finish(outcome: Outcome, quiet: bool, metrics: RunMetrics | None = None) -> int:
+    report = outcome.report
+    if metrics is not None:
+        metrics.report = report
+    if report is None:
+        if metrics is not None:
+            metrics.ok = True
+        return EXIT_OK
     for line in conflict_lines(report):
         click.echo(line, err=True)
+    if report.status == "aborted":
+        click.echo(f"stopped: {report.reason}", err=True)
+    if report.status == "interrupted":
+        click.echo(f"interrupted by {report.reason}: {run_summary(report)}", err=True)
+        return EXIT_SIGNAL.get(report.reason, EXIT_ERROR)
     if not quiet:
         click.echo(run_summary(report), err=True)
+    code = _exit_code(report)
+    if metrics is not None:
+        metrics.ok = code in (EXIT_OK, EXIT_CONFLICTS)
+    return code
+
+
+def _exit_code(report: RunReport) -> int:
     counts = report.counts
-    if counts["failed"] or counts["skipped"]:
+    if report.status != "complete" or counts["failed"] or counts["unknown"] or counts["skipped"]:
         return EXIT_ERROR
     return EXIT_CONFLICTS if counts["conflict"] else EXIT_OK
+
+
+def _interrupted(exc: RunInterrupted) -> int:
+    click.echo(f"{exc}; the next run starts afresh", err=True)
+    return EXIT_SIGNAL.get(exc.reason, EXIT_ERROR)
 
 
 @cli.command("apply")
@@ -106,65 +217,105 @@ def _finish(report: RunReport, quiet: bool) -> int:
 @config_option
 @force_option
 @quiet_option
-def apply_cmd(plan_file: Path, config_path: Path | None, force: bool, quiet: bool) -> int:
+@metrics_option
+def apply_cmd(
+    plan_file: Path,
+    config_path: Path | None,
+    force: bool,
+    quiet: bool,
+    metrics_file: Path | None,
+) -> int:
     """Apply exactly the changes of a saved plan.
 
-    Refuses a plan made for other rules, another config or another directory. Each
+    Refuses a plan that was edited after `plan` wrote it (its checksum covers the whole
+    file), or that was made for other rules, another config or another directory. Each
     change is compare-and-swap: a value someone changed since the plan is reported as a
     conflict and left alone. Every write goes to the journal (see `persona-sync runs`).
+    A run that died earlier is settled first: its unconfirmed writes are read back.
 
     \b
-    Exit codes: 0 all applied, 3 done with conflicts, 1 error or failed writes.
+    Exit codes: 0 all applied, 3 done with conflicts, 1 error or failed writes,
+    4 held by a safety limit (nothing written),
+    130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
+    with recording("apply", metrics_file) as metrics:
+        return _apply(plan_file, config_path, force, quiet, metrics)
+
+
+def _apply(
+    plan_file: Path, config_path: Path | None, force: bool, quiet: bool, metrics: RunMetrics
+) -> int:
     try:
         text = plan_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise PersonaSyncError(f"cannot read plan {plan_file}: {reason}") from None
-    plan = load_plan(text, str(plan_file))
+    plan = metrics.plan = load_plan(text, str(plan_file))
     session = open_session(config_path, terminal_prompt())
     progress = Progress("writing", quiet)
-    with session.directory() as directory:
-        report = apply_plan(
-            plan, session.config, session.rules_checksum, directory, force, progress.count
+    with interruptible() as cancel, session.directory() as directory:
+        outcome = apply_plan(
+            session,
+            plan,
+            directory,
+            force=force,
+            progress=progress.count,
+            cancel=cancel,
+            on_settled=_recovered,
         )
     progress.done()
-    return _finish(report, quiet)
+    return _finish(outcome, quiet, metrics)
 
 
 @cli.command("sync")
 @config_option
 @force_option
 @quiet_option
-def sync_cmd(config_path: Path | None, force: bool, quiet: bool) -> int:
+@metrics_option
+def sync_cmd(config_path: Path | None, force: bool, quiet: bool, metrics_file: Path | None) -> int:
     """Plan and apply in one step, for scheduled jobs.
 
-    Holds the lock from the read to the last write. Stops before writing when the run
-    would change more employees than the safety limit, unless --force.
+    Holds the lock from the read to the last write: a second sync on the same state
+    folder stops at once with a message. Settles a run that died earlier first. Stops
+    before writing when the run would change more employees than a safety limit allows
+    (the total, or one persona's), unless --force.
 
     \b
-    Exit codes: 0 done (or nothing to do), 3 done with conflicts, 1 error.
+    Exit codes: 0 done (or nothing to do), 3 done with conflicts, 1 error,
+    4 held by a safety limit (nothing written),
+    130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
+    with recording("sync", metrics_file) as metrics:
+        return _sync(config_path, force, quiet, metrics)
+
+
+def _sync(config_path: Path | None, force: bool, quiet: bool, metrics: RunMetrics) -> int:
     session = open_session(config_path, terminal_prompt())
-    with RunLock(session.config.state_dir, "sync"):
-        plan = _plan(session, quiet)
+    reading = Progress("reading employees", quiet)
+    writing = Progress("writing", quiet)
+
+    def planned(plan: Plan) -> None:
+        metrics.plan = plan
+        reading.done()
         if not quiet:
             click.echo(f"plan: {headline(plan)}", err=True)
-        if not plan.changes:
-            return EXIT_OK
-        check_safety(plan, session.config.spec.safety, force)
-        progress = Progress("writing", quiet)
-        with session.directory() as directory:
-            report = run_changes(
+
+    try:
+        with interruptible() as cancel, session.directory() as directory:
+            outcome = sync(
+                session,
                 directory,
-                [c.to_change() for c in plan.changes],
-                session.config.state_dir,
-                "sync",
-                progress.count,
-                plan_checksum=plan.checksum,
+                force=force,
+                read_progress=reading.count,
+                progress=writing.count,
+                cancel=cancel,
+                on_plan=planned,
+                on_settled=_recovered,
             )
-        progress.done()
-    return _finish(report, quiet)
+    except RunInterrupted as exc:
+        return _interrupted(exc)
+    writing.done()
+    return _finish(outcome, quiet, metrics)
 
 
 @cli.command("runs")
@@ -174,8 +325,8 @@ def sync_cmd(config_path: Path | None, force: bool, quiet: bool) -> int:
 )
 def runs_cmd(config_path: Path | None, fmt: str) -> int:
     """List past runs from the journal: when, what, how many writes, and rollbacks."""
-    session = open_session(config_path, terminal_prompt())
-    runs = list_runs(session.config.state_dir)
+    config = load_config(config_path)  # no rules needed: a broken rule file must not hide the log
+    runs = list_runs(config.state_dir)
     rolled_back = {
         r.header.get("rollback_of"): r.run_id for r in runs if r.header.get("rollback_of")
     }
@@ -186,8 +337,10 @@ def runs_cmd(config_path: Path | None, fmt: str) -> int:
             "command": r.header["command"],
             "status": r.status,
             "applied": r.count("applied"),
+            "unchanged": r.count("unchanged"),
             "conflicts": r.count("conflict"),
             "failed": r.count("failed"),
+            "unconfirmed": len(r.unresolved()),
             "rollback_of": r.header.get("rollback_of"),
             "rolled_back_by": rolled_back.get(r.run_id),
         }
@@ -197,18 +350,23 @@ def runs_cmd(config_path: Path | None, fmt: str) -> int:
         click.echo(json.dumps(rows, indent=2))
         return EXIT_OK
     if not rows:
-        click.echo(f"no runs yet in {session.config.state_dir}")
+        click.echo(f"no runs yet in {config.state_dir}")
         return EXIT_OK
     click.echo(
         f"{'RUN':<26} {'STARTED':<30} {'COMMAND':<9} {'STATUS':<11} "
         f"{'APPLIED':>7} {'CONFLICTS':>9} {'FAILED':>6}  NOTE"
     )
     for row in rows:
-        note = ""
+        notes = []
         if row["rollback_of"]:
-            note = f"rollback of {row['rollback_of']}"
+            notes.append(f"rollback of {row['rollback_of']}")
         elif row["rolled_back_by"]:
-            note = f"rolled back by {row['rolled_back_by']}"
+            notes.append(f"rolled back by {row['rolled_back_by']}")
+        if row["unchanged"]:
+            notes.append(f"{row['unchanged']} already set")
+        if row["unconfirmed"]:
+            notes.append(f"{row['unconfirmed']} unconfirmed")
+        note = "; ".join(notes)
         click.echo(
             f"{row['run_id']:<26} {row['started']:<30} {row['command']:<9} "
             f"{row['status']:<11} {row['applied']:>7} {row['conflicts']:>9} "
@@ -225,17 +383,25 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
     """Restore the values a run replaced, newest first.
 
     Compare-and-swap again: an attribute changed since that run (by a person or a later
-    run) is reported as a conflict and kept. The rollback is itself a run in the journal.
+    run) is reported as a conflict and kept; a value the run found already there is not
+    touched. The rollback is itself a run in the journal. Needs the config, not the rules.
 
     \b
     Exit codes: 0 all restored, 3 some kept because of later changes, 1 error.
     """
-    session = open_session(config_path, terminal_prompt())
+    config = load_config(config_path)  # no rules: a broken rule commit must not block this
     progress = Progress("restoring", quiet)
-    with session.directory() as directory:
-        report = rollback(run_id, session.config, directory, progress.count)
+    with interruptible() as cancel, open_directory(config, terminal_prompt()) as directory:
+        outcome = rollback(
+            run_id,
+            config,
+            directory,
+            progress=progress.count,
+            cancel=cancel,
+            on_settled=_recovered,
+        )
     progress.done()
-    return _finish(report, quiet)
+    return _finish(outcome, quiet)
 
 
 @cli.command("check-connection")

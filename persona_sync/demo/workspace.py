@@ -28,6 +28,10 @@ targets:
 safety:
   max_changes: 500
   max_change_percent: 10
+  persona_limits:
+    vip:                  # P1 support: a rule slip must not swamp the VIP desk
+      max_gain: 50
+      max_gain_percent: 2
 state_dir: .persona-sync
 """
 

@@ -14,7 +14,13 @@ def open_directory(config: LoadedConfig, prompt: Prompt | None = None) -> Direct
     if spec.type == "file":
         from persona_sync.directory.files import FileDirectory
 
-        return FileDirectory(config.resolve(spec.path), spec.format, spec.id_attributes)
+        return FileDirectory(
+            config.resolve(spec.path),
+            spec.format,
+            spec.id_attributes,
+            spec.object_classes,
+            spec.exclude_object_classes,
+        )
     if spec.type == "ldap":
         from persona_sync.directory.ldap import LdapDirectory
 

@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from persona_sync.errors import DirectoryError
@@ -19,7 +20,7 @@ from persona_sync.errors import DirectoryError
 _ATTEMPTS = 10  # temporary names tried before giving up; a clash is already unlikely
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | None = None) -> None:
     """Replace ``path`` with ``data`` atomically and durably.
 
     The temporary file gets the original's permission bits (a new file gets the usual
@@ -29,6 +30,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     sync the folder, after the rename, raises with the new content already in place.
     Ownership is not copied (that needs privileges), and a symlink at ``path`` is replaced by
     a regular file.
+
+    ``before_replace`` runs once the new content is safely on disk, just before the rename,
+    so a check there (is the file still what we read?) leaves the shortest window; whatever
+    it raises propagates and the temporary file is removed.
     """
     temporary: Path | None = None
     try:
@@ -41,6 +46,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
         temporary = None
         _sync_folder(path.parent)
@@ -49,6 +56,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             _remove_quietly(temporary)
         reason = exc.strerror or str(exc)
         raise DirectoryError(f"cannot write {path}: {reason}") from exc
+    except BaseException:
+        if temporary is not None:
+            _remove_quietly(temporary)
+        raise
 
 
 def _permission_bits(path: Path) -> int | None:

@@ -3,14 +3,26 @@
 A backend reads employees (only the attributes asked for, streamed) and applies changes
 with compare-and-swap: a change writes ``new`` only if the attribute still holds ``old``;
 otherwise the result is a conflict carrying the value found, and nothing is written. An
-attribute that already holds ``new`` counts as applied (nothing to do), so re-running a
-partly applied plan or rolling back a write that never happened is harmless.
+attribute that already holds ``new`` is ``unchanged`` (nothing written, so a rollback
+leaves it alone), so re-running a partly applied plan is harmless.
+
+Every backend decides "the value is already there" and "the value is still the old one"
+with :func:`same_value`: equal ignoring case, as the directories' own matching rules do
+(caseIgnoreMatch on AD and OpenLDAP string attributes; Graph compares strings without
+case). Persona ids differ by more than case, so nothing is lost by it.
+
+An error that would repeat for every change (permission denied, a refused token) stops
+the batch at the first: the backend raises :class:`DirectoryAborted` with the results it
+has, and the runner journals the rest as not sent. A :class:`Cancel` that is requested (a
+signal) makes the backend stop sending, collect the answers in flight and return; what it
+never sent comes back as ``skipped``.
 Backends translate their own errors into :class:`~persona_sync.errors.DirectoryError`.
 """
 
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +30,55 @@ from typing import Literal
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
 
-Status = Literal["applied", "conflict", "failed", "skipped"]
+#: What happened to one change, as far as this run knows:
+#:   applied    written by this run (the server confirmed it)
+#:   unchanged  the attribute already held the new value; nothing written
+#:   conflict   the value is not what the plan saw (or the entry is gone); nothing written
+#:   failed     the server refused the write; nothing written
+#:   unknown    sent, but no answer came (connection lost): may or may not be written; the
+#:              next run reads it back and records the outcome
+#:   skipped    never sent (the run stopped first)
+Status = Literal["applied", "unchanged", "conflict", "failed", "unknown", "skipped"]
+STATUSES: tuple[Status, ...] = ("applied", "unchanged", "conflict", "failed", "unknown", "skipped")
+
+
+def same_value(a: str | None, b: str | None) -> bool:
+    """The one rule for "already there" in every backend: equal ignoring case; empty is
+    empty (None and "" are the same)."""
+    if not a or not b:
+        return not a and not b
+    return a == b or a.casefold() == b.casefold()
+
+
+class Gone:
+    """Read back: the entry no longer exists."""
+
+    def __repr__(self) -> str:
+        return "GONE"
+
+
+GONE = Gone()
+ReadBack = str | None | Gone
+
+
+class Cancel:
+    """A stop request shared between a signal handler and the backend writing.
+
+    Thread-safe; once requested it stays requested. ``reason`` says why (``SIGTERM``).
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def request(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +138,19 @@ class Directory(abc.ABC):
         """Stream every entry with the given attributes (lower-case names, missing ok)."""
 
     @abc.abstractmethod
-    def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
-        """Apply a batch with compare-and-swap; one result per change, in order."""
+    def apply(self, changes: Sequence[Change], cancel: Cancel | None = None) -> list[ChangeResult]:
+        """Apply a batch with compare-and-swap; one result per change, in order.
 
-    def check_targets(self, attributes: Sequence[str]) -> None:
+        Stops sending when ``cancel`` is requested (answers in flight are still awaited,
+        within the backend's timeout); changes never sent come back ``skipped``.
+        """
+
+    @abc.abstractmethod
+    def read_back(self, changes: Sequence[Change]) -> list[ReadBack]:
+        """The current value of each change's attribute (None when empty, GONE when the
+        entry no longer exists), in order; used to settle writes whose outcome is unknown."""
+
+    def check_targets(self, attributes: Sequence[str]) -> None:  # noqa: B027 - optional
         """Refuse target attributes the directory cannot hold safely (raises ConfigError)."""
 
     def unwritable_reason(self, employee: Employee, attribute: str) -> str | None:
@@ -92,7 +161,7 @@ class Directory(abc.ABC):
         """Entries outside the read scope that appear in manager chains (id and manager)."""
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional
         """Release connections or files."""
 
     def __enter__(self) -> Directory:

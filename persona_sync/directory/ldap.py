@@ -1,15 +1,20 @@
 """Active Directory and OpenLDAP through ldap3.
 
 TLS first: ``ldaps://`` or StartTLS, certificates verified; plain ``ldap://`` binds only
-with ``allow_plaintext``. Reads are paged searches streamed page by page. Writes are
-compare-and-swap in one modify (delete the old value, add the new), pipelined with a
-bounded window; the server refuses the modify with noSuchAttribute when the value
-changed since the plan, and that becomes a conflict. ldap3's exceptions stop here and
-become :class:`~persona_sync.errors.DirectoryError`.
+with ``allow_plaintext``. Reads are paged searches streamed page by page; a connection lost
+mid-read is reopened and the search resumed (entries already given are not given twice).
+Writes are compare-and-swap in one modify (delete the old value, add the new), pipelined
+with a bounded window in one thread (:mod:`~persona_sync.directory.ldap_pipeline`); what
+each answer means is in :mod:`~persona_sync.directory.ldap_write`. Every network call is
+bounded by ``directory.timeout``. ldap3's exceptions stop here and become
+:class:`~persona_sync.errors.DirectoryError`.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import math
 import re
 import ssl
 import uuid
@@ -20,10 +25,8 @@ from urllib.parse import urlsplit
 
 import structlog
 from ldap3 import (
-    ASYNC,
     BASE,
     LEVEL,
-    MODIFY_ADD,
     MODIFY_DELETE,
     NONE,
     NTLM,
@@ -37,7 +40,18 @@ from ldap3 import (
 from ldap3.core import exceptions as ldap_errors
 
 from persona_sync.config import LdapDirectoryConfig
-from persona_sync.directory.base import Change, ChangeResult, Directory, DirectoryAborted
+from persona_sync.directory.base import (
+    GONE,
+    Cancel,
+    Change,
+    ChangeResult,
+    Directory,
+    DirectoryAborted,
+    ReadBack,
+)
+from persona_sync.directory.ldap_pipeline import CLOSED, ModifyPipeline
+from persona_sync.directory.ldap_write import WriteBatch, WriteSettings
+from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, DirectoryError
 from persona_sync.secrets import Secret
@@ -69,11 +83,8 @@ PRESETS = {
     ),
 }
 
-# Result codes that mean "the value is not what the plan saw" for a compare-and-swap modify.
-_CAS_MISMATCH = {16, 19, 20}
 _NO_SUCH_OBJECT = 32
 _ACCESS_DENIED = 50
-_OBJECT_CLASS_VIOLATION = 65
 _LOST = (
     ldap_errors.LDAPSocketOpenError,
     ldap_errors.LDAPSocketReceiveError,
@@ -82,7 +93,7 @@ _LOST = (
     ldap_errors.LDAPSocketCloseError,
     ldap_errors.LDAPResponseTimeoutError,
 )
-_RECONNECTS = 3
+_RECONNECTS = 3  # connection losses tolerated per read of a base, and per batch of writes
 
 
 class LdapDirectory(Directory):
@@ -101,8 +112,9 @@ class LdapDirectory(Directory):
         self.identity = "ldap:" + ";".join(dn.casefold() for dn in spec.base_dns)
         self._servers = [self._server(url) for url in spec.urls]
         self._reader: Connection | None = None
-        self._writer: Connection | None = None
+        self._writer: tuple[Connection, ModifyPipeline] | None = None
         self._checked: set[str] = set()
+        self._may_write = False  # an answer of this run showed the account may write
 
     # --- connections ------------------------------------------------------------------
 
@@ -119,7 +131,8 @@ class LdapDirectory(Directory):
         ):
             raise ConfigError(
                 f"directory.urls: {url} is plain LDAP, which would send the bind password in "
-                "clear: use ldaps://, set start_tls: true, or (test labs only) allow_plaintext: true"
+                "clear: use ldaps://, set start_tls: true, or (test labs only) "
+                "allow_plaintext: true"
             )
         tls = Tls(
             validate=ssl.CERT_REQUIRED if self.spec.verify_tls else ssl.CERT_NONE,
@@ -135,12 +148,13 @@ class LdapDirectory(Directory):
             connect_timeout=self.spec.timeout,
         )
 
-    def _connect(self, strategy: str = SYNC) -> Connection:
+    def _connect(self) -> Connection:
         """Open and bind, trying each URL in order (failover); errors say what each said."""
         bind = self.spec.bind
         kwargs: dict[str, Any] = {
-            "client_strategy": strategy,
-            "receive_timeout": self.spec.timeout,
+            "client_strategy": SYNC,
+            # Whole seconds: ldap3 packs it into SO_RCVTIMEO, which refuses a float.
+            "receive_timeout": max(1, math.ceil(self.spec.timeout)),
             "raise_exceptions": False,
             "auto_referrals": False,
             "read_only": False,
@@ -155,20 +169,23 @@ class LdapDirectory(Directory):
             )
         failures: list[str] = []
         for url, server in zip(self.spec.urls, self._servers, strict=True):
+            connection = Connection(server, **kwargs)
             try:
-                connection = Connection(server, **kwargs)
                 connection.open()
                 if self.spec.start_tls and not server.ssl:
                     connection.start_tls()
             except ldap_errors.LDAPStartTLSError as exc:
-                failures.append(f"{url}: StartTLS failed: {_reason(exc)}")
+                _discard(connection)
+                failures.append(f"{url}: StartTLS failed: {self._reason(exc)}")
                 continue
             except ldap_errors.LDAPException as exc:
-                failures.append(f"{url}: {_reason(exc)}")
+                _discard(connection)
+                failures.append(f"{url}: {self._reason(exc, server)}")
                 continue
             try:
                 bound = bind.method == "anonymous" or connection.bind()
             except ldap_errors.LDAPSessionTerminatedByServerError:
+                _discard(connection)
                 if bind.method == "ntlm":
                     raise DirectoryError(
                         f"{url} dropped the NTLM bind (Samba AD DCs do not implement the "
@@ -178,10 +195,19 @@ class LdapDirectory(Directory):
                 failures.append(f"{url}: session terminated by server during bind")
                 continue
             except ldap_errors.LDAPException as exc:
-                failures.append(f"{url}: {_reason(exc)}")
+                _discard(connection)
+                failures.append(f"{url}: {self._reason(exc, server)}")
                 continue
             if not bound:
-                raise DirectoryError(self._bind_error(connection))
+                result = connection.result
+                _discard(connection)
+                if not result:  # no answer at all: the connection went during the bind
+                    failures.append(f"{url}: the connection closed during the bind")
+                    continue
+                raise DirectoryError(self._bind_error(result))
+            # Bound: ldap3 never needs the password again (a reconnect makes a new
+            # Connection), and its repr would print it in clear.
+            connection.password = None
             if failures:
                 log.warning("ldap_failover", used=url, failed=failures)
             return connection
@@ -189,8 +215,39 @@ class LdapDirectory(Directory):
             raise DirectoryError(f"cannot connect to {failures[0]}")
         raise DirectoryError("cannot connect to any server: " + "; ".join(failures))
 
-    def _bind_error(self, connection: Connection) -> str:
-        result = connection.result or {}
+    def _reason(self, exc: BaseException, server: Server | None = None) -> str:
+        """Why a connection could not be made or was lost, in words an admin can act on."""
+        text = str(exc) or type(exc).__name__
+        host = f"{server.host}:{server.port}" if server is not None else "the server"
+        if "invalid server address" in text and server is not None:
+            return f"host name {server.host} not found (DNS lookup failed)"
+        if "Connection refused" in text:
+            return f"connection refused (nothing listens on {host})"
+        if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+            if self.spec.ca_file is not None:
+                return (
+                    "TLS certificate verification failed: the server's certificate is not "
+                    f"signed by the CA in directory.ca_file ({self.spec.ca_file}); set "
+                    "directory.ca_file to the CA that signed it"
+                )
+            return (
+                "TLS certificate verification failed (set directory.ca_file to the CA that "
+                "signed the server's certificate)"
+            )
+        if "doesn't match" in text or "hostname mismatch" in text.lower():
+            return (
+                f"the server's TLS certificate is not issued for {server.host if server else host}"
+                ": connect with a host name the certificate names"
+            )
+        if "timed out" in text:
+            return f"no answer from {host} within {self.spec.timeout:g} s"
+        if "EOF occurred" in text or "UNEXPECTED_EOF" in text:
+            return f"{host} closed the connection during the TLS handshake"
+        if any(word in text for word in ("session terminated", "reset by peer", "Broken pipe")):
+            return CLOSED
+        return _clean(text)
+
+    def _bind_error(self, result: dict[str, Any]) -> str:
         code = result.get("result")
         user = self.spec.bind.user
         if code == 49:
@@ -200,7 +257,10 @@ class LdapDirectory(Directory):
                 f"bind as {user} refused: the server requires a protected connection "
                 "(LDAP 8 strongerAuthRequired): use ldaps:// or start_tls: true"
             )
-        return f"bind as {user} failed: LDAP {code} {result.get('description')}: {result.get('message')}"
+        return (
+            f"bind as {user} failed: LDAP {code} {result.get('description')}: "
+            f"{result.get('message')}"
+        )
 
     @property
     def reader(self) -> Connection:
@@ -208,13 +268,28 @@ class LdapDirectory(Directory):
             self._reader = self._connect()
         return self._reader
 
+    def _drop_reader(self) -> None:
+        connection, self._reader = self._reader, None
+        if connection is not None:
+            _discard(connection)
+
+    def _writer_pipeline(self) -> ModifyPipeline:
+        """The writing connection: its own bind, modifies pipelined on its socket."""
+        if self._writer is None:
+            connection = self._connect()
+            self._writer = (connection, ModifyPipeline(connection, self.spec.timeout))
+        return self._writer[1]
+
+    def _drop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            _discard(writer[0])
+
     def close(self) -> None:
-        for connection in (self._reader, self._writer):
+        for connection in (self._reader, self._writer[0] if self._writer else None):
             if connection is not None:
-                try:
+                with contextlib.suppress(ldap_errors.LDAPException, OSError):
                     connection.unbind()
-                except ldap_errors.LDAPException:
-                    pass
         self._reader = self._writer = None
 
     # --- reading ----------------------------------------------------------------------
@@ -231,37 +306,68 @@ class LdapDirectory(Directory):
                 [a.lower() for a in attributes] + [self.id_attribute, self.stable_attribute]
             )
         )
-        scope = SUBTREE if self.spec.scope == "subtree" else LEVEL
         count = 0
         for base in self.spec.base_dns:
-            try:
-                pages = self.reader.extend.standard.paged_search(
-                    base,
-                    self.search_filter(),
-                    scope,
-                    attributes=wanted,
-                    paged_size=self.spec.page_size,
-                    generator=True,
-                )
-                for item in pages:
-                    if item.get("type") != "searchResEntry":
-                        continue  # referrals (e.g. to other domains) are not followed
-                    count += 1
-                    yield self._employee(item)
-            except ldap_errors.LDAPInvalidFilterError as exc:
-                raise ConfigError(
-                    f"directory.filter: invalid LDAP filter "
-                    f"{self.search_filter()!r}: {_reason(exc)}"
-                ) from None
-            except ldap_errors.LDAPException as exc:
-                raise DirectoryError(f"reading {base} failed: {_reason(exc)}") from None
-            result = self.reader.result or {}
-            if result.get("result") not in (0, None):
-                raise DirectoryError(
-                    f"reading {base} failed: LDAP {result.get('result')} "
-                    f"{result.get('description')}: {result.get('message')}"
-                )
+            given: set[str] = set()  # a resumed search skips the entries already given
+            for attempt in range(_RECONNECTS + 1):
+                try:
+                    for item in self._paged_search(base, wanted, resumed=attempt > 0):
+                        key = normalize_dn(item["dn"])
+                        if key not in given:
+                            given.add(key)
+                            count += 1
+                            yield self._employee(item)
+                    break
+                except _LOST as exc:
+                    self._drop_reader()
+                    reason = self._reason(exc)
+                    if attempt == _RECONNECTS:
+                        raise DirectoryError(
+                            f"reading {base} failed: the connection was lost "
+                            f"{attempt + 1} times: {reason}"
+                        ) from None
+                    log.warning("ldap_read_resumed", base=base, error=reason, given=len(given))
         log.info("ldap_read", entries=count, bases=len(self.spec.base_dns))
+
+    def _paged_search(
+        self, base: str, wanted: list[str], resumed: bool
+    ) -> Iterator[dict[str, Any]]:
+        """The entries of one paged search; a lost connection raises one of ``_LOST``."""
+        try:
+            reader = self.reader
+        except DirectoryError as exc:
+            if resumed:
+                raise DirectoryError(
+                    f"reading {base} failed: the connection was lost and not regained: {exc}"
+                ) from None
+            raise
+        try:
+            pages = reader.extend.standard.paged_search(
+                base,
+                self.search_filter(),
+                SUBTREE if self.spec.scope == "subtree" else LEVEL,
+                attributes=wanted,
+                paged_size=self.spec.page_size,
+                generator=True,
+            )
+            for item in pages:
+                if item.get("type") == "searchResEntry":  # referrals (other domains): not followed
+                    yield item
+        except ldap_errors.LDAPInvalidFilterError as exc:
+            raise ConfigError(
+                f"directory.filter: invalid LDAP filter {self.search_filter()!r}: "
+                f"{_clean(str(exc))}"
+            ) from None
+        except _LOST:
+            raise
+        except ldap_errors.LDAPException as exc:
+            raise DirectoryError(f"reading {base} failed: {self._reason(exc)}") from None
+        result = reader.result or {}
+        if result.get("result") not in (0, None):
+            raise DirectoryError(
+                f"reading {base} failed: LDAP {result.get('result')} "
+                f"{result.get('description')}: {result.get('message')}"
+            )
 
     def _employee(self, item: dict[str, Any]) -> Employee:
         attributes: dict[str, str] = {}
@@ -284,19 +390,37 @@ class LdapDirectory(Directory):
         """Entries outside the search base that head employees' manager chains."""
         found: list[Employee] = []
         for dn in dns:
-            try:
-                ok = self.reader.search(
-                    dn, "(objectClass=*)", BASE, attributes=[self.id_attribute, "manager"]
-                )
-            except ldap_errors.LDAPException as exc:
-                raise DirectoryError(f"reading manager {dn} failed: {_reason(exc)}") from None
-            if ok and self.reader.response:
-                item = next(
-                    (i for i in self.reader.response if i.get("type") == "searchResEntry"), None
-                )
-                if item is not None:
-                    found.append(self._employee(item))
+            item = self._entry(dn, [self.id_attribute, "manager"], f"reading manager {dn}")
+            if item is not None:
+                found.append(self._employee(item))
         return found
+
+    def _entry(self, dn: str, attributes: list[str], what: str) -> dict[str, Any] | None:
+        """The entry at ``dn`` (a base search), None when there is none. A lost connection is
+        reopened once; other failures raise DirectoryError("<what> failed: ...")."""
+        for attempt in (1, 2):
+            reader = self.reader
+            try:
+                found = reader.search(dn, "(objectClass=*)", BASE, attributes=attributes)
+            except _LOST as exc:
+                self._drop_reader()
+                if attempt == 2:
+                    raise DirectoryError(f"{what} failed: {self._reason(exc)}") from None
+                continue
+            except ldap_errors.LDAPException as exc:
+                raise DirectoryError(f"{what} failed: {self._reason(exc)}") from None
+            if not found:
+                result = reader.result or {}
+                if result.get("result") == _NO_SUCH_OBJECT:
+                    return None
+                raise DirectoryError(
+                    f"{what} failed: LDAP {result.get('result')} {result.get('description')}: "
+                    f"{result.get('message')}"
+                )
+            return next(
+                (i for i in reader.response or [] if i.get("type") == "searchResEntry"), None
+            )
+        raise AssertionError("unreachable")
 
     # --- the target attribute ---------------------------------------------------------
 
@@ -323,31 +447,22 @@ class LdapDirectory(Directory):
         schema_dn = self._root_dse(["subschemaSubentry"]).get("subschemasubentry")
         if not schema_dn:
             raise DirectoryError("the server does not publish its schema (no subschemaSubentry)")
-        try:
-            self.reader.search(schema_dn, "(objectClass=*)", BASE, attributes=["attributeTypes"])
-        except ldap_errors.LDAPException as exc:
-            raise DirectoryError(f"reading the schema failed: {_reason(exc)}") from None
-        for item in self.reader.response or []:
-            for raw in (item.get("raw_attributes") or {}).get("attributeTypes", []):
-                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                parsed = AttributeType.parse(text)
-                if parsed is not None and name.lower() in (n.lower() for n in parsed.names):
-                    return parsed
+        item = self._entry(schema_dn, ["attributeTypes"], "reading the schema") or {}
+        for raw in (item.get("raw_attributes") or {}).get("attributeTypes", []):
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            parsed = AttributeType.parse(text)
+            if parsed is not None and name.lower() in (n.lower() for n in parsed.names):
+                return parsed
         return None
 
     def _root_dse(self, attributes: list[str]) -> dict[str, str]:
-        try:
-            self.reader.search("", "(objectClass=*)", BASE, attributes=attributes)
-        except ldap_errors.LDAPException as exc:
-            raise DirectoryError(f"reading the rootDSE failed: {_reason(exc)}") from None
+        item = self._entry("", attributes, "reading the rootDSE") or {}
         values: dict[str, str] = {}
-        for item in self.reader.response or []:
-            for key, raw in (item.get("raw_attributes") or {}).items():
-                if raw:
-                    values[key.lower()] = ";".join(
-                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                        for v in raw
-                    )
+        for key, raw in (item.get("raw_attributes") or {}).items():
+            if raw:
+                values[key.lower()] = ";".join(
+                    v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in raw
+                )
         return values
 
     def root_dse(self) -> dict[str, str]:
@@ -374,7 +489,9 @@ class LdapDirectory(Directory):
         try:
             self.reader.modify(dn, {attribute: [(MODIFY_DELETE, [probe])]})
         except ldap_errors.LDAPException as exc:
-            raise DirectoryError(f"probing write access on {dn} failed: {_reason(exc)}") from None
+            raise DirectoryError(
+                f"probing write access on {dn} failed: {self._reason(exc)}"
+            ) from None
         code = (self.reader.result or {}).get("result")
         if code in (16, 0):
             return True
@@ -384,182 +501,43 @@ class LdapDirectory(Directory):
 
     # --- writing ----------------------------------------------------------------------
 
-    def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
-        self.check_targets(sorted({c.attribute for c in changes}))
-        results: dict[int, ChangeResult] = {}
-        todo = list(range(len(changes)))
-        losses = 0
-        rounds = 0
-        while todo:
-            rounds += 1
-            if rounds > _RECONNECTS + 3:
-                for i in todo:
-                    results[i] = ChangeResult(
-                        changes[i], "conflict", "the value keeps changing while being written"
-                    )
-                break
-            try:
-                if self._writer is None:
-                    self._writer = self._connect(ASYNC)
-                todo = self._pipeline(changes, todo, results)
-            except _LOST as exc:
-                self._writer = self._reader = None
-                losses += 1
-                log.warning("ldap_connection_lost", error=_reason(exc), attempt=losses)
-                if losses > _RECONNECTS:
-                    self._abort(
-                        changes,
-                        results,
-                        f"connection to {', '.join(self.spec.urls)} "
-                        f"lost {losses} times: {_reason(exc)}",
-                    )
-                try:
-                    # What was in flight may or may not have been written: read it back.
-                    todo = self._settle(changes, [i for i in todo if i not in results], results)
-                except (DirectoryError, *_LOST) as again:
-                    self._abort(
-                        changes, results, f"connection lost and not regained: {_reason(again)}"
-                    )
-            except DirectoryError as exc:
-                self._abort(changes, results, str(exc))
-        return [results[i] for i in range(len(changes))]
-
-    def _abort(
-        self, changes: Sequence[Change], results: dict[int, ChangeResult], reason: str
-    ) -> None:
-        """Stop, keeping the outcome of every change decided so far; the rest are unknown."""
-        for i in range(len(changes)):
-            results.setdefault(
-                i,
-                ChangeResult(
-                    changes[i],
-                    "failed",
-                    "not confirmed (connection lost): the value may or may not be written; rerun "
-                    "apply with the same plan, compare-and-swap makes that safe",
-                ),
-            )
-        raise DirectoryAborted(reason, [results[i] for i in range(len(changes))])
-
-    def _pipeline(
-        self, changes: Sequence[Change], todo: list[int], results: dict[int, ChangeResult]
-    ) -> list[int]:
-        """Send modifies with at most ``write_window`` in flight; returns what is left."""
-        writer = self._writer
-        assert writer is not None
-        window = self.spec.write_window
-        in_flight: list[tuple[int, int, bool]] = []  # (change index, message id, with class)
-        retry: list[int] = []
-        queue = list(todo)
-        position = 0
-        while position < len(queue) or in_flight:
-            while position < len(queue) and len(in_flight) < window:
-                index = queue[position]
-                with_class = index in retry
-                message = writer.modify(
-                    changes[index].dn, self._modification(changes[index], with_class)
-                )
-                in_flight.append((index, message, with_class))
-                position += 1
-            index, message, with_class = in_flight.pop(0)
-            _response, result = writer.get_response(message, timeout=self.spec.timeout)
-            code = (result or {}).get("result")
-            if (
-                code == _OBJECT_CLASS_VIOLATION
-                and self.spec.auxiliary_class
-                and not with_class
-                and changes[index].new is not None
-            ):
-                retry.append(index)
-                queue.append(index)
-                continue
-            if code in _CAS_MISMATCH:
-                continue  # settled below with a fresh read
-            results[index] = self._result(changes[index], code, result or {})
-        pending = [i for i in todo if i not in results]
-        return self._settle(changes, pending, results) if pending else []
-
-    def _settle(
-        self, changes: Sequence[Change], indexes: list[int], results: dict[int, ChangeResult]
-    ) -> list[int]:
-        """Decide changes whose outcome needs the current value: done, conflict, or resend."""
-        resend: list[int] = []
-        for index in indexes:
-            change = changes[index]
-            current = self._current(change.dn, change.attribute)
-            if isinstance(current, _Missing):
-                results[index] = ChangeResult(change, "conflict", "entry no longer exists")
-            elif current == change.new:
-                results[index] = ChangeResult(change, "applied", "already had the value", current)
-            elif current == change.old:
-                resend.append(index)  # the write did not happen (connection lost): safe to retry
-            else:
-                results[index] = ChangeResult(
-                    change,
-                    "conflict",
-                    f"value changed since the plan: expected {_show(change.old)}, found {_show(current)}",
-                    current,
-                )
-        return resend
-
-    def _current(self, dn: str, attribute: str) -> str | None | _Missing:
+    def apply(self, changes: Sequence[Change], cancel: Cancel | None = None) -> list[ChangeResult]:
         try:
-            ok = self.reader.search(dn, "(objectClass=*)", BASE, attributes=[attribute])
-        except ldap_errors.LDAPException as exc:
-            raise DirectoryError(f"re-reading {dn} failed: {_reason(exc)}") from None
-        if not ok:
-            if (self.reader.result or {}).get("result") == _NO_SUCH_OBJECT:
-                return _Missing()
-            raise DirectoryError(f"re-reading {dn} failed: {self.reader.result}")
-        for item in self.reader.response or []:
-            if item.get("type") == "searchResEntry":
-                for key, values in (item.get("raw_attributes") or {}).items():
-                    if key.lower() == attribute.lower() and values:
-                        raw = values[0]
-                        return (
-                            raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                        )
-                return None
-        return _Missing()
-
-    def _modification(self, change: Change, with_class: bool) -> dict[str, list[Any]]:
-        operations: list[Any] = []
-        if change.old is not None:
-            operations.append((MODIFY_DELETE, [change.old]))
-        if change.new is not None:
-            operations.append((MODIFY_ADD, [change.new]))
-        modification: dict[str, list[Any]] = {change.attribute: operations}
-        if with_class and self.spec.auxiliary_class:
-            modification["objectClass"] = [(MODIFY_ADD, [self.spec.auxiliary_class])]
-        return modification
-
-    def _result(self, change: Change, code: int | None, result: dict[str, Any]) -> ChangeResult:
-        if code == 0:
-            return ChangeResult(change, "applied")
-        if code == _NO_SUCH_OBJECT:
-            return ChangeResult(change, "conflict", "entry no longer exists")
-        if code == _ACCESS_DENIED:
-            return ChangeResult(
-                change,
-                "failed",
-                f"permission denied: {self.spec.bind.user} may "
-                f"not write {change.attribute} on this entry (LDAP 50)",
-            )
-        if code == _OBJECT_CLASS_VIOLATION:
-            return ChangeResult(
-                change,
-                "failed",
-                f"the entry's object classes do not allow "
-                f"{change.attribute} (LDAP 65); set directory.auxiliary_class",
-            )
-        return ChangeResult(
-            change,
-            "failed",
-            f"LDAP {code} {result.get('description')}: {result.get('message')}".rstrip(": "),
+            self.check_targets(sorted({c.attribute for c in changes}))
+        except DirectoryError as exc:  # nothing sent yet
+            raise DirectoryAborted(str(exc), []) from None
+        batch = WriteBatch(
+            changes,
+            WriteSettings(
+                window=self.spec.write_window,
+                auxiliary_class=self.spec.auxiliary_class,
+                user=self.spec.bind.user or "anonymous",
+                urls=", ".join(self.spec.urls),
+                reconnects=_RECONNECTS,
+            ),
+            connect=self._writer_pipeline,
+            drop=self._drop_writer,
+            read=self._read_current,
+            cancel=cancel,
+            may_write=self._may_write,
         )
+        try:
+            return batch.run()
+        finally:
+            self._may_write = batch.may_write
 
+    def read_back(self, changes: Sequence[Change]) -> list[ReadBack]:
+        return [self._read_current(c.dn, c.attribute) for c in changes]
 
-class _Missing:
-    """The entry itself is gone."""
+    def _read_current(self, dn: str, attribute: str) -> ReadBack:
+        item = self._entry(dn, [attribute], f"re-reading {dn}")
+        if item is None:
+            return GONE
+        for key, values in (item.get("raw_attributes") or {}).items():
+            if key.lower() == attribute.lower() and values:
+                raw = values[0]
+                return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return None
 
 
 @dataclass(frozen=True)
@@ -594,15 +572,22 @@ class AttributeType:
         )
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if "certificate verify failed" in text or "CERTIFICATE_VERIFY_FAILED" in text:
-        return (
-            "TLS certificate verification failed (set directory.ca_file to the CA that "
-            "signed the server's certificate)"
-        )
+def _discard(connection: Connection) -> None:
+    """Close a failed or lost connection's socket, without a word to the server."""
+    with contextlib.suppress(ldap_errors.LDAPException, OSError):
+        connection.strategy.close()
+
+
+def _clean(text: str) -> str:
+    """ldap3 wraps some messages in a tuple's repr, and appends the address:
+    ("('socket ssl wrapping error: x',)",) ('127.0.0.1', 636) -> socket ssl wrapping error: x."""
+    text = re.sub(r" \('[^']*', \d+\)$", "", text)
+    while text.startswith("(") and text.endswith(",)"):
+        try:
+            unwrapped = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            break
+        if not (isinstance(unwrapped, tuple) and len(unwrapped) == 1):
+            break
+        text = str(unwrapped[0])
     return text
-
-
-def _show(value: str | None) -> str:
-    return "(empty)" if value is None else repr(value)

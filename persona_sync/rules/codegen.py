@@ -111,12 +111,17 @@ def compile_decide(
         _emit_scenarios(code, scenarios, expr)
     # Constants become keyword defaults, so the body reads them as fast locals.
     defaults = ", ".join(f"{name}={name}" for name in code.constants)
-    code.lines.insert(0, f"def decide(employee, position, *, {defaults}):")
+    code.lines.insert(0, f"def decide(employee, position{_keywords(defaults)}):")
     namespace: dict[str, Any] = dict(code.constants)
     exec(compile("\n".join(code.lines), "<persona-sync rules>", "exec"), namespace)  # noqa: S102
     decide: Decide = namespace["decide"]
     decide.source = "\n".join(code.lines)  # type: ignore[attr-defined]
     return decide
+
+
+def _keywords(defaults: str) -> str:
+    """The keyword-only part of a generated signature; none when there are no constants."""
+    return f", *, {defaults}" if defaults else ""
 
 
 _BLANK = ("<blank>",)  # bundle of a whitespace-only value: try the group's next attribute
@@ -133,7 +138,7 @@ def compile_fact_values(rule_set: RuleSet) -> Callable[[Any, Any], list[Any]]:
         _emit_fact(code, i, rule_set.facts[name], False, position_of, group_list, read_at_top)
     code.emit(1, f"return [{', '.join(f'f{i}' for i in range(len(names)))}]")
     defaults = ", ".join(f"{name}={name}" for name in code.constants)
-    code.lines.insert(0, f"def fact_values(employee, position, *, {defaults}):")
+    code.lines.insert(0, f"def fact_values(employee, position{_keywords(defaults)}):")
     namespace: dict[str, Any] = dict(code.constants)
     exec(compile("\n".join(code.lines), "<persona-sync facts>", "exec"), namespace)  # noqa: S102
     function: Callable[[Any, Any], list[Any]] = namespace["fact_values"]

@@ -9,7 +9,6 @@ directories repeat the same titles and departments thousands of times.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from persona_sync.employee import Employee
 from persona_sync.rules.model import Fact, Source, Value
 from persona_sync.rules.orgchart import Position
+from persona_sync.rules.patterns import PatternMatch, RulePattern
 
 Derive = Callable[[Employee, Position | None], Any]
 _CACHE_LIMIT = 100_000
@@ -67,7 +67,7 @@ def transform(source: Source, raw: Any, fact_type: str) -> Value | None:
         match = source.capture.search(str(value))
         if match is None:
             return None
-        value = _captured(match)
+        value = _captured(source.capture, match)
     if source.mapping is not None:
         key = str(value).strip().casefold()
         for candidate, mapped in source.mapping:
@@ -83,12 +83,12 @@ def transform(source: Source, raw: Any, fact_type: str) -> Value | None:
     return convert(value, fact_type)
 
 
-def _captured(match: re.Match[str]) -> str:
-    if "value" in match.re.groupindex:
+def _captured(pattern: RulePattern, match: PatternMatch) -> str:
+    if "value" in pattern.groupindex:
         return match.group("value") or ""
-    if match.re.groups:
+    if pattern.groups:
         return match.group(1) or ""
-    return match.group(0)
+    return match.group(0) or ""
 
 
 def org_chart_value(source: Source, position: Position | None) -> float | None:

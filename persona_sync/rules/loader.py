@@ -38,6 +38,7 @@ from persona_sync.rules.model import (
     Test,
     Value,
 )
+from persona_sync.rules.patterns import PatternError, RulePattern, compile_pattern
 from persona_sync.yamlsource import LocatedDocument, PathKey, load_yaml
 
 RULE_FILE_SUFFIXES = (".yaml", ".yml")
@@ -282,7 +283,8 @@ class _Builder:
                 self._error(
                     doc,
                     (*path, "from"),
-                    f"unknown built-in attribute '{attr}' (known: {', '.join(sorted(BUILTIN_ATTRIBUTES))})",
+                    f"unknown built-in attribute '{attr}' "
+                    f"(known: {', '.join(sorted(BUILTIN_ATTRIBUTES))})",
                 )
                 ok = False
         org_chart = None
@@ -342,11 +344,13 @@ class _Builder:
             return str(value)
         return str(value)
 
-    def _regex(self, doc: LocatedDocument, path: PathKey, pattern: str) -> re.Pattern[str] | None:
+    def _regex(
+        self, doc: LocatedDocument, path: PathKey, pattern: str, *, ignore_case: bool = True
+    ) -> RulePattern | None:
         try:
-            return re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            self._error(doc, path, f"invalid regular expression {pattern!r}: {exc}")
+            return compile_pattern(pattern, ignore_case=ignore_case)
+        except PatternError as exc:
+            self._error(doc, path, str(exc))
             return None
 
     # --- conditions -------------------------------------------------------------------
@@ -400,11 +404,7 @@ class _Builder:
         pattern = None
         fold = kind == "string" and not cond.case_sensitive
         if op == "matches":
-            flags = 0 if cond.case_sensitive else re.IGNORECASE
-            try:
-                pattern = re.compile(operand, flags)
-            except re.error as exc:
-                self._error(doc, op_path, f"invalid regular expression {operand!r}: {exc}")
+            pattern = self._regex(doc, op_path, operand, ignore_case=not cond.case_sensitive)
         elif op in ("equals",):
             operand = self._operand(doc, op_path, fact.type, operand, fold)
         elif op in ("in", "not_in"):

@@ -6,11 +6,11 @@ explain and the renderers. Nothing here is pydantic.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from persona_sync.errors import Location
+from persona_sync.rules.patterns import RulePattern
 from persona_sync.rules.spec import ServiceHints
 
 FactType = Literal["string", "number", "boolean"]
@@ -30,7 +30,7 @@ class Test:
     operand: object
     case_sensitive: bool
     location: Location
-    pattern: re.Pattern[str] | None = None
+    pattern: RulePattern | None = None
     written: object = None  # the operand as the author wrote it, before case-folding
 
     def describe(self) -> str:
@@ -115,9 +115,9 @@ class Source:
     constant: Value | None = None
     org_chart: OrgChartSource | None = None
     flag: int | None = None
-    capture: re.Pattern[str] | None = None
+    capture: RulePattern | None = None
     mapping: tuple[tuple[str, Value], ...] | None = None
-    table: tuple[tuple[re.Pattern[str], Value], ...] | None = None
+    table: tuple[tuple[RulePattern, Value], ...] | None = None
 
     def describe(self, attribute: str | None = None) -> str:
         """'attribute title via table'; ``attribute``: the one that gave the value."""

@@ -9,59 +9,15 @@ source.
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 
+__all__ = ["MANAGER_ATTRIBUTE", "OrgChart", "Position", "build_org_chart", "normalize_dn"]
+
 MANAGER_ATTRIBUTE = "manager"
-
-
-_SEPARATOR_SPACES = re.compile(r"\s*([,=+])\s*")
-_SEPARATOR_SPACES_PRESENT = re.compile(r"\s[,=+]|[,=+]\s")
-
-
-def _separator(match: re.Match[str]) -> str:
-    return match.group(1)
-
-
-@functools.lru_cache(maxsize=262_144)
-def normalize_dn(dn: str) -> str:
-    """Case-fold a DN and drop spaces around unescaped separators, for matching links.
-
-    Cached: every manager link names one of a few thousand managers.
-    """
-    if "\\" not in dn:
-        text = dn.strip()
-        if _SEPARATOR_SPACES_PRESENT.search(text):
-            text = _SEPARATOR_SPACES.sub(_separator, text)
-        return text.casefold()
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in dn:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            current.append(char)
-            escaped = True
-        elif char in ",=+":
-            parts.append(_strip_value(current))
-            parts.append(char)
-            current = []
-        else:
-            current.append(char)
-    parts.append(_strip_value(current))
-    return "".join(parts).casefold()
-
-
-def _strip_value(chars: list[str]) -> str:
-    text = "".join(chars).strip()
-    # An escaped trailing space ("a\\ ") is part of the value.
-    return text + " " if text.endswith("\\") else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +28,13 @@ class Position:
 
 @dataclass
 class OrgChart:
+    """Each employee's position, keyed by DN, and the chains that could not be followed.
+
+    ``problems`` holds one line per problem (a manager not found, a cycle), in the order
+    the employees were given, naming employees by their id (sAMAccountName, uid, UPN),
+    never by DN or object id; ``len(problems)`` is how many there are.
+    """
+
     positions: dict[str, Position] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -83,7 +46,9 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
     """Compute depth and direct reports for every employee; collect broken chains."""
     people = list(employees)
     key_of: dict[str, str] = {}
+    name_of: dict[str, str] = {}
     for person in people:
+        name_of[person.dn] = person.id
         key_of[normalize_dn(person.dn)] = person.dn
         key_of.setdefault(person.id.casefold(), person.dn)
     manager_of: dict[str, str | None] = {}
@@ -106,7 +71,7 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
     chart = OrgChart()
     depth: dict[str, int | None] = {}
     for person in people:
-        _resolve(person.dn, manager_of, reports, missing, depth, chart)
+        _resolve(person.dn, manager_of, reports, missing, depth, chart, name_of)
     for person in people:
         chart.positions[person.dn] = Position(depth.get(person.dn), reports.get(person.dn, 0))
     return chart
@@ -119,6 +84,7 @@ def _resolve(
     missing: dict[str, str],
     depth: dict[str, int | None],
     chart: OrgChart,
+    name_of: dict[str, str],
 ) -> None:
     chain: list[str] = []
     on_chain: set[str] = set()
@@ -130,11 +96,12 @@ def _resolve(
             break
         if current in on_chain:
             cycle = chain[chain.index(current) :]
-            chart.problems.append("manager cycle: " + " -> ".join([*cycle, current]))
+            names = [name_of[dn] for dn in [*cycle, current]]
+            chart.problems.append("manager cycle: " + " -> ".join(names))
             base = None
             break
         if current in missing:
-            chart.problems.append(f"manager of {current} not found: {missing[current]}")
+            chart.problems.append(f"manager of {name_of[current]} not found: {missing[current]}")
             depth[current] = None
             base = None
             break

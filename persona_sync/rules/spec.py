@@ -71,7 +71,8 @@ class FactTest(StrictModel):
         description=(
             "Regular expression (Python syntax) found ANYWHERE in the value, like grep: "
             "'president' matches 'Vice President, Sales'. Anchor with ^ and $ to match "
-            "the whole value."
+            "the whole value. Searched in linear time, so backreferences and lookaround "
+            "are refused."
         ),
     )
     starts_with: str | None = None

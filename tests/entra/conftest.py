@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +50,46 @@ class Tenant:
             outer, inner = attribute.split(".")
             return (user.get(outer) or {}).get(inner)
         return user.get(attribute)
+
+    def add_staff(self, count: int, prefix: str = "s", **props: Any) -> list[str]:
+        """Cloud-only engineers (persona "engineer"): `count` more planned writes."""
+        defaults = {"jobTitle": "Software Engineer", "officeLocation": "Munich HQ"}
+        return [
+            self.fake.add_user(
+                userPrincipalName=f"{prefix}{n}@contoso.example", **{**defaults, **props}
+            )
+            for n in range(count)
+        ]
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every record of every run, in file order (one run per test here)."""
+        folder = self.root / "state" / "journal"
+        return [
+            json.loads(line)
+            for path in sorted(folder.glob("*.jsonl"))
+            for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+
+    def journalled(self) -> dict[str, list[str]]:
+        """User id -> the results journalled for it, in order."""
+        results: dict[str, list[str]] = {}
+        for record in self.journal():
+            if record["type"] == "write":
+                results.setdefault(record["dn"], []).append(record["result"])
+        return results
+
+    def written(self) -> Counter[str]:
+        """User id -> how many PATCHes changed its target attribute."""
+        return Counter(w.user_id for w in self.fake.writes)
+
+
+SUMMARY = re.compile(r"(\d+) (applied|already set|conflicts|failed|unconfirmed|not sent)")
+
+
+def summary(stderr: str) -> dict[str, int]:
+    """The counts of the run summary line ("run ...: 3 applied, 0 already set, ...")."""
+    line = next(x for x in stderr.splitlines() if x.startswith("run "))
+    return {name: int(number) for number, name in SUMMARY.findall(line.split("; journal")[0])}
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
 
 from click.testing import Result
 
-from tests.entra.conftest import ON_PREMISES, Tenant
+from tests.entra.conftest import ON_PREMISES, Tenant, summary
 
 Run = Callable[..., Result]
 
@@ -30,8 +29,8 @@ def test_plan_apply_no_op_and_synced_users_skipped(tenant: Tenant, run_cli: Run)
             "attribute": ON_PREMISES,
             "old": None,
             "new": "frontline",
-            "reason": "mastered on-premises (synced from Active Directory): write the persona in AD; "
-            "Entra Connect carries it to Entra ID",
+            "reason": "mastered on-premises (synced from Active Directory): write the persona "
+            "in AD; Entra Connect carries it to Entra ID",
         }
     ]
     assert plan["provenance"]["directory"] == f"entra:{tenant.fake.tenant_id}"
@@ -68,26 +67,21 @@ def test_concurrent_change_is_a_conflict_and_rollback_restores(
     assert [tenant.value(n) for n in ("boss", "engineer", "nurse")] == [None, None, "tech-support"]
 
 
-def test_throttling_storm_loses_nothing_and_writes_nothing_twice(
+def test_throttling_storm_finishes_in_one_pass_and_writes_nothing_twice(
     tenant: Tenant, run_cli: Run
 ) -> None:
-    for number in range(60):
-        tenant.fake.add_user(
-            userPrincipalName=f"u{number}@contoso.example",
-            jobTitle="Software Engineer",
-            officeLocation="Munich HQ",
-        )
+    tenant.add_staff(60, "u")
     run_cli("plan", "-o", "plan.json", "-q")
-    tenant.fake.faults.seed = 7
-    tenant.fake.faults.throttle_ratio = 1 / 3
-    tenant.fake.faults.retry_after = 0
+    tenant.fake.faults.every(3, 429, methods={"PATCH"})  # a third of writes, Retry-After 1 s
     result = run_cli("apply", "plan.json")
     assert result.exit_code == 0, result.stderr
-    assert ": 63 applied, 0 conflicts, 0 failed" in result.stderr
-    throttled = [r for r in tenant.fake.requests if r.status == 429]
-    assert len(throttled) > 10  # the storm really happened
-    per_user = Counter(write.user_id for write in tenant.fake.writes)
-    assert len(per_user) == 63 and set(per_user.values()) == {1}
+    assert summary(result.stderr) == {"applied": 63, "already set": 0, "conflicts": 0, "failed": 0}
+    # Exactly every third PATCH was throttled: 63 applied + 31 refused, none resent after
+    # success (94 is the only count with 94 - 94 // 3 == 63 whose last one succeeds).
+    patches = [r.status for r in tenant.fake.requests if r.method == "PATCH"]
+    assert (len(patches), patches.count(429)) == (94, 31)
+    assert set(tenant.written().values()) == {1} and len(tenant.written()) == 63
+    assert set(map(tuple, tenant.journalled().values())) == {("applied",)}
 
 
 def test_directory_extension_target(tenant: Tenant, run_cli: Run) -> None:
@@ -151,23 +145,21 @@ def test_certificate_credential(tenant: Tenant, run_cli: Run) -> None:
 def test_unavailable_and_dropped_requests_complete_without_double_writes(
     tenant: Tenant, run_cli: Run
 ) -> None:
-    for number in range(40):
-        tenant.fake.add_user(
-            userPrincipalName=f"d{number}@contoso.example",
-            jobTitle="Registered Nurse",
-            officeLocation="North Clinic",
-        )
+    tenant.add_staff(40, "d", jobTitle="Registered Nurse", officeLocation="North Clinic")
     run_cli("plan", "-o", "plan.json", "-q")
     faults = tenant.fake.faults
-    faults.seed, faults.retry_after = 3, 0
-    faults.unavailable_ratio, faults.drop_ratio = 0.15, 0.1
-    faults.methods = {"GET", "PATCH"}  # a $batch is matched by its sub-requests
+    faults.retry_after = 0
+    # Counted, not drawn: the faults happen whatever order the batches arrive in.
+    faults.every(5, 503, methods={"GET", "PATCH"})  # every fifth read or write
+    faults.every_request(4, "drop", methods={"GET", "PATCH"})  # a $batch counts once
     result = run_cli("apply", "plan.json")
     assert result.exit_code == 0, result.stderr
-    assert ": 43 applied, 0 conflicts, 0 failed" in result.stderr
-    assert any(r.status is None for r in tenant.fake.requests)  # connections really dropped
-    per_user = Counter(write.user_id for write in tenant.fake.writes)
-    assert len(per_user) == 43 and set(per_user.values()) == {1}
+    assert summary(result.stderr) == {"applied": 43, "already set": 0, "conflicts": 0, "failed": 0}
+    graph = [r for r in tenant.fake.requests if r.path.startswith("/v1.0")]
+    assert any(r.status is None and r.batch_id is None for r in graph)  # connections dropped
+    assert any(r.status == 503 and r.method == "PATCH" for r in graph)
+    assert set(tenant.written().values()) == {1} and len(tenant.written()) == 43
+    assert set(map(tuple, tenant.journalled().values())) == {("applied",)}
 
 
 def _app(tenant: Tenant, roles: tuple[str, ...], consent: bool = True) -> str:

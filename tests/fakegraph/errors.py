@@ -54,6 +54,8 @@ ACCESS_TOKEN_EMPTY = "Access token is empty."
 ACCESS_TOKEN_INVALID = "Access token validation failure."
 # reported
 ACCESS_TOKEN_EXPIRED = "Lifetime validation failed, the token is expired."
+# fake (the same validation for a token whose nbf is still in the future, worded alike)
+ACCESS_TOKEN_NOT_YET_VALID = "Lifetime validation failed, the token is not yet valid."
 # reported: an app-only token with no "roles" claim, which is what Entra issues to an app
 # whose application permissions were never admin-consented
 NO_ROLES = "Either scp or roles claim need to be present in the token."
@@ -249,6 +251,17 @@ def service_unavailable(retry_after: int) -> GraphError:
         "serviceNotAvailable",
         "The service is temporarily unavailable. Try the request again after a delay.",
         {"Retry-After": str(retry_after)},
+    )
+
+
+def gateway_timeout() -> GraphError:
+    # status and meaning from the status table of the error page ("did not receive a
+    # timely response from the upstream server"); code and message fake. The fake sends
+    # it AFTER applying a write, the case that must be read back before any resend.
+    return GraphError(
+        504,
+        "GatewayTimeout",
+        "The gateway did not receive a timely response from the upstream server.",
     )
 
 

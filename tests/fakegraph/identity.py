@@ -3,9 +3,14 @@ the client credentials grant, with a client secret or a certificate (private_key
 
 Tokens are opaque random strings mapped here to the app and the Graph application
 permissions ("roles") it had when the token was issued, like the roles claim of a real
-token. An app whose permissions were never admin-consented still gets a token, without
-roles, exactly as Entra does for the client credentials grant; Graph then refuses it
-(401, "Either scp or roles claim need to be present in the token.").
+token, and to their validity period (nbf/exp) by the identity platform's clock.
+`clock_offset` sets that clock apart from the machine's (which Graph and clients use):
+tokens are then already expired, or not yet valid, when they reach Graph, and client
+assertions are checked against the offset clock (AADSTS700024 when too far apart).
+
+An app whose permissions were never admin-consented still gets a token, without roles,
+exactly as Entra does for the client credentials grant; Graph then refuses it (401,
+"Either scp or roles claim need to be present in the token.").
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Grant:
     client_id: str
     roles: frozenset[str]
     expires_at: float
+    not_before: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,12 @@ class IdentityPlatform:
         self.origin = origin  # https://127.0.0.1:PORT
         self.tenant_domain = tenant_domain
         self.tokens: dict[str, Grant] = {}
+        self.clock_offset = 0.0  # seconds this platform's clock runs ahead of the machine's
         self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """The identity platform's clock."""
+        return time.time() + self.clock_offset
 
     def knows_tenant(self, tenant: str) -> bool:
         return tenant.lower() in {self.directory.tenant_id.lower(), self.tenant_domain.lower()}
@@ -147,7 +158,9 @@ class IdentityPlatform:
     def expire_tokens(self) -> None:
         """Make every issued token expired (Graph then answers 401)."""
         with self._lock:
-            self.tokens = {t: Grant(g.client_id, g.roles, 0.0) for t, g in self.tokens.items()}
+            self.tokens = {
+                t: Grant(g.client_id, g.roles, 0.0, g.not_before) for t, g in self.tokens.items()
+            }
 
     def _authenticate(self, tenant: str, form: dict[str, str], authorization: str | None) -> Grant:
         if not self.knows_tenant(tenant):
@@ -182,7 +195,8 @@ class IdentityPlatform:
             raise TokenError(401, "invalid_client", 7000218)
         self._check_scope(tenant, form.get("scope"))
         roles = frozenset(app.roles) if app.consent else frozenset()
-        return Grant(app.client_id, roles, time.time() + TOKEN_LIFETIME)
+        now = self.now()
+        return Grant(app.client_id, roles, now + TOKEN_LIFETIME, now)
 
     def _check_scope(self, tenant: str, scope: str | None) -> None:
         if not scope:
@@ -264,7 +278,7 @@ class IdentityPlatform:
         }
         if claims.get("aud") not in audiences:
             raise TokenError(401, "invalid_client", 700023)
-        now = time.time()
+        now = self.now()
         expires, not_before = claims.get("exp"), claims.get("nbf", claims.get("iat", now))
         if (
             not isinstance(expires, int | float)

@@ -34,6 +34,7 @@ from . import batch, errors
 from .directory import Application, Directory, Write
 from .faults import Faults, Outcome
 from .graph import GraphApi
+from .identity import CLOCK_SKEW as TOKEN_CLOCK_SKEW
 from .identity import Grant, IdentityPlatform
 from .operation import Answer, Operation
 from .transport import Server, client_gone
@@ -54,13 +55,17 @@ KNOWN_ROLES = frozenset({
 
 class LoggedRequest(NamedTuple):
     """One request the fake answered: Graph paths start with /v1.0 (a $batch sub-request
-    too, with its batch_id set); status None means the connection was dropped."""
+    too, with its batch_id set); status None means the connection was dropped.
+    answer_lost: the fake processed it (a write was applied) but the client never got
+    its answer: a "lost answer" fault (status 504, or None when the connection was
+    dropped after processing)."""
 
     method: str
     path: str
     query: dict[str, str]
     status: int | None
     batch_id: str | None = None
+    answer_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,13 @@ class FakeEntra:
         """Property changes applied by PATCHes, in order (set_property is not a write)."""
         return self.directory.writes
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections the server still holds. A client that died is counted until
+        the request it had sent is processed and its connection closed, so 0 means no
+        write of an earlier client can still land."""
+        return self._server.open_connections if self._server is not None else 0
+
     def add_user(self, **props: Any) -> str:
         """Create a user from Graph property names (plus manager=<id>); returns its id."""
         return self.directory.add_user(**props)
@@ -302,6 +314,18 @@ class FakeEntra:
         """Every access token issued so far is now expired (Graph answers 401)."""
         self.identity.expire_tokens()
 
+    @property
+    def identity_clock_offset(self) -> float:
+        """Seconds the identity platform's clock runs ahead of Graph's and the machine's
+        (negative: behind). Beyond the token lifetime behind, every token is expired when
+        it reaches Graph; more than 5 minutes ahead, not yet valid; client assertions
+        (certificate credentials) more than 5 minutes off get AADSTS700024."""
+        return self.identity.clock_offset
+
+    @identity_clock_offset.setter
+    def identity_clock_offset(self, seconds: float) -> None:
+        self.identity.clock_offset = seconds
+
     def expire_delta_tokens(self) -> None:
         """Every deltaLink so far now gets 400 syncStateNotFound."""
         with self.directory.lock:
@@ -385,8 +409,11 @@ class FakeEntra:
         grant = self.identity.grant_for(token)
         if grant is None:
             raise errors.unauthenticated(errors.ACCESS_TOKEN_INVALID)
-        if grant.expires_at <= time.time():
+        now = time.time()  # Graph's clock: the machine's, not the identity platform's
+        if grant.expires_at <= now:
             raise errors.unauthenticated(errors.ACCESS_TOKEN_EXPIRED)
+        if grant.not_before > now + TOKEN_CLOCK_SKEW:
+            raise errors.unauthenticated(errors.ACCESS_TOKEN_NOT_YET_VALID)
         if not grant.roles:
             raise errors.unauthenticated(errors.NO_ROLES)
         return grant
@@ -419,7 +446,8 @@ class FakeEntra:
             if client_gone(connection):
                 self._log(entry(None))
                 return None
-        if self.faults.drop_request(methods):
+        fault = self.faults.request_fault(methods)
+        if fault == "drop" or (fault == "slow" and self._hold(connection)):
             self._log(entry(None))
             return None
         if is_batch:
@@ -427,18 +455,45 @@ class FakeEntra:
             if "drop" in outcomes:
                 self._log(entry(None))
                 return None
-            answer = batch.execute(envelope, requests, lambda op, i: self._run(op, outcomes[i]))
-            self._log(entry(answer.status))
+            lost = _lost(fault, outcomes)
+            answer = batch.execute(
+                envelope, requests, lambda op, i: self._run(op, outcomes[i], lost)
+            )
+            if lost is None:
+                self._log(entry(answer.status))
+            elif lost == "drop":
+                self._log(entry(None, answer_lost=True))
+                return None
+            else:
+                answer = _gateway_timeout(client_request_id)
+                self._log(entry(504, answer_lost=True))
         else:
             outcome = self.faults.operation_outcome(method)
             if outcome == "drop":
                 self._log(entry(None))
                 return None
-            answer = self._run(envelope, outcome)
+            lost = _lost(fault, [outcome])
+            answer = self._run(envelope, outcome, lost)
+            if lost == "drop":
+                return None
         return self._encode(answer, client_request_id)
 
-    def _run(self, operation: Operation, outcome: Outcome | None) -> Answer:
-        """One operation, after its fault was decided: nothing is applied on a fault."""
+    def _hold(self, connection: socket.socket) -> bool:
+        """A "slow" request: wait up to slow_seconds; True if the client gave up meanwhile
+        (the request is then dropped unprocessed)."""
+        deadline = time.monotonic() + self.faults.slow_seconds
+        while time.monotonic() < deadline:
+            if client_gone(connection):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(
+        self, operation: Operation, outcome: Outcome | None, lost: str | None = None
+    ) -> Answer:
+        """One operation, after its fault was decided: nothing is applied on a fault,
+        except the "lost answer" ones (applied, then answered 504 or not at all: `lost`
+        says how the whole request's answer is lost, if it is)."""
         client_request_id = operation.headers.get("client-request-id")
         error: errors.GraphError | None = None
         if outcome == 429:
@@ -465,13 +520,22 @@ class FakeEntra:
                             "generalException", "The fake Graph server failed; see server_errors."
                         ),
                     )
+        for action in self.faults.answered(operation.method):
+            action()
+        status: int | None = answer.status
+        if outcome == "applied-504" or (lost == "504" and operation.batch_id is None):
+            answer = _gateway_timeout(client_request_id)
+            status = 504
+        if lost == "drop" or (lost == "504" and operation.batch_id is not None):
+            status = None  # the whole answer is lost: the client sees no sub-response
         self._log(
             LoggedRequest(
                 operation.method,
                 "/v1.0" + operation.path,
                 operation.query,
-                answer.status,
+                status,
                 operation.batch_id,
+                answer_lost=lost is not None or outcome == "applied-504",
             )
         )
         return answer
@@ -490,3 +554,17 @@ class FakeEntra:
             headers["OData-Version"] = "4.0"
             payload = json.dumps(answer.body).encode()
         return answer.status, headers, payload
+
+
+def _lost(fault: str | None, outcomes: list[Outcome | None]) -> str | None:
+    """How a request's whole answer is lost after processing: "drop", "504" or None."""
+    if fault == "applied-drop" or "applied-drop" in outcomes:
+        return "drop"
+    if fault == "applied-504":
+        return "504"
+    return None
+
+
+def _gateway_timeout(client_request_id: str | None) -> Answer:
+    error = errors.gateway_timeout()
+    return Answer(error.status, error.body(client_request_id), error.headers)

@@ -45,7 +45,13 @@ class Handler(BaseHTTPRequestHandler):
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.settimeout(self.timeout)
         self.server.track(self.request)
-        self.request.do_handshake()  # TLS in this connection's thread, not the acceptor's
+        try:
+            self.request.do_handshake()  # TLS in this connection's thread, not the acceptor's
+        except BaseException:
+            # finish() only runs after a successful setup(): untrack here, or a client that
+            # dies during the handshake stays counted in open_connections forever.
+            self.server.untrack(self.request)
+            raise
         super().setup()
 
     def finish(self) -> None:
@@ -117,6 +123,11 @@ class Server(ThreadingHTTPServer):
     def untrack(self, connection: socket.socket) -> None:
         with self._connections_lock:
             self._connections.discard(connection)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     def close_connections(self) -> None:
         with self._connections_lock:

@@ -1,6 +1,7 @@
 """Fuzzing user input (marker slow: `./run-tests -m slow`): whatever a rule file, case
 file, config or directory file holds, the answer is a result or a located error, exit 1,
-never a traceback."""
+never a traceback. The hostile-input strategies and checks live in hostile.py; the
+default suite runs a few examples of each (test_hostile_quick.py), this file many."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from persona_sync.cli.main import cli
+from persona_sync.config import load_config
 from persona_sync.directory.csvfile import parse_csv
 from persona_sync.directory.ldif import parse_ldif
+from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
 from persona_sync.rules.loader import load_rules
 from tests.conftest import DEFAULT_RULES
+from tests.fuzz import hostile
+from tests.fuzz.test_hostile_quick import assert_cli_answered, plan_hostile_directory
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(
@@ -105,10 +110,7 @@ def _write(path: Path, data: object) -> None:
 def test_random_rule_structures_never_crash(tmp_path: Path, tree: object) -> None:
     path = tmp_path / "r.yaml"
     _write(path, tree)
-    try:
-        load_rules([path])
-    except PersonaSyncError:
-        pass
+    hostile.outcome(lambda: load_rules([path]), str(path))
 
 
 @FUZZ
@@ -180,3 +182,59 @@ def test_random_configs_never_crash(tmp_path: Path, tree: dict[str, object]) -> 
     result = CliRunner().invoke(cli, ["plan", "--config", str(config)], catch_exceptions=False)
     assert result.exit_code in (0, 1, 2)
     assert "unexpected error" not in result.stderr
+
+
+# --- hostile input (issue 9): the checks of test_hostile_quick.py, many more examples ----
+
+
+@FUZZ
+@given(hostile.rule_files)
+def test_hostile_rule_files(tmp_path: Path, raw: bytes) -> None:
+    hostile.check_rule_file(tmp_path / "r.yaml", raw)
+
+
+@FUZZ
+@given(hostile.config_files, hostile.environments)
+def test_hostile_configs(tmp_path: Path, raw: bytes, environ: dict[str, str]) -> None:
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    (tmp_path / "rules" / "r.yaml").write_bytes(hostile.RULE_FILES[0])
+    path = tmp_path / "persona-sync.yaml"
+    path.write_bytes(raw)
+    hostile.outcome(lambda: load_config(path, environ), str(path))
+
+
+@FUZZ
+@given(hostile.ldif_files, hostile.hostile_text)
+def test_hostile_ldif(raw: bytes, value: str) -> None:
+    hostile.check_ldif(raw, value)
+
+
+@FUZZ
+@given(hostile.csv_files, hostile.hostile_text)
+def test_hostile_csv(raw: bytes, value: str) -> None:
+    hostile.check_csv(raw, value)
+
+
+@FUZZ
+@given(st.lists(hostile.employees, min_size=1, max_size=8))
+def test_hostile_attribute_values(tmp_path: Path, people: list[Employee]) -> None:
+    hostile.check_decide([hostile.DEFAULT_ENGINE, hostile.hostile_engine(tmp_path)], people)
+
+
+CLI_FUZZ = settings(FUZZ, max_examples=300)
+
+
+@CLI_FUZZ
+@given(hostile.rule_files)
+def test_validate_reads_hostile_rule_files(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(raw)
+    result = CliRunner().invoke(cli, ["validate", str(path)], catch_exceptions=False)
+    assert_cli_answered(result, str(path))
+
+
+@pytest.mark.parametrize("kind", ["ldif", "csv"])
+@CLI_FUZZ
+@given(data=st.data())
+def test_plan_reads_hostile_directory_files(tmp_path: Path, kind: str, data: st.DataObject) -> None:
+    plan_hostile_directory(tmp_path, kind, data.draw(hostile.directory_files(kind)))

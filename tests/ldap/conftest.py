@@ -1,11 +1,21 @@
-"""Helpers for LDAP backend tests: configs for the real servers and dump comparison."""
+"""Helpers for LDAP backend tests: configs for the real servers, dump comparison, a slapd
+behind a fault-injecting proxy, and readers of the journal and the logs."""
 
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DEFAULT_RULES
+from tests.ldap.proxy import LdapProxy, ldap_proxy
+from tests.servers.slapd import SlapdServer
+
+PEOPLE = 300
+WINDOW = 20
 
 
 def write_config(folder: Path, directory: str, target: str) -> Path:
@@ -80,3 +90,87 @@ def canonical_dn(dn: str) -> str:
         i += 1
     out.append(pending.decode("utf-8", "replace"))
     return "".join(out).casefold()
+
+
+def entries_ldif(slapd: SlapdServer, people: int = PEOPLE) -> str:
+    return "".join(
+        f"dn: uid=p{i:03d},{slapd.people_dn}\nobjectClass: inetOrgPerson\n"
+        f"objectClass: personaHolder\nuid: p{i:03d}\n"
+        f"cn: Person {i}\nsn: P\ntitle: Software Engineer\n"
+        "physicalDeliveryOfficeName: Munich HQ\n\n"
+        for i in range(people)
+    )
+
+
+def proxied_config(slapd: SlapdServer, proxy: LdapProxy, folder: Path, extra: str = "") -> Path:
+    """A config that reaches slapd through the proxy, over TLS verified with the test CA."""
+    return write_config(
+        folder,
+        (
+            "  type: ldap\n  preset: openldap\n"
+            f"  urls: ['ldaps://127.0.0.1:{proxy.port}']\n  ca_file: {slapd.ca_file}\n"
+            f"  bind: {{user: '{slapd.service_dn}'}}\n"
+            f"  base_dns: ['{slapd.people_dn}']\n"
+            f"  auxiliary_class: personaHolder\n  write_window: {WINDOW}\n{extra}"
+        ),
+        "personaName",
+    )
+
+
+@pytest.fixture
+def proxied(
+    slapd: SlapdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LdapProxy]:
+    """PEOPLE engineers on slapd, reached through an LdapProxy; a config for them in the
+    test's folder (the working directory), the bind password in the environment."""
+    slapd.add_ldif(entries_ldif(slapd))
+    with ldap_proxy(slapd.port, tmp_path / "proxy-tls") as proxy:
+        proxied_config(slapd, proxy, tmp_path)
+        monkeypatch.setenv("PERSONA_SYNC_BIND_PASSWORD", slapd.service_password)
+        monkeypatch.chdir(tmp_path)
+        yield proxy
+
+
+def written(slapd: SlapdServer) -> int:
+    return slapd.dump().count("personaName: engineer")
+
+
+def journal_rows(kind: str = "write") -> list[dict[str, object]]:
+    return [
+        row
+        for path in sorted(Path("state/journal").glob("*.jsonl"))
+        for row in map(json.loads, path.read_text().splitlines())
+        if row["type"] == kind
+    ]
+
+
+def journal_results(result: str, run: str | None = None) -> set[str]:
+    """uid of every write the journal records with this result (in one run, or any)."""
+    return {
+        str(row["dn"]).split(",")[0][4:]
+        for row in journal_rows()
+        if row["result"] == result and (run is None or row["run_id"] == run)
+    }
+
+
+def server_values(slapd: SlapdServer) -> dict[str, str]:
+    """uid -> personaName as an independent client (ldapsearch) sees it."""
+    values: dict[str, str] = {}
+    for block in slapd.dump(slapd.people_dn).split("\n\n"):
+        lines = block.splitlines()
+        uid = next((line[5:] for line in lines if line.startswith("uid: ")), None)
+        value = next((line[13:] for line in lines if line.startswith("personaName: ")), None)
+        if uid and value:
+            values[uid] = value
+    return values
+
+
+def log_events(stderr: str, event: str) -> list[dict[str, object]]:
+    """The structured log events of that name among stderr's lines."""
+    events = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == event:
+                events.append(record)
+    return events

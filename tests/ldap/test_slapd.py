@@ -119,7 +119,7 @@ def test_plan_apply_writes_exactly_the_plan(
     assert slapd.dump() == before  # planning writes nothing
     applied = run_cli("apply", "plan.json")
     assert applied.exit_code == 0, applied.stderr
-    assert ": 4 applied, 0 conflicts, 0 failed" in applied.stderr
+    assert ": 4 applied, 0 already set, 0 conflicts, 0 failed; journal " in applied.stderr
     assert differences(before, slapd.dump()) == {
         canonical_dn(setup["ceo"]): ([], ["objectClass: personaHolder", "personaName: vip"]),
         canonical_dn(setup["nurse"]): (
@@ -251,8 +251,9 @@ def test_connection_errors_are_clear(
     assert (result.exit_code, result.stderr) == (
         1,
         (
-            f"error: directory.urls: {slapd.url} is plain LDAP, which would send the bind password "
-            "in clear: use ldaps://, set start_tls: true, or (test labs only) allow_plaintext: true\n"
+            f"error: directory.urls: {slapd.url} is plain LDAP, which would send the bind "
+            "password in clear: use ldaps://, set start_tls: true, or (test labs only) "
+            "allow_plaintext: true\n"
         ),
     )
     config.write_text(

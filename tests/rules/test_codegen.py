@@ -107,3 +107,22 @@ def test_generated_fact_values_agree_with_the_closures(
     assert ENGINE.fact_values(employee, position) == dict(
         zip(ENGINE.fact_names, reference, strict=True)
     )
+
+
+def test_a_rule_set_without_facts_compiles(write: Callable[[str, str], Path]) -> None:
+    rules = write(
+        "rules/personas.yaml",
+        """
+        personas:
+          - id: everyone
+            name: Everyone
+            precedence: 1
+            default: true
+        scope:
+          unmatched: default
+        """,
+    )
+    engine = Engine(load_rules([rules.parent]))
+    [decision] = engine.decide(Employee("a", "cn=a,dc=x", {}), None)
+    assert (decision.persona, decision.rule) == ("everyone", "default")
+    assert engine.fact_values(Employee("a", "cn=a,dc=x", {}), None) == {}

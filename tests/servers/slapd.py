@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -178,9 +179,24 @@ class SlapdServer:
     service_dn = SERVICE_DN
     service_password = SERVICE_PASSWORD
 
-    def __init__(self, *, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        start_timeout: float = 10.0,
+        audit_log: bool = False,
+        monitor: bool = False,
+        constraints: Sequence[str] = (),
+    ) -> None:
+        """audit_log: record every successful write in `audit_log_file` (slapo-auditlog);
+        monitor: serve cn=Monitor to the admin (for `open_connections`);
+        constraints: slapo-constraint rules, e.g. "personaName regex ^[a-z-]+$", which the
+        server enforces with constraintViolation (19)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="persona-sync-slapd-"))
         self._start_timeout = start_timeout
+        self._audit_log = audit_log
+        self._monitor = monitor
+        self._constraints = tuple(constraints)
+        self.audit_log_file = self.workdir / "audit.ldif"
         self._process: subprocess.Popen[bytes] | None = None
         self._bulk_ldif: list[str] = [_base_ldif()]
         self.port = 0
@@ -222,7 +238,28 @@ index       uid eq
 index       entryUUID eq
 index       personaName eq
 
-{ACCESS_RULES}"""
+{ACCESS_RULES}{self._extra_config()}"""
+
+    def _extra_config(self) -> str:
+        """The optional parts: the audit log overlay (on the data database, so it must
+        follow that database's lines) and the monitor database."""
+        extra = ""
+        if self._constraints:
+            extra += "\nmoduleload  constraint\noverlay     constraint\n" + "".join(
+                f"constraint_attribute {rule}\n" for rule in self._constraints
+            )
+        if self._audit_log:
+            # slapo-auditlog appends each successful write as LDIF, in the write's own
+            # thread before the answer goes out (even when the client is already gone).
+            extra += (
+                f"\nmoduleload  auditlog\noverlay     auditlog\nauditlog    {self.audit_log_file}\n"
+            )
+        if self._monitor:
+            extra += (
+                "\ndatabase    monitor\n"
+                f'access to dn.subtree="cn=Monitor" by dn.exact="{ADMIN_DN}" read by * none\n'
+            )
+        return extra
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -273,8 +310,9 @@ index       personaName eq
         if result.returncode != 0:
             raise SlapdError(f"slapadd exited {result.returncode}:\n{result.stderr.strip()}")
 
-    def _launch(self) -> None:
-        self.port, self.ldaps_port = _free_ports(2)
+    def _launch(self, keep_ports: bool = False) -> None:
+        if not keep_ports:
+            self.port, self.ldaps_port = _free_ports(2)
         stderr_path = self.workdir / "slapd.stderr"
         with stderr_path.open("wb") as stderr:
             # `-d none` keeps slapd in the foreground and still prints configuration and
@@ -322,6 +360,30 @@ index       personaName eq
                 process.kill()
                 process.wait()
 
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop slapd with `sig` (SIGKILL: no goodbye to clients), keeping its database and
+        ports for `restart`."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(sig)
+            process.wait()
+
+    def restart(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop slapd (SIGTERM: a clean stop; SIGKILL: a crash) and start it again on the
+        same ports with the same database; returns once it accepts connections."""
+        self.kill(sig)
+        self._launch(keep_ports=True)
+
+    def pause(self) -> None:
+        """Freeze slapd (SIGSTOP): it answers nothing until `resume`, as a server that
+        stalls; clients' requests wait in their sockets."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop slapd and delete its directory. Safe to call more than once."""
         self._terminate()
@@ -363,6 +425,20 @@ index       personaName eq
             ca_file=self.ca_file,
             input_text=text,
         )
+
+    def open_connections(self) -> int:
+        """Client connections slapd still holds, the one asking included (needs
+        monitor=True). A connection closed by its client stays until the operations it
+        had started are finished, so 1 means no write of an earlier client is pending."""
+        output = run_ldap_tool(
+            [
+                "ldapsearch", "-LLL", "-x", "-H", self.url, "-D", ADMIN_DN, "-w",
+                ADMIN_PASSWORD, "-b", "cn=Connections,cn=Monitor", "-s", "one",
+                "(objectClass=monitorConnection)", "1.1",
+            ],
+            ca_file=self.ca_file,
+        )  # fmt: skip
+        return sum(1 for line in output.splitlines() if line.startswith("dn:"))
 
     def dump(self, base: str | None = None) -> str:
         """Sorted LDIF of every entry under `base` (default: the suffix), user

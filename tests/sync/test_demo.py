@@ -15,9 +15,11 @@ def test_demo_runs_then_finds_nothing_to_change(tmp_path: Path) -> None:
                            text=True, check=False)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0].startswith("plan: 2114 changes for 2114 employees (2352 in scope, 68 out of "
-                               "scope, 238 unchanged, 3 foreign values left alone)")
-    assert lines[3].startswith("run ") and ": 2114 applied, 0 conflicts, 0 failed" in lines[3]
+    assert lines[0] == ("plan: 2114 changes for 2114 employees (2352 in scope, 68 out of "
+                        "scope, 238 unchanged, 3 foreign values left alone, 2 org-chart "
+                        "problems (see the log))")
+    assert lines[3].startswith("run ")
+    assert ": 2114 applied, 0 already set, 0 conflicts, 0 failed; journal " in lines[3]
     second = subprocess.run([*command, "demo", "--dir", "demo"], cwd=tmp_path,
                             capture_output=True, text=True, check=False)
     assert second.returncode == 0, second.stderr

@@ -138,7 +138,7 @@ def test_apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op(
     result = run_cli("apply", "plan.json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr.startswith("run ")
-    assert ": 2 applied, 0 conflicts, 0 failed; journal " in result.stderr
+    assert ": 2 applied, 0 already set, 0 conflicts, 0 failed; journal " in result.stderr
     after = workspace.text()
     expected = before.replace(
         "userAccountControl: 512\n",
@@ -169,7 +169,7 @@ def test_edit_between_plan_and_apply_is_a_conflict(workspace: Workspace, run_cli
         "msDS-cloudExtensionAttribute1: value changed since the plan: expected 'engineer', "
         "found 'vip'"
     )
-    assert ": 1 applied, 1 conflicts, 0 failed; journal " in result.stderr
+    assert ": 1 applied, 0 already set, 1 conflicts, 0 failed; journal " in result.stderr
     assert "North Clinic\nmsDS-cloudExtensionAttribute1: vip\n" in workspace.text()
 
 
@@ -181,16 +181,16 @@ def test_safety_limit_blocks_and_force_passes(workspace: Workspace, run_cli: Run
     run_cli("plan", "-o", "plan.json", "-q")
     blocked = run_cli("apply", "plan.json")
     assert (blocked.exit_code, blocked.stderr) == (
-        1,
+        4,
         (
-            "error: this run would change 2 employees, more than the safety limit of 1 "
+            "held: this run would change 2 employees, more than the safety limit of 1 "
             "(max_changes 500, max_change_percent 25% of 4 in scope); nothing was written. Review "
-            "the plan, then rerun with --force, or raise the limits under safety: in the config\n"
+            "the plan, then rerun with --force, or raise the limit under safety: in the config\n"
         ),
     )
     assert workspace.directory.read_bytes() == before
     assert not (workspace.state / "journal").exists()
-    assert run_cli("sync").exit_code == 1
+    assert run_cli("sync").exit_code == 4
     assert workspace.directory.read_bytes() == before
     assert run_cli("apply", "plan.json", "--force").exit_code == 0
     assert workspace.directory.read_bytes() != before

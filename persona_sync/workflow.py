@@ -1,0 +1,207 @@
+"""The workflows: plan, apply, sync and rollback, each one library function.
+
+Each function that writes owns the run's life cycle: it takes the state folder's lock,
+settles runs that died before they could end (:mod:`persona_sync.recovery`), checks the
+safety limits, writes through a journal that always ends with how the run ended, and
+releases the lock. The CLI and the demo call these functions and only render what they
+return.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from persona_sync.apply import Progress, RunReport, rollback_changes, run_changes
+from persona_sync.config import LoadedConfig
+from persona_sync.directory.base import Cancel, Change, Directory
+from persona_sync.errors import PersonaSyncError, PlanError
+from persona_sync.journal import Journal, read_run
+from persona_sync.lock import RunLock
+from persona_sync.plan import Plan, compute_plan
+from persona_sync.recovery import Settled, settle_unfinished
+from persona_sync.safety import check_safety
+from persona_sync.session import Session
+
+log = structlog.get_logger(__name__)
+
+ReadProgress = Callable[[int], None]
+OnSettled = Callable[[Settled], None]
+
+
+class RunInterrupted(PersonaSyncError):
+    """A signal stopped the run before it wrote anything."""
+
+    def __init__(self, reason: str, stage: str) -> None:
+        self.reason = reason
+        super().__init__(f"interrupted by {reason} while {stage}; nothing was written")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a writing workflow did: runs it settled first, the plan, and its own run."""
+
+    settled: tuple[Settled, ...] = ()
+    plan: Plan | None = None
+    report: RunReport | None = None  # None: nothing to write
+    notes: tuple[str, ...] = field(default=())
+
+
+def make_plan(
+    session: Session,
+    directory: Directory,
+    progress: ReadProgress | None = None,
+    cancel: Cancel | None = None,
+) -> Plan:
+    """Read, evaluate and diff; read-only, so it takes no lock."""
+
+    def read(count: int) -> None:
+        if cancel is not None and cancel.requested:
+            raise RunInterrupted(cancel.reason, "reading employees")
+        if progress is not None:
+            progress(count)
+
+    plan = compute_plan(session.config, session.engine, directory, read)
+    read(plan.summary["employees"])  # a signal during a short read is seen here
+    return plan
+
+
+def verify_plan(
+    plan: Plan, config: LoadedConfig, rules_checksum: str, directory: Directory
+) -> None:
+    """Refuse a plan made for other rules, another config or another directory."""
+    prov = plan.provenance
+    if prov.directory != directory.identity:
+        raise PlanError(
+            f"this plan is for directory {prov.directory}, but the config points at "
+            f"{directory.identity}"
+        )
+    if prov.rules_checksum != rules_checksum:
+        raise PlanError("the rules changed since this plan was made: make a new plan")
+    if prov.config_checksum != config.checksum:
+        raise PlanError("the config changed since this plan was made: make a new plan")
+
+
+def apply_plan(
+    session: Session,
+    plan: Plan,
+    directory: Directory,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    command: str = "apply",
+    on_settled: OnSettled | None = None,
+) -> Outcome:
+    """Apply exactly the reviewed plan: verified, within the limits, journalled."""
+    config = session.config
+    verify_plan(plan, config, session.rules_checksum, directory)
+    check_safety(plan, config.spec.safety, force)
+    with RunLock(config.state_dir, command):
+        settled = _settle(directory, config, on_settled, command)
+        if not plan.changes:
+            return Outcome(settled, plan)
+        directory.check_targets(sorted({c.attribute for c in plan.changes}))
+        report = _write(
+            directory,
+            [c.to_change() for c in plan.changes],
+            config,
+            command,
+            progress,
+            cancel,
+            plan_checksum=plan.checksum,
+        )
+    return Outcome(settled, plan, report)
+
+
+def sync(
+    session: Session,
+    directory: Directory,
+    *,
+    force: bool = False,
+    read_progress: ReadProgress | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_settled: OnSettled | None = None,
+) -> Outcome:
+    """Plan and apply in one step, holding the lock from the read to the last write."""
+    config = session.config
+    with RunLock(config.state_dir, "sync"):
+        settled = _settle(directory, config, on_settled, "sync")
+        plan = make_plan(session, directory, read_progress, cancel)
+        if on_plan is not None:
+            on_plan(plan)
+        if not plan.changes:
+            return Outcome(settled, plan)
+        check_safety(plan, config.spec.safety, force)
+        report = _write(
+            directory,
+            [c.to_change() for c in plan.changes],
+            config,
+            "sync",
+            progress,
+            cancel,
+            plan_checksum=plan.checksum,
+        )
+    return Outcome(settled, plan, report)
+
+
+def rollback(
+    run_id: str,
+    config: LoadedConfig,
+    directory: Directory,
+    *,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    on_settled: OnSettled | None = None,
+) -> Outcome:
+    """Restore the old values a run wrote, with compare-and-swap; itself journalled.
+
+    Needs the config and the journal, not the rules: a broken rule commit must not block
+    the rollback that repairs its effects.
+    """
+    read_run(config.state_dir, run_id)  # an unknown id is refused before taking the lock
+    with RunLock(config.state_dir, f"rollback {run_id}"):
+        settled = _settle(directory, config, on_settled, f"rollback {run_id}")
+        record = read_run(config.state_dir, run_id)  # again: recovery may have settled it
+        if record.header.get("directory") != directory.identity:
+            raise PersonaSyncError(
+                f"run {run_id} wrote to {record.header.get('directory')}, but the config "
+                f"points at {directory.identity}"
+            )
+        changes = rollback_changes(record)
+        report = _write(
+            directory, changes, config, "rollback", progress, cancel, rollback_of=run_id
+        )
+    return Outcome(settled, None, report)
+
+
+def _settle(
+    directory: Directory, config: LoadedConfig, on_settled: OnSettled | None, command: str
+) -> tuple[Settled, ...]:
+    by = f"{command} pid {os.getpid()} at {datetime.now(UTC).isoformat(timespec='seconds')}"
+    settled = tuple(settle_unfinished(directory, config.state_dir, by))
+    if on_settled is not None:
+        for item in settled:
+            on_settled(item)
+    return settled
+
+
+def _write(
+    directory: Directory,
+    changes: list[Change],
+    config: LoadedConfig,
+    command: str,
+    progress: Progress | None,
+    cancel: Cancel | None,
+    **header: object,
+) -> RunReport:
+    journal = Journal.create(
+        config.state_dir, command, directory.identity, changes=len(changes), **header
+    )
+    return run_changes(directory, changes, journal, progress, cancel)
