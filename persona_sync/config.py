@@ -356,10 +356,15 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     ValidationFailed.raise_if_any(errors)
     assert spec is not None
     loaded = LoadedConfig(config_path.resolve(), spec, config_path.resolve().parent)
-    missing = [s for s in (loaded.rules_path,) if not s.exists()]
-    if missing:
+    try:
+        rules = loaded.rules_path
+        found = rules.exists()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise doc.error(("rules",), f"rules path cannot be used: {reason}") from None
+    if not found:
         raise doc.error(
-            ("rules",), f"rules not found: {missing[0]} (the path is relative to {config_path})"
+            ("rules",), f"rules not found: {rules} (the path is relative to {config_path})"
         )
     return loaded
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from persona_sync.config import load_config
+from persona_sync.errors import RuleError
 from tests.conftest import DEFAULT_RULES
 from tests.sync.conftest import Workspace
 
@@ -217,7 +219,8 @@ def test_full_disk_leaves_the_directory_untouched(
     assert lines[0] == f"stopped: cannot write {workspace.directory}: No space left on device"
     assert re.fullmatch(
         r"run (\S+): 0 applied, 0 already set, 0 conflicts, 2 failed; aborted; journal "
-        + re.escape(str(workspace.state / "journal")) + r"/\1\.jsonl",
+        + re.escape(str(workspace.state / "journal"))
+        + r"/\1\.jsonl",
         lines[1],
     ), lines[1]
     assert len(lines) == 2
@@ -225,3 +228,14 @@ def test_full_disk_leaves_the_directory_untouched(
     assert sorted(p.name for p in workspace.root.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize(
+    ("variable", "reason"),
+    [("\x00", "embedded null byte"), ("x" * 5000, "File name too long")],
+    ids=["nul", "too-long"],
+)
+def test_unusable_rules_path(workspace: Workspace, variable: str, reason: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        load_config(workspace.config, {"PERSONA_SYNC_RULES": variable})
+    assert str(caught.value) == (
+        f"environment variable PERSONA_SYNC_RULES: rules path cannot be used: {reason}"
+    )
