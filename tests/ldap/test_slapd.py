@@ -292,8 +292,11 @@ def test_failover_to_the_next_url(slapd: SlapdServer, setup: dict[str, str], run
         probe.bind(("127.0.0.1", 0))
         dead = f"ldaps://127.0.0.1:{probe.getsockname()[1]}"
     config = Path("persona-sync.yaml")
-    config.write_text(config.read_text().replace(f"urls: [{slapd.ldaps_url}]",
-                                                 f"urls: [{dead}, {slapd.ldaps_url}]"))
+    config.write_text(
+        config.read_text().replace(
+            f"urls: [{slapd.ldaps_url}]", f"urls: [{dead}, {slapd.ldaps_url}]"
+        )
+    )
     assert run_cli("plan", "-q").exit_code == 2
     config.write_text(config.read_text().replace(f", {slapd.ldaps_url}]", "]"))
     result = run_cli("plan")

@@ -174,7 +174,7 @@ _patterns = st.tuples(
 _texts = st.text(alphabet="abcéÉ .1\n_x", max_size=12)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # same draws every CI run
 @given(_patterns, _texts, st.booleans())
 def test_re2_spelling_agrees_with_python(pattern: str, text: str, ignore_case: bool) -> None:
     try:
