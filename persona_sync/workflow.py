@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -48,7 +48,6 @@ class Outcome:
     settled: tuple[Settled, ...] = ()
     plan: Plan | None = None
     report: RunReport | None = None  # None: nothing to write
-    notes: tuple[str, ...] = field(default=())
 
 
 def make_plan(
