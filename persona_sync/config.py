@@ -121,7 +121,8 @@ class LdapDirectoryConfig(StrictModel):
     )
     urls: list[str] = Field(
         min_length=1,
-        description="ldaps://host[:port] or ldap://host[:port]; several for failover, tried in order.",
+        description="ldaps://host[:port] or ldap://host[:port]; several for failover, tried in "
+        "order.",
     )
     start_tls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS.")
     ca_file: Path | None = Field(
@@ -274,6 +275,18 @@ class SafetyConfig(StrictModel):
     )
 
 
+class SnapshotConfig(StrictModel):
+    """The local snapshot in the state folder, which delta runs (--delta) read from."""
+
+    full_read_every_hours: float = Field(
+        24,
+        gt=0,
+        description="`sync --delta` and `plan --delta` read the whole directory instead of "
+        "its changes when the last full read is older than this (as Entra Connect's "
+        "scheduled full sync does): a full read also catches what change tracking misses.",
+    )
+
+
 class SyncConfig(StrictModel):
     """persona-sync.yaml: what to evaluate, where to write, and how carefully."""
 
@@ -304,9 +317,10 @@ class SyncConfig(StrictModel):
         "that are not persona ids. false (default): such values are reported and left alone.",
     )
     safety: SafetyConfig = SafetyConfig()
+    snapshot: SnapshotConfig = SnapshotConfig()
     state_dir: Path = Field(
         Path(".persona-sync"),
-        description="Journal, lock and saved cursors, relative to this file.",
+        description="Journal, lock, snapshot and saved cursors, relative to this file.",
     )
 
 
@@ -332,7 +346,8 @@ class LoadedConfig:
     @property
     def checksum(self) -> str:
         """Digest of everything in the config that shapes a plan (not the state folder)."""
-        data = self.spec.model_dump(mode="json", exclude={"schema_", "state_dir", "rules"})
+        shaping = {"schema_", "state_dir", "rules", "snapshot"}
+        data = self.spec.model_dump(mode="json", exclude=shaping)
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 

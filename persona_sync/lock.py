@@ -34,8 +34,8 @@ LOCK_NAME = "lock"
 class RunLock:
     """The state folder's lock; a context manager. Only the holder's ``release`` unlocks."""
 
-    def __init__(self, state_dir: Path, command: str) -> None:
-        self.path = state_dir / LOCK_NAME
+    def __init__(self, state_dir: Path, command: str, name: str = LOCK_NAME) -> None:
+        self.path = state_dir / name
         self.command = command
         self._fd: int | None = None
 
@@ -52,15 +52,15 @@ class RunLock:
     ) -> None:
         self.release()
 
-    def acquire(self) -> None:
-        """Take the lock without waiting; LockHeld names the holder when another run has it."""
+    def acquire(self, wait: bool = False) -> None:
+        """Take the lock; without ``wait``, LockHeld names the holder when another has it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise PersonaSyncError(f"cannot open lock {self.path}: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)

@@ -1,13 +1,14 @@
 """Plans: what a run would change, as immutable values with a deterministic checksum.
 
-:func:`compute_plan` reads the directory, evaluates every employee and diffs the target
-attributes. A plan is evidence for auditors and the contract for ``apply``: it records its
-provenance (tool version, rules and config checksums, directory) and a checksum over the
-whole of it (changes, summary, provenance, foreign values and skipped changes), so a plan
-that was edited or damaged after it was made is refused, and one made for other rules, another
-config or another directory is refused too. The checksum is a digest, not a signature: it
-proves the file is what ``plan`` wrote, not who wrote it; keep plan files where only the
-people who may apply them can write.
+:class:`Evaluator` decides one employee and diffs its target attributes;
+:func:`assemble_plan` builds the plan from every employee's result (the read and the
+snapshot that feed them are :mod:`persona_sync.refresh`). A plan is evidence for auditors
+and the contract for ``apply``: it records its provenance (tool version, rules and config
+checksums, directory) and a checksum over the whole of it (changes, summary, provenance,
+foreign values and skipped changes), so a plan that was edited or damaged after it was made
+is refused, and one made for other rules, another config or another directory is refused
+too. The checksum is a digest, not a signature: it proves the file is what ``plan`` wrote,
+not who wrote it; keep plan files where only the people who may apply them can write.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
 from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
-from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, OrgChart, build_org_chart, normalize_dn
+from persona_sync.rules.orgchart import (
+    MANAGER_ATTRIBUTE,
+    OrgChart,
+    Position,
+    build_org_chart,
+    normalize_dn,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -188,105 +195,141 @@ def check_targets(rule_set: RuleSet, config: LoadedConfig) -> None:
         )
 
 
-def compute_plan(
-    config: LoadedConfig,
-    engine: Engine,
-    directory: Directory,
-    progress: Progress | None = None,
-) -> Plan:
-    """Read every employee, decide, and diff against the target attributes."""
-    rule_set = engine.rule_set
-    check_targets(rule_set, config)
-    targets = {s: a.lower() for s, a in config.spec.targets.items()}
-    shown_targets = dict(config.spec.targets)
-    persona_ids = {p.casefold() for p in rule_set.personas}
-    rule_facts = _facts_read(rule_set)
-    owns = config.spec.owns_attribute
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """What the rules make of one employee: the population labels per scenario (None when
+    out of scope) and the plan items."""
 
-    directory.check_targets(list(config.spec.targets.values()))
-    employees: Iterable[Employee] = directory.read(read_attributes(engine, config))
-    chart = None
-    if rule_set.uses_org_chart:
-        employees = list(employees)
-        chart = org_chart(directory, employees)
-        log_problems(chart.problems)
-    changes: list[PlannedChange] = []
-    foreign: list[ForeignValue] = []
-    skipped: list[SkippedChange] = []
-    counts: Counter[str] = Counter()
-    personas: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
-    transitions: dict[str, Counter[str]] = {s.id: Counter() for s in rule_set.scenarios}
-    for index, employee in enumerate(employees, 1):
-        if progress is not None and index % 1000 == 0:
-            progress(index)
-        position = chart.position(employee) if chart is not None else None
-        decisions = engine.decide(employee, position)
-        counts["employees"] += 1
+    population: tuple[str, ...] | None
+    changes: tuple[PlannedChange, ...] = ()
+    foreign: tuple[ForeignValue, ...] = ()
+    skipped: tuple[SkippedChange, ...] = ()
+
+
+OUT_OF_SCOPE = Evaluated(None)
+LEFT = "(unmatched, left as is)"
+CLEARED = "(cleared)"
+
+
+class Evaluator:
+    """Decides one employee and diffs the targets: the per-employee half of a plan."""
+
+    def __init__(self, config: LoadedConfig, engine: Engine, directory: Directory) -> None:
+        rule_set = engine.rule_set
+        self.engine = engine
+        self.directory = directory
+        self.targets = {s: a.lower() for s, a in config.spec.targets.items()}
+        self.shown = dict(config.spec.targets)
+        self.persona_ids = {p.casefold() for p in rule_set.personas}
+        self.rule_facts = _facts_read(rule_set)
+        self.owns = config.spec.owns_attribute
+
+    def __call__(self, employee: Employee, position: Position | None) -> Evaluated:
+        decisions = self.engine.decide(employee, position)
         if decisions and decisions[0].outcome == "out_of_scope":
-            counts["out_of_scope"] += 1
-            continue
-        counts["in_scope"] += 1
-        changed = False
+            return OUT_OF_SCOPE
+        labels: list[str] = []
+        changes: list[PlannedChange] = []
+        foreign: list[ForeignValue] = []
+        skipped: list[SkippedChange] = []
         facts: dict[str, Any] | None = None
         for decision in decisions:
-            attribute = targets[decision.scenario]
-            current = employee.attributes.get(attribute) or None
+            scenario = decision.scenario
+            current = employee.attributes.get(self.targets[scenario]) or None
             if decision.outcome == "leave":
-                personas[decision.scenario]["(unmatched, left as is)"] += 1
+                labels.append(LEFT)
                 continue
             wanted = decision.persona
-            personas[decision.scenario][wanted or "(cleared)"] += 1
+            labels.append(wanted or CLEARED)
             if same_value(current, wanted):
                 continue
-            if current is not None and current.casefold() not in persona_ids and not owns:
+            shown = self.shown[scenario]
+            if current is not None and current.casefold() not in self.persona_ids and not self.owns:
                 foreign.append(
-                    ForeignValue(
-                        employee.id,
-                        employee.dn,
-                        decision.scenario,
-                        shown_targets[decision.scenario],
-                        current,
-                        wanted,
-                    )
+                    ForeignValue(employee.id, employee.dn, scenario, shown, current, wanted)
                 )
                 continue
-            reason = directory.unwritable_reason(employee, shown_targets[decision.scenario])
+            reason = self.directory.unwritable_reason(employee, shown)
             if reason is not None:
                 skipped.append(
                     SkippedChange(
-                        employee.id,
-                        employee.dn,
-                        decision.scenario,
-                        shown_targets[decision.scenario],
-                        current,
-                        wanted,
-                        reason,
+                        employee.id, employee.dn, scenario, shown, current, wanted, reason
                     )
                 )
                 continue
             if facts is None:
-                facts = engine.fact_values(employee, position)
+                facts = self.engine.fact_values(employee, position)
             changes.append(
                 PlannedChange(
                     employee.id,
                     employee.dn,
-                    decision.scenario,
-                    shown_targets[decision.scenario],
+                    scenario,
+                    shown,
                     current,
                     wanted,
                     decision.persona,
                     decision.rule,
-                    _read_by(decision, rule_facts, facts),
+                    _read_by(decision, self.rule_facts, facts),
                 )
             )
-            transitions[decision.scenario][f"{current or EMPTY} -> {wanted or EMPTY}"] += 1
-            changed = True
+        return Evaluated(tuple(labels), tuple(changes), tuple(foreign), tuple(skipped))
+
+
+def encode_items(evaluated: Evaluated) -> dict[str, Any] | None:
+    """The plan items of one employee as JSON-ready data (None when there are none)."""
+    if not (evaluated.changes or evaluated.foreign or evaluated.skipped):
+        return None
+    items: dict[str, Any] = {}
+    if evaluated.changes:
+        items["changes"] = [_change_dict(c) for c in evaluated.changes]
+    if evaluated.foreign:
+        items["foreign"] = [asdict(f) for f in evaluated.foreign]
+    if evaluated.skipped:
+        items["skipped"] = [asdict(k) for k in evaluated.skipped]
+    return items
+
+
+def assemble_plan(
+    rule_set: RuleSet,
+    config: LoadedConfig,
+    directory: Directory,
+    population: Iterable[tuple[tuple[str, ...] | None, bool, int]],
+    items: Iterable[Mapping[str, Any]],
+    org_chart_problems: int,
+    read: Mapping[str, Any] | None = None,
+) -> Plan:
+    """The plan from every employee's population labels and items, however they were
+    computed (a full read, or a delta over the snapshot): the same inputs give the same plan.
+
+    ``population`` holds (labels or None when out of scope, changed, how many employees).
+    """
+    changes: list[PlannedChange] = []
+    foreign: list[ForeignValue] = []
+    skipped: list[SkippedChange] = []
+    for item in items:
+        changes.extend(PlannedChange(**c) for c in item.get("changes", ()))
+        foreign.extend(ForeignValue(**f) for f in item.get("foreign", ()))
+        skipped.extend(SkippedChange(**k) for k in item.get("skipped", ()))
+    scenario_ids = [s.id for s in rule_set.scenarios]
+    personas: dict[str, Counter[str]] = {s: Counter() for s in scenario_ids}
+    transitions: dict[str, Counter[str]] = {s: Counter() for s in scenario_ids}
+    counts: Counter[str] = Counter()
+    for labels, changed, many in population:
+        counts["employees"] += many
+        if labels is None:
+            counts["out_of_scope"] += many
+            continue
+        counts["in_scope"] += many
         if not changed:
-            counts["unchanged"] += 1
+            counts["unchanged"] += many
+        for scenario, label in zip(scenario_ids, labels, strict=True):
+            personas[scenario][label] += many
+    for c in changes:
+        transitions[c.scenario][f"{c.old or EMPTY} -> {c.new or EMPTY}"] += 1
     changes.sort(key=lambda c: (c.dn.casefold(), c.scenario))
     foreign.sort(key=lambda f: (f.dn.casefold(), f.scenario))
     skipped.sort(key=lambda k: (k.dn.casefold(), k.scenario))
-    summary = {
+    summary: dict[str, Any] = {
         "employees": counts["employees"],
         "in_scope": counts["in_scope"],
         "out_of_scope": counts["out_of_scope"],
@@ -295,15 +338,17 @@ def compute_plan(
         "employees_changed": len({normalize_dn(c.dn) for c in changes}),
         "foreign_values": len(foreign),
         "skipped": len(skipped),
-        "org_chart_problems": len(chart.problems) if chart is not None else 0,
+        "org_chart_problems": org_chart_problems,
         "scenarios": {
             s: {
                 "personas": dict(sorted(personas[s].items())),
                 "transitions": dict(sorted(transitions[s].items())),
             }
-            for s in personas
+            for s in scenario_ids
         },
     }
+    if read is not None:
+        summary["read"] = dict(read)
     provenance = Provenance(
         tool_version=__version__,
         rules_checksum=rule_set.checksum,
@@ -399,11 +444,13 @@ def load_plan(text: str, source: str) -> Plan:
         ) from None
     if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
         raise PlanError(
-            f"{source}: not a persona-sync plan (save one with `persona-sync plan --format json -o FILE`)"
+            f"{source}: not a persona-sync plan (save one with "
+            "`persona-sync plan --format json -o FILE`)"
         )
     if data.get("version") != PLAN_VERSION:
         raise PlanError(
-            f"{source}: plan format version {data.get('version')!r} is not supported (expected {PLAN_VERSION})"
+            f"{source}: plan format version {data.get('version')!r} is not supported "
+            f"(expected {PLAN_VERSION})"
         )
     try:
         prov = Provenance(**data["provenance"])

@@ -32,6 +32,22 @@ def headline(plan: Plan) -> str:
     return text + ")"
 
 
+def read_line(plan: Plan) -> str:
+    """How the plan's read went, for --delta runs: a delta's counts, or why it read in full."""
+    read = plan.summary.get("read") or {}
+    n = read.get("entries_read", 0)
+    entries = f"{n} entr{'ies' if n != 1 else 'y'}"
+    if read.get("mode") == "delta":
+        text = (
+            f"read: delta since the last read: {entries} read, {read.get('changed', 0)} "
+            f"changed, {read.get('removed', 0)} removed; {read.get('re_evaluated', 0)} "
+            "employees re-evaluated"
+        )
+    else:
+        text = f"read: {read.get('reason') or 'full read'}; {entries}"
+    return "\n".join([text, *(f"read: {note}" for note in read.get("notes", ()))])
+
+
 def _shown(value: str | None) -> str:
     return EMPTY if value is None else value
 

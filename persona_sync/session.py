@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persona_sync.config import LoadedConfig, load_config
-from persona_sync.directory import open_directory
+from persona_sync.directory import directory_identity, open_directory
 from persona_sync.directory.base import Directory
 from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
@@ -15,6 +15,7 @@ from persona_sync.rules.engine import Engine
 from persona_sync.rules.loader import load_rules
 from persona_sync.rules.orgchart import Position
 from persona_sync.secrets import Prompt
+from persona_sync.snapshot import Snapshot
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Session:
     def directory(self) -> Directory:
         return open_directory(self.config, self.prompt)
 
+    @property
+    def config_identity(self) -> str:
+        """The directory's identity without connecting (what plans and snapshots record)."""
+        return directory_identity(self.config)
+
 
 def open_session(config_path: Path | None, prompt: Prompt | None = None) -> Session:
     config = load_config(config_path)
@@ -39,6 +45,51 @@ def open_session(config_path: Path | None, prompt: Prompt | None = None) -> Sess
 
 
 LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")
+
+
+@dataclass(frozen=True)
+class Found:
+    """An employee to explain, with their org position and where they were read."""
+
+    employee: Employee
+    position: Position | None
+    source: str  # "the snapshot of 2026-12-01T13:00:00+00:00" or the directory's identity
+
+
+def find_in_snapshot(session: Session, key: str) -> Found | None:
+    """The employee as the last read saw them, without a directory read; None when the
+    snapshot is missing, of another directory, made with other rules' attributes, or does
+    not hold them."""
+    store = Snapshot.open_read_only(session.config.state_dir)
+    if store is None:
+        return None
+    with store:
+        wanted = read_attributes(session.engine, session.config)
+        if store.get("directory") != session.config_identity or not set(wanted) <= set(
+            store.get("attributes") or ()
+        ):
+            return None
+        held = [a for a in LOOKUP_ATTRIBUTES if a in set(store.get("attributes") or ())]
+        rows = store.find(key, held)
+        if not rows and not key.isascii():  # SQLite's lower() folds ASCII only
+            folded = key.casefold()
+            rows = [
+                r
+                for r in store.rows()
+                if folded in (r.id.casefold(), r.dn.casefold())
+                or any((r.attributes.get(a) or "").casefold() == folded for a in held)
+            ]
+        if len(rows) != 1:
+            return None  # not there, or ambiguous: the directory read says which
+        row = rows[0]
+        position = (
+            Position(row.depth, row.reports) if session.engine.rule_set.uses_org_chart else None
+        )
+        return Found(
+            Employee(row.id, row.dn, row.attributes),
+            position,
+            f"the snapshot of {store.get('last_read')}",
+        )
 
 
 def find_employee(session: Session, key: str) -> tuple[Employee, Position | None]:

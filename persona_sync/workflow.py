@@ -9,8 +9,10 @@ return.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,13 +21,15 @@ import structlog
 from persona_sync.apply import Progress, RunReport, rollback_changes, run_changes
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Cancel, Change, Directory
-from persona_sync.errors import PersonaSyncError, PlanError
+from persona_sync.errors import LockHeld, PersonaSyncError, PlanError, SafetyLimitExceeded
 from persona_sync.journal import Journal, read_run
 from persona_sync.lock import RunLock
-from persona_sync.plan import Plan, compute_plan
+from persona_sync.plan import Plan
 from persona_sync.recovery import Settled, settle_unfinished
+from persona_sync.refresh import Refresh, compute_plan, full_read_due
 from persona_sync.safety import check_safety
 from persona_sync.session import Session
+from persona_sync.snapshot import SNAPSHOT_LOCK, Snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -55,18 +59,87 @@ def make_plan(
     directory: Directory,
     progress: ReadProgress | None = None,
     cancel: Cancel | None = None,
+    *,
+    delta: bool = False,
 ) -> Plan:
-    """Read, evaluate and diff; read-only, so it takes no lock."""
+    """Read (all, or the changes since the snapshot's cursor with ``delta``), evaluate and
+    diff. It writes nothing in the directory, so it takes no run lock; it saves the
+    snapshot unless another run is updating it (then it plans against a private copy)."""
+    with _snapshot(session.config, "plan", wait=False) as (store, fresh):
+        refresh = _refresh(session, directory, store, fresh, progress, cancel, delta)
+        refresh.commit()
+    return refresh.plan
 
+
+def _refresh(
+    session: Session,
+    directory: Directory,
+    store: Snapshot,
+    fresh: str | None,
+    progress: ReadProgress | None,
+    cancel: Cancel | None,
+    delta: bool,
+) -> Refresh:
     def read(count: int) -> None:
         if cancel is not None and cancel.requested:
             raise RunInterrupted(cancel.reason, "reading employees")
         if progress is not None:
             progress(count)
 
-    plan = compute_plan(session.config, session.engine, directory, read)
-    read(plan.summary["employees"])  # a signal during a short read is seen here
-    return plan
+    every = session.config.spec.snapshot.full_read_every_hours
+    refresh = compute_plan(
+        session.config,
+        session.engine,
+        directory,
+        read,
+        snapshot=store,
+        delta=delta,
+        full_reason=full_read_due(store, every) if delta else None,
+        fresh_reason=fresh,
+    )
+    read(refresh.summary.read)  # a signal during a short read is seen here
+    return refresh
+
+
+@contextlib.contextmanager
+def _snapshot(
+    config: LoadedConfig, command: str, wait: bool
+) -> Iterator[tuple[Snapshot, str | None]]:
+    """The state folder's snapshot under its own lock, and why it starts empty.
+
+    ``wait``: wait for a plan that is saving it (sync, apply). Without: when another run
+    holds it, or the state folder cannot be written, a private in-memory copy.
+    """
+    lock = RunLock(config.state_dir, command, SNAPSHOT_LOCK)
+    try:
+        lock.acquire(wait)
+    except (LockHeld, PersonaSyncError) as exc:
+        log.info("snapshot_busy", reason=str(exc))
+        store, fresh = _private_copy(config)
+        try:
+            yield store, fresh
+        finally:
+            store.close()
+        return
+    try:
+        try:
+            store, fresh = Snapshot.open(config.state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("snapshot_unusable", path=str(config.state_dir), error=str(exc))
+            store, fresh = Snapshot.in_memory(), f"the snapshot cannot be opened ({exc})"
+        try:
+            yield store, fresh
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+def _private_copy(config: LoadedConfig) -> tuple[Snapshot, str | None]:
+    try:
+        return Snapshot.read_only_copy(config.state_dir)
+    except (OSError, sqlite3.Error) as exc:
+        return Snapshot.in_memory(), f"the snapshot cannot be read ({exc})"
 
 
 def verify_plan(
@@ -122,31 +195,45 @@ def sync(
     directory: Directory,
     *,
     force: bool = False,
+    delta: bool = False,
     read_progress: ReadProgress | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_settled: OnSettled | None = None,
 ) -> Outcome:
-    """Plan and apply in one step, holding the lock from the read to the last write."""
+    """Plan and apply in one step, holding the lock from the read to the last write.
+
+    The snapshot (and the cursor a delta read starts from next time) is saved only after
+    the writes are journalled: a run killed in between reads those changes again.
+    """
     config = session.config
     with RunLock(config.state_dir, "sync"):
         settled = _settle(directory, config, on_settled, "sync")
-        plan = make_plan(session, directory, read_progress, cancel)
-        if on_plan is not None:
-            on_plan(plan)
-        if not plan.changes:
-            return Outcome(settled, plan)
-        check_safety(plan, config.spec.safety, force)
-        report = _write(
-            directory,
-            [c.to_change() for c in plan.changes],
-            config,
-            "sync",
-            progress,
-            cancel,
-            plan_checksum=plan.checksum,
-        )
+        with _snapshot(config, "sync", wait=True) as (store, fresh):
+            refresh = _refresh(session, directory, store, fresh, read_progress, cancel, delta)
+            plan = refresh.plan
+            if on_plan is not None:
+                on_plan(plan)
+            if not plan.changes:
+                refresh.commit()
+                return Outcome(settled, plan)
+            try:
+                check_safety(plan, config.spec.safety, force)
+            except SafetyLimitExceeded:
+                refresh.commit()  # nothing written: what was read stays read
+                raise
+            report = _write(
+                directory,
+                [c.to_change() for c in plan.changes],
+                config,
+                "sync",
+                progress,
+                cancel,
+                plan_checksum=plan.checksum,
+            )
+            refresh.record(report.results, report.run_id)
+            refresh.commit()
     return Outcome(settled, plan, report)
 
 

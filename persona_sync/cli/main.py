@@ -7,6 +7,7 @@ from persona_sync.cli import (  # noqa: F401 - register commands
     entra_cmds,
     report_cmds,
     rules_cmds,
+    status_cmd,
     sync_cmds,
 )
 from persona_sync.cli.base import cli

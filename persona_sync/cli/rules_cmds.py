@@ -19,7 +19,7 @@ from persona_sync.rules.loader import load_rules
 from persona_sync.rules.model import RuleSet
 from persona_sync.rules.orgchart import Position
 from persona_sync.schemas import stale_schemas, write_schemas
-from persona_sync.session import find_employee, open_session
+from persona_sync.session import find_employee, find_in_snapshot, open_session
 
 DEFAULT_RULES = Path("rules")
 
@@ -174,6 +174,13 @@ def test_cmd(cases: tuple[Path, ...], rules_path: Path, verbose: bool) -> int:
 )
 @click.option("--direct-reports", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
+    "--read",
+    "read_directory",
+    is_flag=True,
+    help="With EMPLOYEE: read the directory now instead of the snapshot the last plan or "
+    "sync saved.",
+)
+@click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 def explain_cmd(
@@ -187,6 +194,7 @@ def explain_cmd(
     dn: str | None,
     org_depth: int | None,
     direct_reports: int,
+    read_directory: bool,
     fmt: str,
 ) -> int:
     """Show why an employee gets a persona.
@@ -194,7 +202,9 @@ def explain_cmd(
     Prints each fact with where its value came from, every rule of every persona with
     the result of each condition, the candidates, and why the winner won. The employee
     comes from the configured directory (EMPLOYEE: id, sAMAccountName/uid, UPN, mail or
-    DN; rules from the config), from a case file, or from --attr options.
+    DN; rules from the config), from a case file, or from --attr options. An EMPLOYEE is
+    looked up in the snapshot the last plan or sync saved (no directory read; stderr says
+    when it was read), else in the directory; --read always reads the directory.
 
     \b
     Examples:
@@ -206,7 +216,16 @@ def explain_cmd(
         if attrs or case_file:
             raise ConfigError("give EMPLOYEE, --case or --attr, not several")
         session = open_session(config_path, terminal_prompt())
-        employee, position = find_employee(session, employee_key)
+        found = None if read_directory else find_in_snapshot(session, employee_key)
+        if found is None:
+            employee, position = find_employee(session, employee_key)
+        else:
+            employee, position = found.employee, found.position
+            click.echo(
+                f"explain: {employee.id} as read in {found.source} (--read reads the "
+                "directory now)",
+                err=True,
+            )
         _print_explanation(explain(session.engine, employee, position), fmt)
         return EXIT_OK
     rule_set = load_rules([rules_path])

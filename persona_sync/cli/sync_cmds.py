@@ -27,7 +27,7 @@ from persona_sync.journal import list_runs
 from persona_sync.metrics import RunMetrics
 from persona_sync.plan import Plan, load_plan
 from persona_sync.recovery import Settled
-from persona_sync.render import RENDERERS, conflict_lines, headline, run_summary
+from persona_sync.render import RENDERERS, conflict_lines, headline, read_line, run_summary
 from persona_sync.session import Session, open_session
 from persona_sync.workflow import Outcome, RunInterrupted, apply_plan, make_plan, rollback, sync
 
@@ -49,6 +49,15 @@ metrics_option = click.option(
     envvar="PERSONA_SYNC_METRICS_FILE",
     help="Write Prometheus metrics here when done, even on failure (for the node exporter's "
     "textfile collector; name it *.prom).",
+)
+delta_option = click.option(
+    "--delta",
+    is_flag=True,
+    help="Read only what changed in the directory since the last run (its change "
+    "tracking: USN on AD, entryCSN on OpenLDAP, /users/delta on Entra ID), against the "
+    "snapshot in the state folder. Reads in full, and says why, when there is no snapshot "
+    "or cursor yet, the cursor cannot be used, or the last full read is older than "
+    "snapshot.full_read_every_hours (24).",
 )
 force_option = click.option(
     "--force",
@@ -110,11 +119,13 @@ def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
                     raise  # else the error that ended the command is the one to show
 
 
-def _plan(session: Session, quiet: bool, cancel: Cancel | None = None) -> Plan:
+def _plan(session: Session, quiet: bool, delta: bool) -> Plan:
     progress = Progress("reading employees", quiet)
     with session.directory() as directory:
-        plan = make_plan(session, directory, progress.count, cancel)
+        plan = make_plan(session, directory, progress.count, delta=delta)
     progress.done()
+    if delta and not quiet:
+        click.echo(read_line(plan), err=True)
     return plan
 
 
@@ -142,12 +153,14 @@ def _write_output(text: str, output: Path | None) -> None:
     type=click.Path(path_type=Path),
     help="Save the plan here (JSON unless --format says otherwise); apply it later.",
 )
+@delta_option
 @quiet_option
 @metrics_option
 def plan_cmd(
     config_path: Path | None,
     fmt: str | None,
     output: Path | None,
+    delta: bool,
     quiet: bool,
     metrics_file: Path | None,
 ) -> int:
@@ -156,6 +169,8 @@ def plan_cmd(
     For each employee whose persona attribute would change: who, where, old and new
     value, the persona and the rule that decided; then counts per persona and per
     transition. Save it with -o plan.json, review it, then `persona-sync apply plan.json`.
+    It writes nothing in the directory; it saves what it read in the state folder's
+    snapshot, which `--delta`, `explain` and `status` use.
 
     \b
     Exit codes (like terraform plan -detailed-exitcode):
@@ -163,7 +178,7 @@ def plan_cmd(
     """
     with recording("plan", metrics_file) as metrics:
         session = open_session(config_path, terminal_prompt())
-        plan = metrics.plan = _plan(session, quiet)
+        plan = metrics.plan = _plan(session, quiet, delta)
         chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
         _write_output(RENDERERS[chosen](plan), output)
         if not quiet:
@@ -269,16 +284,21 @@ def _apply(
 
 @cli.command("sync")
 @config_option
+@delta_option
 @force_option
 @quiet_option
 @metrics_option
-def sync_cmd(config_path: Path | None, force: bool, quiet: bool, metrics_file: Path | None) -> int:
+def sync_cmd(
+    config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics_file: Path | None
+) -> int:
     """Plan and apply in one step, for scheduled jobs.
 
     Holds the lock from the read to the last write: a second sync on the same state
     folder stops at once with a message. Settles a run that died earlier first. Stops
     before writing when the run would change more employees than a safety limit allows
-    (the total, or one persona's), unless --force.
+    (the total, or one persona's), unless --force. With --delta it reads only what
+    changed since the last run; the snapshot and its cursor are saved once the writes
+    are journalled, so a run killed in between reads those changes again.
 
     \b
     Exit codes: 0 done (or nothing to do), 3 done with conflicts, 1 error,
@@ -286,10 +306,12 @@ def sync_cmd(config_path: Path | None, force: bool, quiet: bool, metrics_file: P
     130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
     with recording("sync", metrics_file) as metrics:
-        return _sync(config_path, force, quiet, metrics)
+        return _sync(config_path, delta, force, quiet, metrics)
 
 
-def _sync(config_path: Path | None, force: bool, quiet: bool, metrics: RunMetrics) -> int:
+def _sync(
+    config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics: RunMetrics
+) -> int:
     session = open_session(config_path, terminal_prompt())
     reading = Progress("reading employees", quiet)
     writing = Progress("writing", quiet)
@@ -298,6 +320,8 @@ def _sync(config_path: Path | None, force: bool, quiet: bool, metrics: RunMetric
         metrics.plan = plan
         reading.done()
         if not quiet:
+            if delta:
+                click.echo(read_line(plan), err=True)
             click.echo(f"plan: {headline(plan)}", err=True)
 
     try:
@@ -306,6 +330,7 @@ def _sync(config_path: Path | None, force: bool, quiet: bool, metrics: RunMetric
                 session,
                 directory,
                 force=force,
+                delta=delta,
                 read_progress=reading.count,
                 progress=writing.count,
                 cancel=cancel,

@@ -8,6 +8,17 @@ from persona_sync.errors import ConfigError
 from persona_sync.secrets import Prompt, resolve_secret
 
 
+def directory_identity(config: LoadedConfig) -> str:
+    """The identity ``open_directory(config).identity`` has, without connecting or asking
+    for a secret (tests keep the two equal for every backend)."""
+    spec = config.spec.directory
+    if spec.type == "file":
+        return f"file:{config.resolve(spec.path).resolve()}"
+    if spec.type == "ldap":
+        return "ldap:" + ";".join(dn.casefold() for dn in spec.base_dns)
+    return f"entra:{spec.tenant_id.casefold()}"
+
+
 def open_directory(config: LoadedConfig, prompt: Prompt | None = None) -> Directory:
     """The configured backend; backends import their vendor libraries lazily."""
     spec = config.spec.directory

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
 
@@ -123,6 +124,52 @@ class DirectoryAborted(DirectoryError):
         self.results = list(results)
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where one source's change tracking stood when a read began; saved in the snapshot.
+
+    ``kind`` names the mechanism ("usn", "csn", "graph-delta"); ``state`` is the backend's
+    own JSON-ready data (a USN and the DC's invocationId, an entryCSN, a deltaLink);
+    ``taken`` is when the read began (ISO 8601, UTC). Only the backend that made a cursor
+    interprets it.
+    """
+
+    kind: str
+    state: Mapping[str, Any]
+    taken: str
+
+
+@dataclass(frozen=True)
+class DeltaEnd:
+    """What a delta read knows once its entries are consumed.
+
+    ``cursor``: save it (only after the run's writes are journalled) and pass it next time;
+    None when the backend tracks no changes. Deleted entries and entries that left the scope
+    come as ``removed`` (their keys) or as ``present`` (the key of every entry in scope now,
+    from a cheap sweep); one of the two, or neither on a full read.
+    """
+
+    cursor: Cursor | None
+    removed: Collection[str] = ()
+    present: Collection[str] | None = None
+
+
+@dataclass
+class DeltaRead:
+    """The entries changed since a cursor (every entry when ``full``), streamed.
+
+    ``full``: the read is a full one (no cursor yet, another DC answered, a restore, an
+    expired token, no change tracking); ``reason`` says why, in words for the run's output
+    ("no cursor yet: first run"). Call ``finish()`` after consuming ``entries``.
+    """
+
+    entries: Iterator[Employee]
+    finish: Callable[[], DeltaEnd]
+    full: bool
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
 class Directory(abc.ABC):
     """A place employees live. Use as a context manager; ``close`` is idempotent."""
 
@@ -149,6 +196,26 @@ class Directory(abc.ABC):
     def read_back(self, changes: Sequence[Change]) -> list[ReadBack]:
         """The current value of each change's attribute (None when empty, GONE when the
         entry no longer exists), in order; used to settle writes whose outcome is unknown."""
+
+    def key(self, employee: Employee) -> str:
+        """The entry's stable identity, which survives renames and moves (objectGUID,
+        entryUUID, the Graph object id); the snapshot is keyed by it. Backends without one
+        use the normalized DN."""
+        return normalize_dn(employee.dn)
+
+    def read_delta(self, attributes: Sequence[str], cursor: Cursor | None) -> DeltaRead:
+        """Entries changed since ``cursor`` (None: a full read), with the next cursor.
+
+        The default has no change tracking: every read is full and says so. Backends with
+        change tracking return only what changed, and fall back to a full read (with the
+        reason) when the cursor cannot be used.
+        """
+        return DeltaRead(
+            self.read(attributes),
+            lambda: DeltaEnd(None),
+            full=True,
+            reason="this directory has no change tracking: every read is a full one",
+        )
 
     def check_targets(self, attributes: Sequence[str]) -> None:  # noqa: B027 - optional
         """Refuse target attributes the directory cannot hold safely (raises ConfigError)."""

@@ -15,7 +15,9 @@ for byte.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -26,6 +28,9 @@ from persona_sync.directory.base import (
     Cancel,
     Change,
     ChangeResult,
+    Cursor,
+    DeltaEnd,
+    DeltaRead,
     Directory,
     DirectoryAborted,
     ReadBack,
@@ -122,8 +127,39 @@ class FileDirectory(Directory):
         return parse_csv(data, str(self.path))
 
     def read(self, attributes: Sequence[str]) -> Iterator[Employee]:
+        return self._employees(self._read_bytes(), attributes)
+
+    def read_delta(self, attributes: Sequence[str], cursor: Cursor | None) -> DeltaRead:
+        """A file has no change log: its digest is the cursor. An unchanged file reads as
+        no change at all; a changed one is read whole and every entry compared with the
+        snapshot (entries not in it any more are gone)."""
+        data = self._read_bytes()
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        now = Cursor("file", {"sha256": digest}, datetime.now(UTC).isoformat(timespec="seconds"))
+        if cursor is None or cursor.kind != "file" or not cursor.state.get("sha256"):
+            reason = "" if cursor is None else "the saved cursor is not a file's: full read"
+            return DeltaRead(self._employees(data, attributes), lambda: DeltaEnd(now), True, reason)
+        if cursor.state["sha256"] == digest:
+            return DeltaRead(
+                iter(()), lambda: DeltaEnd(now), False, notes=["the file is unchanged"]
+            )
+        present: list[str] = []
+
+        def entries() -> Iterator[Employee]:
+            for employee in self._employees(data, attributes):
+                present.append(self.key(employee))
+                yield employee
+
+        return DeltaRead(
+            entries(),
+            lambda: DeltaEnd(now, present=present),
+            False,
+            notes=["the file changed since the last read: every entry compared with the snapshot"],
+        )
+
+    def _employees(self, data: bytes, attributes: Sequence[str]) -> Iterator[Employee]:
         wanted = [a.lower() for a in attributes]
-        document = self._parse(self._read_bytes())
+        document = self._parse(data)
         is_person = self.classes.picker(document)
         if isinstance(document, LdifDocument):
             read = self._read_ldif(document, wanted, is_person)

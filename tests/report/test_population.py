@@ -10,7 +10,8 @@ import pytest
 from persona_sync.demo.workspace import prepare_workspace
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError
-from persona_sync.plan import compute_plan, org_chart, read_attributes
+from persona_sync.plan import org_chart, read_attributes
+from persona_sync.refresh import compute_plan
 from persona_sync.report.population import (
     DEFAULT_DIMENSIONS,
     NO_VALUE,
@@ -62,7 +63,7 @@ def test_distribution_matches_the_plan_summary_on_the_demo_company(tmp_path: Pat
     config, _ = prepare_workspace(tmp_path / "demo")
     session = open_session(config)
     with session.directory() as directory:
-        plan = compute_plan(session.config, session.engine, directory)
+        plan = compute_plan(session.config, session.engine, directory).plan
     attributes = [
         *read_attributes(session.engine, session.config),
         *dimension_attributes(DEFAULT_DIMENSIONS),

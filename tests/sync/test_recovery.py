@@ -191,13 +191,13 @@ def test_a_signal_stops_sending_journals_and_the_next_run_carries_on(
 def test_a_signal_while_reading_writes_nothing(
     workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = FileDirectory.read
+    real = FileDirectory._employees
 
-    def read_then_signal(self: FileDirectory, attributes: Sequence[str]) -> Any:
+    def read_then_signal(self: FileDirectory, data: bytes, attributes: Sequence[str]) -> Any:
         os.kill(os.getpid(), signal.SIGTERM)
-        yield from real(self, attributes)
+        yield from real(self, data, attributes)
 
-    monkeypatch.setattr(FileDirectory, "read", read_then_signal)
+    monkeypatch.setattr(FileDirectory, "_employees", read_then_signal)
     before = workspace.directory.read_bytes()
     result = run_cli("sync")
     assert result.exit_code == 143

@@ -88,6 +88,15 @@ def test_plan_json_lists_changes_summary_and_checksum(workspace: Workspace, run_
         "foreign_values": 1,
         "org_chart_problems": 0,
         "skipped": 0,
+        "read": {
+            "mode": "full",
+            "reason": "full read (no --delta)",
+            "entries_read": 6,
+            "changed": 6,
+            "removed": 0,
+            "re_evaluated": 6,
+            "notes": [],
+        },
     }
     assert summary["scenarios"]["persona"]["transitions"] == {
         "(empty) -> vip": 1,
@@ -103,7 +112,11 @@ def test_plan_is_stable_and_writes_nothing(workspace: Workspace, run_cli: Run) -
     assert first["checksum"] == second["checksum"]
     assert first["changes"] == second["changes"]
     assert workspace.directory.read_bytes() == before
-    assert not workspace.state.exists()
+    # only the snapshot of what was read: no journal, no run
+    assert sorted(p.name for p in workspace.state.iterdir()) == [
+        "snapshot.lock",
+        "snapshot.sqlite",
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "markdown"])

@@ -1,0 +1,428 @@
+"""The read path: bring the snapshot up to date from the directory, then plan from it.
+
+A full read streams every entry into the snapshot page by page and evaluates everyone. A
+delta read (``delta=True``) asks the directory only for what changed since the saved
+cursor, compares each entry with its row (an entry whose attributes are what the snapshot
+holds, such as the echo of this tool's own write, is no change), and re-evaluates only:
+
+- the employees whose attributes changed, and the new ones;
+- everyone whose org-chart position moved, when a manager link, a DN or a membership
+  changed and the rules read the org chart (a moved manager takes the subtree along);
+- everyone, from the snapshot and without a directory read, when the rules, the fact
+  mapping or the config changed since the rows were computed.
+
+Either way the plan is assembled from every row, so a delta plan equals the plan a full
+read would make. The snapshot transaction stays open until :meth:`Refresh.commit`: ``sync``
+commits after its writes are journalled (a crash in between only re-reads those changes),
+``plan`` right away.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from persona_sync.config import LoadedConfig
+from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
+from persona_sync.employee import Employee
+from persona_sync.plan import (
+    Evaluator,
+    Plan,
+    _outside_managers,
+    assemble_plan,
+    check_targets,
+    encode_items,
+    log_problems,
+    read_attributes,
+)
+from persona_sync.rules.engine import Engine
+from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, Position, build_org_chart, normalize_dn
+from persona_sync.snapshot import Row, Snapshot
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[int], None]
+BATCH = 2000
+
+
+@dataclass
+class ReadSummary:
+    """How the run read: ``mode`` full or delta, and why; what it found and re-evaluated."""
+
+    mode: str
+    reason: str = ""
+    read: int = 0
+    changed: int = 0
+    removed: int = 0
+    re_evaluated: int = 0
+    notes: list[str] = field(default_factory=list)
+    #: the keys re-evaluated (None: every row); for tests and the debug log, not the plan
+    evaluated: set[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "reason": self.reason,
+            "entries_read": self.read,
+            "changed": self.changed,
+            "removed": self.removed,
+            "re_evaluated": self.re_evaluated,
+            "notes": list(self.notes),
+        }
+
+
+class Refresh:
+    """A plan and the snapshot transaction it rests on: commit once the writes are in."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        snapshot: Snapshot,
+        evaluate: Callable[[Iterable[str] | None], int],
+        cursor: Cursor | None,
+        summary: ReadSummary,
+    ) -> None:
+        self.plan = plan
+        self.snapshot = snapshot
+        self._evaluate = evaluate
+        self.cursor = cursor
+        self.summary = summary
+
+    def record(self, results: Iterable[ChangeResult], run_id: str) -> None:
+        """Put what the run found and wrote into the rows (see :func:`record_results`)."""
+        record_results(self.snapshot, results, run_id, self._evaluate)
+
+    def commit(self) -> None:
+        self.snapshot.set_meta(cursor=_cursor_dict(self.cursor))
+        self.snapshot.commit()
+
+    def rollback(self) -> None:
+        self.snapshot.rollback()
+
+
+def compute_plan(
+    config: LoadedConfig,
+    engine: Engine,
+    directory: Directory,
+    progress: Progress | None = None,
+    *,
+    snapshot: Snapshot | None = None,
+    delta: bool = False,
+    full_reason: str | None = None,
+    fresh_reason: str | None = None,
+) -> Refresh:
+    """Read (in full, or the changes since the snapshot's cursor) and plan.
+
+    ``snapshot`` None: a throw-away one in memory. ``full_reason``: read in full although a
+    delta was asked (the last full read is too old). ``fresh_reason``: why the snapshot is
+    empty (it was missing, damaged, of another version), said when a delta was asked.
+    """
+    rule_set = engine.rule_set
+    check_targets(rule_set, config)
+    directory.check_targets(list(config.spec.targets.values()))
+    store = snapshot if snapshot is not None else Snapshot.in_memory()
+    attributes = read_attributes(engine, config)
+    cursor, reason = _cursor_to_use(store, directory, attributes, delta, full_reason, fresh_reason)
+    store.begin()
+    read = directory.read_delta(attributes, cursor)
+    summary = ReadSummary("full" if read.full else "delta", read.reason if read.full else "")
+    if read.full and cursor is None:
+        summary.reason = reason
+    summary.notes.extend(read.notes)
+    uses_chart = rule_set.uses_org_chart
+    evaluate = row_evaluator(store, Evaluator(config, engine, directory), uses_chart)
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    if read.full:
+        end = _read_full(store, directory, read, summary, progress)
+        if uses_chart:
+            _org_chart(store, directory)
+        summary.re_evaluated = evaluate(None)
+        store.set_meta(last_full=now)
+        summary.evaluated = None
+    else:
+        affected, chart_dirty, end = _read_changes(store, directory, read, summary, progress)
+        rules_changed = (
+            store.get("rules_checksum") != rule_set.checksum
+            or store.get("config_checksum") != config.checksum
+        )
+        chart_moved = (
+            _org_chart(store, directory)
+            if uses_chart
+            and (chart_dirty or rules_changed or store.get("uses_org_chart") != uses_chart)
+            else set()
+        )
+        if rules_changed:
+            summary.notes.append(
+                "the rules or the config changed since the snapshot was computed: every "
+                "employee re-evaluated from the snapshot"
+            )
+            summary.re_evaluated = evaluate(None)
+        else:
+            summary.evaluated = affected | chart_moved
+            summary.re_evaluated = evaluate(summary.evaluated)
+    store.set_meta(
+        directory=directory.identity,
+        attributes=sorted(attributes),
+        rules_checksum=rule_set.checksum,
+        config_checksum=config.checksum,
+        uses_org_chart=uses_chart,
+        last_read=now,
+        last_mode=summary.mode,
+        last_reason=summary.reason,
+    )
+    plan = assemble_plan(
+        rule_set,
+        config,
+        directory,
+        _population(store),
+        store.items(),
+        int(store.get("org_chart_problems", 0)) if uses_chart else 0,
+        summary.as_dict(),
+    )
+    log.info("snapshot_refreshed", **summary.as_dict())
+    return Refresh(plan, store, evaluate, end, summary)
+
+
+def row_evaluator(
+    store: Snapshot, evaluator: Evaluator, uses_chart: bool
+) -> Callable[[Iterable[str] | None], int]:
+    """A function that re-evaluates rows (by key; all with None) and stores the results."""
+
+    def evaluate(keys: Iterable[str] | None) -> int:
+        done = 0
+        for chunk in store.chunks(keys):
+            decided = []
+            for row in chunk:
+                position = Position(row.depth, row.reports) if uses_chart else None
+                result = evaluator(Employee(row.id, row.dn, row.attributes), position)
+                items = encode_items(result)
+                decided.append(
+                    (
+                        None if result.population is None else _dump(result.population),
+                        int(bool(result.changes)),
+                        None if items is None else _dump(items),
+                        row.key,
+                    )
+                )
+            store.set_decisions(decided)
+            done += len(chunk)
+        return done
+
+    return evaluate
+
+
+def record_results(
+    store: Snapshot,
+    results: Iterable[ChangeResult],
+    run_id: str,
+    evaluate: Callable[[Iterable[str] | None], int],
+) -> int:
+    """Put what a run found and wrote into the rows, so the writes' echo in the next delta
+    is no change, and re-evaluate those employees. Returns how many rows it touched."""
+    touched: set[str] = set()
+    for result in results:
+        change = result.change
+        if result.status in ("applied", "unchanged"):
+            value = change.new
+        elif result.status == "conflict":
+            value = result.found
+        else:
+            continue
+        key = store.key_of_dn(change.dn)
+        if key is None:
+            continue
+        store.record_written(key, change.attribute.lower(), value, run_id)
+        touched.add(key)
+    if touched:
+        evaluate(touched)
+    return len(touched)
+
+
+def _cursor_to_use(
+    store: Snapshot,
+    directory: Directory,
+    attributes: list[str],
+    delta: bool,
+    full_reason: str | None,
+    fresh_reason: str | None,
+) -> tuple[Cursor | None, str]:
+    """The saved cursor a delta read may start from, or None and why a full read."""
+    if not delta:
+        return None, "full read (no --delta)"
+    if fresh_reason is not None:
+        return None, f"{fresh_reason}: full read"
+    if store.count() == 0 and store.get("cursor") is None:
+        return None, "no snapshot yet: full read"
+    if store.get("directory") != directory.identity:
+        return None, (f"the snapshot is of another directory ({store.get('directory')}): full read")
+    missing = sorted(set(attributes) - set(store.get("attributes") or ()))
+    if missing:
+        return None, (
+            "the rules now read attributes the snapshot does not hold "
+            f"({', '.join(missing)}): full read"
+        )
+    saved = store.get("cursor")
+    if not isinstance(saved, dict):
+        return None, "no cursor yet: full read"
+    if full_reason is not None:
+        return None, full_reason
+    return Cursor(
+        str(saved.get("kind")), dict(saved.get("state") or {}), str(saved.get("taken"))
+    ), ""
+
+
+def full_read_due(store: Snapshot, every_hours: float, now: datetime | None = None) -> str | None:
+    """Why the scheduled full read is due (the last one is older than ``every_hours``)."""
+    last = store.get("last_full")
+    if not isinstance(last, str):
+        return None
+    try:
+        taken = datetime.fromisoformat(last)
+    except ValueError:
+        return None
+    age = (now or datetime.now(UTC)) - taken
+    if age < timedelta(hours=every_hours):
+        return None
+    hours = age.total_seconds() / 3600
+    return (
+        f"the last full read was {hours:.0f} h ago (snapshot.full_read_every_hours: "
+        f"{every_hours:g}): full read"
+    )
+
+
+def _read_full(
+    store: Snapshot,
+    directory: Directory,
+    read: DeltaRead,
+    summary: ReadSummary,
+    progress: Progress | None,
+) -> Cursor | None:
+    store.clear()
+    batch: list[Row] = []
+    for employee in read.entries:
+        batch.append(_row(directory, employee))
+        summary.read += 1
+        if len(batch) >= BATCH:
+            store.put(batch)
+            batch.clear()
+            if progress is not None:
+                progress(summary.read)
+    store.put(batch)
+    summary.changed = summary.read
+    return read.finish().cursor
+
+
+def _read_changes(
+    store: Snapshot,
+    directory: Directory,
+    read: DeltaRead,
+    summary: ReadSummary,
+    progress: Progress | None,
+) -> tuple[set[str], bool, Cursor | None]:
+    """Apply a delta to the rows: (keys whose attributes changed, whether the org chart
+    may have moved, the new cursor)."""
+    affected: set[str] = set()
+    chart_dirty = False
+    for batch in _batches(read.entries):
+        summary.read += len(batch)
+        fresh = [_row(directory, e) for e in batch]
+        known = {r.key: r for r in store.rows(r.key for r in fresh)}
+        moved = []
+        for row in fresh:
+            old = known.get(row.key)
+            if old is not None and old.attributes == row.attributes and old.dn == row.dn:
+                continue  # no change (our own write coming back, or a change we do not read)
+            if (
+                old is None
+                or old.dn != row.dn
+                or old.id != row.id
+                or _manager(old) != _manager(row)
+            ):
+                chart_dirty = True
+            if old is not None:
+                row = Row(row.key, row.id, row.dn, row.attributes, old.depth, old.reports)
+            moved.append(row)
+            affected.add(row.key)
+        store.put(moved)
+        if progress is not None:
+            progress(summary.read)
+    end = read.finish()
+    summary.changed = len(affected)
+    gone: set[str] = set(end.removed)
+    if end.present is not None:
+        gone |= store.keys() - set(end.present)
+    gone -= affected
+    if gone:
+        summary.removed = store.remove(gone)
+        chart_dirty = chart_dirty or summary.removed > 0
+    return affected, chart_dirty, end.cursor
+
+
+def _org_chart(store: Snapshot, directory: Directory) -> set[str]:
+    """Recompute every position from the rows; the keys whose position moved."""
+    people = []
+    stored: dict[str, tuple[str, int | None, int]] = {}
+    for key, id_, dn, manager, depth, reports in store.links():
+        people.append(Employee(id_, dn, {MANAGER_ATTRIBUTE: manager} if manager else {}))
+        stored[dn] = (key, depth, reports)
+    outside = [
+        Employee(id_, dn, {MANAGER_ATTRIBUTE: manager} if manager else {})
+        for dn, id_, manager in store.outside()
+    ]
+    extra = _outside_managers(directory, [*people, *outside])
+    if extra:
+        store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)
+    chart = build_org_chart([*people, *outside, *extra])
+    log_problems(chart.problems)
+    store.set_meta(org_chart_problems=len(chart.problems))
+    moved: list[tuple[int | None, int, str]] = []
+    for dn, (key, depth, reports) in stored.items():
+        position = chart.positions.get(dn)
+        if position is None:
+            continue
+        if position.depth != depth or position.direct_reports != reports:
+            moved.append((position.depth, position.direct_reports, key))
+    store.set_positions(moved)
+    return {key for _depth, _reports, key in moved}
+
+
+def _population(store: Snapshot) -> Iterator[tuple[tuple[str, ...] | None, bool, int]]:
+    for population, changed, many in store.population():
+        labels = None if population is None else tuple(json.loads(population))
+        yield labels, bool(changed), int(many)
+
+
+def _batches(entries: Iterable[Employee]) -> Iterator[list[Employee]]:
+    batch: list[Employee] = []
+    for employee in entries:
+        batch.append(employee)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _row(directory: Directory, employee: Employee) -> Row:
+    return Row(directory.key(employee), employee.id, employee.dn, dict(employee.attributes))
+
+
+def _manager(row: Row) -> str | None:
+    link = row.attributes.get(MANAGER_ATTRIBUTE)
+    return normalize_dn(link) if link else None
+
+
+def _cursor_dict(cursor: Cursor | None) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    return {"kind": cursor.kind, "state": dict(cursor.state), "taken": cursor.taken}
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
