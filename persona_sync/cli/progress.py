@@ -1,11 +1,16 @@
-"""Progress on stderr for long reads and writes: only on a terminal, only after a second."""
+"""Progress on stderr for long reads and writes: only on a terminal, only after a second.
+Notices (a long wait and why) go to stderr on their own line, terminal or not."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 
 import click
+
+from persona_sync.notices import notices_to
 
 
 class Progress:
@@ -25,3 +30,18 @@ class Progress:
     def done(self) -> None:
         if self.shown:
             click.echo("", err=True)
+            self.shown = False
+
+
+@contextlib.contextmanager
+def notices(quiet: bool, *lines: Progress) -> Iterator[None]:
+    """Show the library's notices made in the block on stderr, each on its own line (a
+    progress line being drawn is ended first); none under --quiet."""
+
+    def show(text: str) -> None:
+        for line in lines:
+            line.done()
+        click.echo(text, err=True)
+
+    with notices_to(None if quiet else show):
+        yield

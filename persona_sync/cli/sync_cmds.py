@@ -18,7 +18,7 @@ import click
 
 from persona_sync.apply import RunReport
 from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
-from persona_sync.cli.progress import Progress
+from persona_sync.cli.progress import Progress, notices
 from persona_sync.config import load_config
 from persona_sync.directory import open_directory
 from persona_sync.directory.base import Cancel
@@ -121,7 +121,7 @@ def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
 
 def _plan(session: Session, quiet: bool, delta: bool) -> Plan:
     progress = Progress("reading employees", quiet)
-    with session.directory() as directory:
+    with notices(quiet, progress), session.directory() as directory:
         plan = make_plan(session, directory, progress.count, delta=delta)
     progress.done()
     if delta and not quiet:
@@ -268,7 +268,7 @@ def _apply(
     plan = metrics.plan = load_plan(text, str(plan_file))
     session = open_session(config_path, terminal_prompt())
     progress = Progress("writing", quiet)
-    with interruptible() as cancel, session.directory() as directory:
+    with notices(quiet, progress), interruptible() as cancel, session.directory() as directory:
         outcome = apply_plan(
             session,
             plan,
@@ -325,7 +325,11 @@ def _sync(
             click.echo(f"plan: {headline(plan)}", err=True)
 
     try:
-        with interruptible() as cancel, session.directory() as directory:
+        with (
+            notices(quiet, reading, writing),
+            interruptible() as cancel,
+            session.directory() as directory,
+        ):
             outcome = sync(
                 session,
                 directory,
@@ -416,7 +420,11 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
     """
     config = load_config(config_path)  # no rules: a broken rule commit must not block this
     progress = Progress("restoring", quiet)
-    with interruptible() as cancel, open_directory(config, terminal_prompt()) as directory:
+    with (
+        notices(quiet, progress),
+        interruptible() as cancel,
+        open_directory(config, terminal_prompt()) as directory,
+    ):
         outcome = rollback(
             run_id,
             config,
@@ -437,10 +445,29 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
 def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
     """Check the directory before the first sync; writes nothing.
 
-    Binds, reads the server's rootDSE, checks that each target attribute exists in the
-    schema and is single-valued, counts the employees in scope, and probes that the
-    bound account may write the target attribute (without changing any value).
-    Exit 0 when every check passes, 1 otherwise.
+    What it checks depends on the directory type in the config:
+
+    \b
+    file   the LDIF or CSV file exists; it and its folder are writable.
+    ldap   binds (and says whether TLS protects the bind), reads the server's
+           rootDSE (server, naming context), checks that each target attribute
+           is in the schema and single-valued, and probes on one employee in
+           scope that the account may write it: it deletes a value nobody has,
+           which the server refuses as "no such value" (may write) or
+           "insufficient access" (may not); nothing changes.
+    entra  gets a token (app, tenant), lists the application permissions in it
+           (writing needs User.ReadWrite.All), and checks that an extension
+           target is registered on this app (else: entra create-extension).
+           Graph has no harmless write probe: the first write shows it.
+
+    \b
+    Then, on every backend: reads the employees, counts those in scope, and
+    warns (WARN) when a target attribute already holds values that are not
+    persona ids, with how many and a few examples: another product may keep
+    its data in that attribute.
+
+    \b
+    Exit codes: 0 every check passed (warnings do not count), 1 a check failed.
     """
     from persona_sync.doctor import diagnose
 
@@ -451,5 +478,6 @@ def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
         click.echo(json.dumps([f.__dict__ for f in findings], indent=2))
     else:
         for finding in findings:
-            click.echo(f"{'ok' if finding.ok else 'FAIL':<5} {finding.check:<13} {finding.detail}")
+            label = "FAIL" if not finding.ok else "WARN" if finding.warning else "ok"
+            click.echo(f"{label:<5} {finding.check:<13} {finding.detail}")
     return EXIT_OK if findings and all(f.ok for f in findings) else EXIT_ERROR

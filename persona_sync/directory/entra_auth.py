@@ -9,6 +9,7 @@ does the same for Graph's connections.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import threading
@@ -73,9 +74,9 @@ class TokenSource:
         import msal
 
         if self._app is None:
-            session = _timed_session(
-                self.spec.timeout, None if self.spec.ca_file is None else str(self.spec.ca_file)
-            )
+            require_https(self.spec.authority_host, "authority_host")
+            ca_file = check_ca_file(self.spec)
+            session = _timed_session(self.spec.timeout, ca_file)
             authority = f"{self.spec.authority_host.rstrip('/')}/{self.spec.tenant_id}"
             try:
                 self._app = msal.ConfidentialClientApplication(
@@ -152,6 +153,47 @@ def _timed_session(timeout: float, ca_file: str | None) -> Any:
     return session
 
 
+def require_https(url: str, setting: str) -> None:
+    """Refuse an endpoint that would carry the app credential or its token in clear text
+    (plain http is left to Graph on this machine only: local test servers)."""
+    parts = urlsplit(url)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme == "https" or (
+        setting == "graph_endpoint" and local and parts.scheme == "http"
+    ):
+        return
+    if parts.scheme == "http":
+        raise ConfigError(
+            f"directory.{setting} is {url}: it must be an https:// URL (persona-sync sends "
+            "the app's credential and tokens only over TLS), e.g. "
+            + (
+                "https://login.microsoftonline.com"
+                if setting == "authority_host"
+                else "https://graph.microsoft.com"
+            )
+        )
+    raise ConfigError(f"directory.{setting} is {url}: it must be an https:// URL")
+
+
+def check_ca_file(spec: EntraDirectoryConfig) -> str | None:
+    """directory.ca_file as a path that holds at least one PEM certificate, or None."""
+    if spec.ca_file is None:
+        return None
+    path = str(spec.ca_file)
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        raise ConfigError(f"directory.ca_file {path}: no such file") from None
+    except ssl.SSLError:  # before OSError, its base class
+        raise ConfigError(
+            f"directory.ca_file {path} holds no certificate: give the CA's certificate in PEM "
+            "(-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"directory.ca_file {path}: cannot read it ({exc.strerror})") from None
+    return path
+
+
 def unreachable(exc: BaseException, endpoint: str, setting: str, spec: EntraDirectoryConfig) -> str:
     """One line for a connection that failed before any answer."""
     host = host_of(endpoint)
@@ -210,7 +252,9 @@ def failure_kind(exc: BaseException) -> str:
     """tls, dns, refused, connect (timed out connecting), timeout (no answer in time) or
     other."""
     causes = list(_causes(exc))
-    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes) or any(
+        _VERIFY_FAILED.search(str(c)) for c in causes
+    ):
         return "tls"
     if any(isinstance(c, socket.gaierror) for c in causes) or any(
         type(c).__name__ == "NameResolutionError" for c in causes
@@ -226,10 +270,21 @@ def failure_kind(exc: BaseException) -> str:
     return "other"
 
 
+# How a failed certificate check reads once a library has turned it into text (urllib3's
+# "Caused by SSLError(...)", pyOpenSSL's "bad handshake"): "certificate verify failed:
+# unable to get local issuer certificate (_ssl.c:1006)".
+_VERIFY_FAILED = re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed", re.I)
+_VERIFY_REASON = re.compile(r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)")
+
+
 def _tls_reason(exc: BaseException) -> str:
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return str(cause.verify_message or cause.reason or "certificate verify failed")
+    for cause in _causes(exc):
+        found = _VERIFY_REASON.search(str(cause))
+        if found:
+            return found.group(1)
     return "certificate verify failed"
 
 

@@ -12,6 +12,11 @@ retrying cannot fix (an untrusted certificate, an unknown host, a refused token)
 A 401 is settled here for every caller: after a token Graph accepted before, the cached
 token is dropped and a new one requested once; a token refused right after it was issued
 stops the run with the reason (no permissions consented, or clocks that disagree).
+
+A wait of NOTICE_AFTER seconds or more becomes a notice (how long, and why: "waiting 12 s:
+Graph throttled 40 of 200 writes (429, Retry-After)"), once per stretch of waiting however
+many requests wait in parallel. Time comes from a :class:`Clock`, which tests replace so
+that a 12-second Retry-After takes no time.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import json
 import random
 import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -33,16 +39,20 @@ from persona_sync.config import EntraDirectoryConfig
 from persona_sync.directory.entra_auth import (
     Credential,
     TokenSource,
+    check_ca_file,
     failure_kind,
     host_of,
+    require_https,
     unreachable,
 )
 from persona_sync.errors import DirectoryError
+from persona_sync.notices import notice
 
 log = structlog.get_logger(__name__)
 
 BATCH_LIMIT = 20
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+NOTICE_AFTER = 5.0  # seconds: a shorter wait passes unremarked
 NO_ROLES = (
     "Graph refused the token: it carries no application permissions; grant "
     "User.ReadWrite.All to the app and give admin consent"
@@ -110,14 +120,16 @@ class Lost(Exception):
 class Backoff:
     """Waits between retries: the longest Retry-After the server gave (never shorter),
     else 0.25 s doubling with each such round up to ``cap``; a little jitter so parallel
-    retries spread out."""
+    retries spread out. ``hinted``: the last delay honoured a Retry-After."""
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
         self.unhinted = 0
+        self.hinted = False
 
     def delay(self, hints: Sequence[float | None]) -> float:
         given = [h for h in hints if h is not None]
+        self.hinted = bool(given)
         if given:
             base = max(given)
         else:
@@ -126,11 +138,62 @@ class Backoff:
         return base + random.uniform(0, min(0.25, base / 10 + 0.05))
 
 
+class Clock:
+    """The time retries and budgets see: monotonic seconds and an async sleep."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class Tally:
+    """How Graph answered one kind of request (reads or writes) in this run, for the
+    notice that explains a wait."""
+
+    noun: str
+    sent: int = 0
+    problems: Counter[int | str] = field(default_factory=Counter)  # status, or "lost"
+    last: int | str | None = None
+
+    def record(self, replies: Iterable[Reply | None]) -> None:
+        """Count answers (None: no answer came)."""
+        for reply in replies:
+            self.sent += 1
+            problem: int | str | None = "lost" if reply is None else reply.status
+            if problem == "lost" or problem in RETRIED_STATUSES:
+                self.problems[problem] += 1
+                self.last = problem
+
+    def why(self, hinted: bool) -> str:
+        """Why the run waits, after the latest kind of problem: "Graph throttled 40 of
+        200 writes (429, Retry-After)"."""
+        if self.last is None:
+            return f"retrying {self.noun}"
+        count = self.problems[self.last]
+        share = f"{count} of {self.sent} {self.noun}"
+        if self.last == "lost":
+            return f"Graph did not answer {share}"
+        hint = ", Retry-After" if hinted else ""
+        if self.last == 429:
+            return f"Graph throttled {share} (429{hint})"
+        return f"Graph could not serve {share} ({self.last}{hint})"
+
+
 class GraphClient:
     """msal + the SDK's adapter for one tenant, with our retries and error translation."""
 
-    def __init__(self, spec: EntraDirectoryConfig, credential: Credential) -> None:
+    def __init__(
+        self, spec: EntraDirectoryConfig, credential: Credential, clock: Clock | None = None
+    ) -> None:
         self.spec = spec
+        self.clock = clock or Clock()
+        self.notice_after = NOTICE_AFTER
+        self.reads = Tally("reads")
+        self.writes = Tally("writes")
+        self._noticed_until = float("-inf")
         self.tokens = TokenSource(spec, credential)
         self._adapter: Any = None
         self._http: Any = None
@@ -145,6 +208,20 @@ class GraphClient:
 
     def token(self) -> str:
         return self.tokens.token()
+
+    def waiting(self, seconds: float, why: str) -> None:
+        """Say that the run waits ``seconds`` and why, if that is worth a notice and no
+        notice covers this stretch yet (parallel requests waiting out the same throttling
+        say it once)."""
+        now = self.clock.now()
+        if seconds < self.notice_after or now + seconds <= self._noticed_until + 1.0:
+            return
+        self._noticed_until = now + seconds
+        notice(f"waiting {round(seconds)} s: {why}")
+
+    async def pause(self, seconds: float, why: str) -> None:
+        self.waiting(seconds, why)
+        await self.clock.sleep(seconds)
 
     # --- HTTP ---------------------------------------------------------------------------
 
@@ -174,9 +251,11 @@ class GraphClient:
                 def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
                     return self.hosts
 
+            require_https(self.spec.graph_endpoint, "graph_endpoint")
             context = ssl.create_default_context()
-            if self.spec.ca_file is not None:
-                context.load_verify_locations(cafile=str(self.spec.ca_file))
+            ca_file = check_ca_file(self.spec)
+            if ca_file is not None:
+                context.load_verify_locations(cafile=ca_file)
             self._http = GraphClientFactory.create_with_default_middleware(
                 client=httpx.AsyncClient(
                     verify=context,
@@ -200,12 +279,18 @@ class GraphClient:
             self._http = None
             self._adapter = None
 
-    async def send(self, method: str, url: str, body: Any = None) -> Reply:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
         """One request (a 401 is settled first: see the module docstring); raises Lost
         when no answer came, DirectoryError for what no retry can fix."""
         for _ in range(3):
             generation = self._generation
-            reply = await self._send_once(method, url, body)
+            reply = await self._send_once(method, url, body, headers or {})
             if reply.status != 401:
                 if generation == self._generation:
                     self._proven = True
@@ -247,7 +332,9 @@ class GraphClient:
             "client_id and graph_endpoint"
         )
 
-    async def _send_once(self, method: str, url: str, body: Any) -> Reply:
+    async def _send_once(
+        self, method: str, url: str, body: Any, headers: Mapping[str, str]
+    ) -> Reply:
         from kiota_abstractions.method import Method
         from kiota_abstractions.request_information import RequestInformation
         from kiota_http.middleware.options import RetryHandlerOption
@@ -256,6 +343,8 @@ class GraphClient:
         info = RequestInformation(Method[method])
         info.url = url if url.startswith("http") else f"{adapter.base_url}{url}"
         info.headers.try_add("Accept", "application/json")
+        for name, value in headers.items():
+            info.headers.try_add(name, value)
         # Our retries, not kiota's: its RetryHandler would resend a $batch of PATCHes.
         info.add_request_options([RetryHandlerOption(0, 0, should_retry=False)])
         if body is not None:
@@ -298,27 +387,35 @@ class GraphClient:
 
     async def get(self, url: str) -> Any:
         """A GET, retried within the budget on 429/5xx and lost answers; its JSON."""
-        deadline = time.monotonic() + self.budget
+        reply = await self.fetch(url)
+        if not reply.ok:
+            raise DirectoryError(graph_error(reply))
+        return reply.body
+
+    async def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> Reply:
+        """A GET, retried within the budget on 429/5xx and lost answers; the final reply:
+        a success, or an error that no retry can fix (the caller decides what it means)."""
+        deadline = self.clock.now() + self.budget
         backoff = Backoff(self.spec.retry_cap)
         while True:
             try:
-                reply = await self.send("GET", url)
+                reply = await self.send("GET", url, headers=headers)
             except Lost as exc:
+                self.reads.record([None])
                 problem, hint = str(exc), None
             else:
-                if reply.ok:
-                    return reply.body
+                self.reads.record([reply])
                 if reply.status not in RETRIED_STATUSES:
-                    raise DirectoryError(graph_error(reply))
+                    return reply
                 problem, hint = reply.describe(), reply.retry_after()
             delay = backoff.delay([hint])
-            if time.monotonic() + delay > deadline:
+            if self.clock.now() + delay > deadline:
                 raise DirectoryError(
                     f"Microsoft Graph did not answer within {self.budget:g} s "
                     f"(retry_budget_seconds): {problem}"
                 )
             log.info("entra_read_retry", problem=problem, wait=round(delay, 2))
-            await asyncio.sleep(delay)
+            await self.pause(delay, self.reads.why(backoff.hinted))
 
     async def batch(self, requests: list[dict[str, Any]]) -> BatchAnswer:
         """One $batch (at most 20 sub-requests), sent once."""
@@ -338,7 +435,7 @@ class GraphClient:
     async def get_many(self, urls: Mapping[str, str]) -> dict[str, Reply]:
         """GETs by key, in $batch requests, each retried within the budget on 429/5xx
         and lost answers; the final reply of each (2xx or 4xx)."""
-        deadline = time.monotonic() + self.budget
+        deadline = self.clock.now() + self.budget
         backoff = Backoff(self.spec.retry_cap)
         gate = asyncio.Semaphore(self.spec.concurrency)
         final: dict[str, Reply] = {}
@@ -358,9 +455,11 @@ class GraphClient:
                 if envelope is None or envelope.status != 200:
                     if envelope is not None and envelope.status not in RETRIED_STATUSES:
                         raise DirectoryError(graph_error(envelope))
+                    self.reads.record([envelope] * len(keys))
                     problems.append(envelope.describe() if envelope else answer.problem)
                     hints.append(envelope.retry_after() if envelope else None)
                     return
+                self.reads.record(answer.replies.get(str(n)) for n in range(len(keys)))
                 for n, key in enumerate(keys):
                     reply = answer.replies.get(str(n))
                     if reply is None or reply.status in RETRIED_STATUSES:
@@ -376,13 +475,13 @@ class GraphClient:
             if not todo:
                 return final
             delay = backoff.delay(hints)
-            if time.monotonic() + delay > deadline:
+            if self.clock.now() + delay > deadline:
                 raise DirectoryError(
                     f"Microsoft Graph did not answer {len(todo)} reads within "
                     f"{self.budget:g} s (retry_budget_seconds): {problems[-1]}"
                 )
             log.info("entra_read_retry", reads=len(todo), problem=problems[-1], wait=delay)
-            await asyncio.sleep(delay)
+            await self.pause(delay, self.reads.why(backoff.hinted))
 
 
 def graph_error(reply: Reply) -> str:

@@ -17,13 +17,13 @@ What each answer means for a retry:
 Retries stop when ``retry_budget_seconds`` (counted from a chunk's first request) would be
 exceeded: a change never applied is then ``failed``, one whose answer was lost and could
 not be read back is ``unknown`` (the next run reads it back). A requested Cancel stops
-the sending; answers in flight are awaited; what was never sent is ``skipped``.
+the sending; answers in flight are awaited; what was never sent is ``skipped``. A long
+wait is announced with how many writes Graph throttled (see entra_graph).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +44,7 @@ from persona_sync.directory.entra_graph import (
     BATCH_LIMIT,
     RETRIED_STATUSES,
     Backoff,
+    BatchAnswer,
     GraphClient,
     Reply,
 )
@@ -101,16 +102,18 @@ class Writer:
         return self.aborted is not None or (self.cancel is not None and self.cancel.requested)
 
     async def _chunk(self, pending: list[_Item]) -> None:
-        deadline = time.monotonic() + self.client.budget
+        clock = self.client.clock
+        deadline = clock.now() + self.client.budget
         backoff = Backoff(self.spec.retry_cap)
         rounds = 0
         while pending and not self.stopping:
             hints: list[float | None] = []
+            write_problems = self.client.writes.problems.total()
             try:
-                stale = [it for it in pending if not _fresh(it)]
+                stale = [it for it in pending if not self._fresh(it)]
                 if stale:
                     hints += await self._read(stale)
-                ready = [it for it in pending if it.index not in self.results and _fresh(it)]
+                ready = [it for it in pending if it.index not in self.results and self._fresh(it)]
                 if ready and not self.stopping:
                     hints += await self._patch(ready)
             except DirectoryError as exc:
@@ -122,21 +125,32 @@ class Writer:
                 break
             rounds += 1
             delay = backoff.delay(hints)
-            if time.monotonic() + delay > deadline:
+            if clock.now() + delay > deadline:
                 await self._give_up(pending, f"for {self.client.budget:g} s (retry_budget_seconds)")
                 return
             if self.spec.max_retries is not None and rounds > self.spec.max_retries:
                 await self._give_up(pending, f"after {self.spec.max_retries} retries (max_retries)")
                 return
             log.info("entra_retry", changes=len(pending), wait=round(delay, 2), round=rounds)
-            await self._sleep(delay)
+            wrote = self.client.writes.problems.total() > write_problems
+            why = (self.client.writes if wrote else self.client.reads).why(backoff.hinted)
+            await self._sleep(delay, why)
         self._stop(pending)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Wait, waking early when the run is cancelled or aborted."""
-        end = time.monotonic() + seconds
-        while not self.stopping and (left := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, 0.1))
+    async def _sleep(self, seconds: float, why: str) -> None:
+        """Wait (saying so when it is long), waking early when the run is cancelled or
+        aborted."""
+        clock = self.client.clock
+        self.client.waiting(seconds, why)
+        end = clock.now() + seconds
+        while not self.stopping and (left := end - clock.now()) > 0:
+            await clock.sleep(min(left, 0.1))
+
+    def _fresh(self, it: _Item) -> bool:
+        """The item's last read is recent enough to PATCH on (see FRESH_SECONDS)."""
+        return (
+            it.writable_at is not None and self.client.clock.now() - it.writable_at <= FRESH_SECONDS
+        )
 
     async def _give_up(self, pending: list[_Item], spent: str) -> None:
         """The budget is spent: one last read settles writes whose answer was lost."""
@@ -197,6 +211,7 @@ class Writer:
             {"id": str(it.index), "method": "GET", "url": read_url(it.change)} for it in items
         ]
         answer = await self.client.batch(requests)
+        self.client.reads.record(_answers(answer, items))
         if answer.envelope is None:
             log.info("entra_read_lost", error=answer.problem, users=len(items))
             return [None]
@@ -225,7 +240,7 @@ class Writer:
             else:
                 self._result(it, "unchanged", "already had the value", found)
         elif same_value(found, change.old):
-            it.writable_at = time.monotonic()
+            it.writable_at = self.client.clock.now()
             it.sent = False  # read back after a lost answer: our PATCH did not land
         else:
             self._result(
@@ -249,6 +264,7 @@ class Writer:
             for it in items
         ]
         answer = await self.client.batch(requests)
+        self.client.writes.record(_answers(answer, items))
         if answer.envelope is None:
             # No answer: Graph may have applied any of them. Read back before resending.
             log.info("entra_batch_lost", error=answer.problem, changes=len(items))
@@ -295,8 +311,13 @@ class Writer:
         return None
 
 
-def _fresh(it: _Item) -> bool:
-    return it.writable_at is not None and time.monotonic() - it.writable_at <= FRESH_SECONDS
+def _answers(answer: BatchAnswer, items: list[_Item]) -> list[Reply | None]:
+    """Each item's answer in a $batch: its sub-response, the envelope's error status
+    when the $batch failed as a whole, None when no answer came."""
+    envelope = answer.envelope
+    if envelope is None or envelope.status != 200:
+        return [envelope] * len(items)
+    return [answer.replies.get(str(it.index)) for it in items]
 
 
 def _uncertain(it: _Item) -> None:

@@ -35,7 +35,8 @@ def _cards(items: Sequence[tuple[str, int]]) -> str:
     return (
         '<div class="cards">'
         + "".join(
-            f'<div class="card" data-card="{_e(label)}"><b>{count:,}</b><span>{_e(label)}</span></div>'
+            f'<div class="card" data-card="{_e(label)}"><b>{count:,}</b>'
+            f"<span>{_e(label)}</span></div>"
             for label, count in items
         )
         + "</div>"

@@ -279,7 +279,8 @@ def test_closed_pipe_is_not_an_error_message() -> None:
     done = subprocess.run(
         # The reader closes its end at once, before persona-sync has written anything.
         ["bash", "-c",
-         f"{' '.join(command)} explain --rules {DEFAULT_RULES} --attr title=CEO | (exec <&-; sleep 2)"],
+         f"{' '.join(command)} explain --rules {DEFAULT_RULES} --attr title=CEO "
+         "| (exec <&-; sleep 2)"],
         capture_output=True, text=True, check=False,
     )
     assert done.stderr == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections import Counter
@@ -12,10 +13,48 @@ from typing import Any
 
 import pytest
 
+from persona_sync.config import EntraDirectoryConfig
+from persona_sync.directory.entra import Credential, EntraDirectory
+from persona_sync.directory.entra_graph import Clock
+from persona_sync.secrets import Secret
 from tests.conftest import DEFAULT_RULES
 from tests.fakegraph import FakeEntra
 
 ON_PREMISES = "onPremisesExtensionAttributes.extensionAttribute10"
+
+
+def entra_directory(
+    fake: FakeEntra, secret: str | None = None, clock: Clock | None = None, **settings: Any
+) -> EntraDirectory:
+    """The Entra ID backend pointed at the fake, through its API (no CLI)."""
+    assert fake.app is not None
+    spec = EntraDirectoryConfig(
+        type="entra",
+        tenant_id=fake.tenant_id,
+        client_id=fake.app.client_id,
+        authority_host=fake.origin,
+        graph_endpoint=fake.origin,
+        ca_file=Path(fake.ca_file),
+        **settings,
+    )
+    credential = Credential(secret=Secret(secret or fake.app.secret, "test"))
+    return EntraDirectory(spec, credential, clock)
+
+
+class FakeClock(Clock):
+    """Time that passes only when someone sleeps: a 12-second Retry-After takes none."""
+
+    def __init__(self) -> None:
+        self.time = 1000.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return self.time
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.time += seconds
+        await asyncio.sleep(0)
 
 
 @dataclass

@@ -17,21 +17,8 @@ from persona_sync.directory.entra import Credential, EntraDirectory
 from persona_sync.errors import DirectoryError
 from persona_sync.secrets import Secret
 from tests.entra.conftest import ON_PREMISES
+from tests.entra.conftest import entra_directory as directory
 from tests.fakegraph import FakeEntra
-
-
-def directory(fake: FakeEntra, secret: str | None = None, **settings: Any) -> EntraDirectory:
-    assert fake.app is not None
-    spec = EntraDirectoryConfig(
-        type="entra",
-        tenant_id=fake.tenant_id,
-        client_id=fake.app.client_id,
-        authority_host=fake.origin,
-        graph_endpoint=fake.origin,
-        ca_file=Path(fake.ca_file),
-        **settings,
-    )
-    return EntraDirectory(spec, Credential(secret=Secret(secret or fake.app.secret, "test")))
 
 
 def users(fake: FakeEntra, count: int) -> list[Change]:

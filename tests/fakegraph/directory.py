@@ -159,6 +159,8 @@ class Directory:
         # user id -> property -> sequence number of its last change; removed users too
         self.changed: dict[str, dict[str, int]] = {}
         self.removed: dict[str, int] = {}
+        # soft-deleted users (Graph's deletedItems), restorable; delta: @removed "changed"
+        self.deleted_users: dict[str, dict[str, Any]] = {}
 
     # -- users --------------------------------------------------------------------------
 
@@ -185,18 +187,47 @@ class Directory:
             user["manager"] = manager
             self.users[user_id] = user
             self.removed.pop(user_id, None)
+            self.deleted_users.pop(user_id, None)
             self.touch(user_id, *user)
             return user_id
 
     def remove_user(self, user_id: str) -> None:
-        """Delete a user (delta queries then report it as removed)."""
+        """Delete a user for good, or purge a deleted one (delta: @removed with reason
+        "deleted")."""
         with self.lock:
-            del self.users[user_id]
-            self.sequence += 1
-            self.removed[user_id] = self.sequence
-            for group in self.groups.values():
-                if user_id in group["members"]:
-                    group["members"].remove(user_id)
+            if self.deleted_users.pop(user_id, None) is not None:
+                self.sequence += 1
+                self.removed[user_id] = self.sequence
+            else:
+                self._take_out(user_id)
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete a user as DELETE /users/{id} does: into deleted items, restorable for 30
+        days (delta: @removed with reason "changed"); it also leaves its groups."""
+        with self.lock:
+            self.deleted_users[user_id] = self._take_out(user_id)
+
+    def restore_user(self, user_id: str) -> None:
+        """Restore a soft-deleted user (delta reports it again, with no annotation; its
+        group memberships are not restored, as on Graph)."""
+        with self.lock:
+            user = self.deleted_users.pop(user_id)
+            self.users[user_id] = user
+            self.removed.pop(user_id, None)
+            self.touch(user_id, *user)
+
+    def removal_reason(self, user_id: str) -> str:
+        """What delta says of a user no longer there: "changed" while it is restorable."""
+        return "changed" if user_id in self.deleted_users else "deleted"
+
+    def _take_out(self, user_id: str) -> dict[str, Any]:
+        user = self.users.pop(user_id)
+        self.sequence += 1
+        self.removed[user_id] = self.sequence
+        for group in self.groups.values():
+            if user_id in group["members"]:
+                group["members"].remove(user_id)
+        return user
 
     def set_property(self, user_id: str, name: str, value: Any) -> None:
         """Change a user as another admin would: no write is logged, delta sees it.

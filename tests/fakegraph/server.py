@@ -103,10 +103,10 @@ def _app_certificate(number: int) -> trustme.LeafCert:
 class FakeEntra:
     """The fake tenant and its server. Use as a context manager (or start()/stop()).
 
-    Test API: add_user, remove_user, set_property, add_group, register_app, new_app,
-    grant, define_custom_security_attribute, expire_tokens, expire_delta_tokens,
-    reset_delta_sync; data in users, groups, applications; logs in requests and writes;
-    failures through faults (see faults.py)."""
+    Test API: add_user, remove_user, delete_user, restore_user, set_property, add_group,
+    register_app, new_app, grant, define_custom_security_attribute, expire_tokens,
+    expire_delta_tokens, reset_delta_sync; data in users, groups, applications; logs in
+    requests and writes; failures through faults (see faults.py)."""
 
     def __init__(
         self,
@@ -221,7 +221,16 @@ class FakeEntra:
         return self.directory.add_user(**props)
 
     def remove_user(self, user_id: str) -> None:
+        """Delete a user for good (delta: @removed, reason "deleted")."""
         self.directory.remove_user(user_id)
+
+    def delete_user(self, user_id: str) -> None:
+        """Delete a user as Graph's DELETE does: restorable (delta: reason "changed")."""
+        self.directory.delete_user(user_id)
+
+    def restore_user(self, user_id: str) -> None:
+        """Bring a deleted user back (delta reports it as a user again)."""
+        self.directory.restore_user(user_id)
 
     def set_property(self, user_id: str, name: str, value: Any) -> None:
         """Change a user behind the client's back, as another admin would."""

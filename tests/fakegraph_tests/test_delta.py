@@ -140,3 +140,96 @@ def test_delta_token_latest(fake_entra: FakeEntra) -> None:
 
     assert latest["value"] == []
     assert [u["id"] for u in changed["value"]] == [added]
+
+
+def test_deleted_restored_and_deleted_for_good(fake_entra: FakeEntra) -> None:
+    kept, restored, purged = (fake_entra.add_user(department="Sales") for _ in range(3))
+    with raw_client(fake_entra) as http:
+        first = http.get("/users/delta", params={"$select": "department"}).json()
+        for user in (restored, purged):
+            fake_entra.delete_user(user)  # DELETE /users/{id}: into deleted items
+        second = http.get(first["@odata.deltaLink"]).json()
+        fake_entra.restore_user(restored)
+        fake_entra.remove_user(purged)  # deleted for good
+        third = http.get(second["@odata.deltaLink"]).json()
+
+    assert {u["id"] for u in first["value"]} == {kept, restored, purged}
+    assert sorted(second["value"], key=lambda u: u["id"]) == sorted(
+        [
+            {"id": restored, "@removed": {"reason": "changed"}},
+            {"id": purged, "@removed": {"reason": "changed"}},
+        ],
+        key=lambda u: u["id"],
+    )
+    assert third["value"] == [
+        {"department": "Sales", "id": restored},
+        {"id": purged, "@removed": {"reason": "deleted"}},
+    ]
+
+
+def test_changed_users_bring_every_selected_property_or_only_changes_when_minimal(
+    fake_entra: FakeEntra,
+) -> None:
+    user = fake_entra.add_user(department="Sales", jobTitle="Clerk")
+    selection = {"$select": "department,jobTitle,officeLocation"}
+    with raw_client(fake_entra) as http:
+        first = http.get("/users/delta", params=selection).json()
+        full = http.get("/users/delta", params=selection).json()["@odata.deltaLink"]
+        minimal = http.get("/users/delta", params=selection).json()["@odata.deltaLink"]
+        fake_entra.set_property(user, "jobTitle", "Manager")
+        fake_entra.set_property(user, "department", None)
+        default = http.get(full).json()["value"]
+        only = http.get(minimal, headers={"Prefer": "return=minimal"}).json()["value"]
+
+    # A property never set (officeLocation) is left out; one cleared now comes as null.
+    assert first["value"] == [{"department": "Sales", "jobTitle": "Clerk", "id": user}]
+    assert default == [{"department": None, "jobTitle": "Manager", "id": user}]
+    assert only == [{"department": None, "jobTitle": "Manager", "id": user}]
+
+
+def test_minimal_leaves_out_what_did_not_change(fake_entra: FakeEntra) -> None:
+    user = fake_entra.add_user(department="Sales", jobTitle="Clerk")
+    with raw_client(fake_entra) as http:
+        params = {"$select": "department,jobTitle"}
+        full = http.get("/users/delta", params=params).json()["@odata.deltaLink"]
+        minimal = http.get("/users/delta", params=params).json()["@odata.deltaLink"]
+        fake_entra.set_property(user, "jobTitle", "Manager")
+        default = http.get(full).json()["value"]
+        only = http.get(minimal, headers={"Prefer": "return=minimal"}).json()["value"]
+
+    assert default == [{"department": "Sales", "jobTitle": "Manager", "id": user}]
+    assert only == [{"jobTitle": "Manager", "id": user}]
+
+
+def test_manager_delta_only_when_the_manager_changed(fake_entra: FakeEntra) -> None:
+    boss, other = fake_entra.add_user(), fake_entra.add_user()
+    user = fake_entra.add_user(manager=boss, department="Sales")
+    with raw_client(fake_entra) as http:
+        link = http.get("/users/delta", params={"$select": "department,manager"}).json()[
+            "@odata.deltaLink"
+        ]
+        fake_entra.set_property(user, "department", "Support")
+        title_only = http.get(link).json()
+        fake_entra.set_property(user, "manager", other)
+        moved = http.get(title_only["@odata.deltaLink"]).json()
+
+    assert title_only["value"] == [{"department": "Support", "id": user}]
+    assert moved["value"] == [
+        {
+            "department": "Support",
+            "id": user,
+            "manager@delta": [{"@odata.type": "#microsoft.graph.user", "id": other}],
+        }
+    ]
+
+
+def test_delta_rejects_filter_and_unknown_options(fake_entra: FakeEntra) -> None:
+    with raw_client(fake_entra) as http:
+        expand = http.get("/users/delta", params={"$expand": "manager"})
+        top = http.get("/users/delta", params={"$top": "5"})
+
+    assert (expand.status_code, expand.json()["error"]["code"]) == (
+        400,
+        "Request_UnsupportedQuery",
+    )
+    assert (top.status_code, top.json()["error"]["code"]) == (400, "Request_UnsupportedQuery")

@@ -92,7 +92,12 @@ EXPLODING_BACKEND = textwrap.dedent(
             ) from cause
 
 
+    def read_delta(self, attributes, cursor):
+        return read(self, attributes)
+
+
     Backend.read = read
+    Backend.read_delta = read_delta
     """
 )
 

@@ -86,7 +86,8 @@ scenarios:
         "them different precedences",
         f"{where(path, 'vip-exec', 2)}: duplicate rule id 'vip-exec' (first defined at "
         f"{where(path, 'id: vip-exec')})",
-        f"{where(path, 'gte: 3', offset=5)}: 'gte' compares numbers, but fact 'role.title' is a string",
+        f"{where(path, 'gte: 3', offset=5)}: 'gte' compares numbers, but fact 'role.title' "
+        "is a string",
         f"{where(path, 'id: third')}: more than one default persona: 'third' and 'other' "
         f"({where(path, 'id: other')}); keep one default: true",
         f"{where(path, 'othr')}: unknown persona 'othr' (did you mean 'other'?)",

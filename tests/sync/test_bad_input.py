@@ -48,7 +48,8 @@ def test_config_errors_are_located(workspace: Workspace, run_cli: Run) -> None:
     result = run_cli("plan")
     assert result.exit_code == 1
     assert result.stderr == (
-        "persona-sync.yaml:3:9: directory.type: unknown type 'ldapp' (expected: file, ldap, entra)\n"
+        "persona-sync.yaml:3:9: directory.type: unknown type 'ldapp' (expected: file, ldap, "
+        "entra)\n"
         "persona-sync.yaml:5:12: 'bad attribute!' is not a directory attribute name (letters, "
         "digits, '-', '_'; dots only between parts, as in onPremisesExtensionAttributes."
         "extensionAttribute10)\n"
