@@ -83,7 +83,8 @@ def test_manifests_fit_together() -> None:
     assert claim == found["PersistentVolumeClaim"]["metadata"]["name"]
     mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["state"] == container_env()["PERSONA_SYNC_STATE_DIR"]
-    assert spec["containers"][0]["args"][2] == "/etc/persona-sync/persona-sync.yaml"
+    args = spec["containers"][0]["args"]
+    assert args[args.index("--config") + 1] == "/etc/persona-sync/persona-sync.yaml"
     assert mounts["config"] == "/etc/persona-sync"
 
 

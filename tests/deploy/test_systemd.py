@@ -59,7 +59,7 @@ def test_systemd_units() -> None:
     assert exec_start[0].endswith("/persona-sync")
     accepts(exec_start[1:])
     assert one(service, "Service", "SuccessExitStatus") == "3"  # done with conflicts
-    assert one(read_unit(TIMER), "Timer", "OnCalendar") == "*-*-* 02:30:00"
+    assert one(read_unit(TIMER), "Timer", "OnCalendar") == "*:0/15"
 
 
 def test_hardening() -> None:
