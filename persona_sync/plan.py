@@ -289,27 +289,33 @@ def encode_items(evaluated: Evaluated) -> dict[str, Any] | None:
     return items
 
 
+def decode_items(items: Mapping[str, Any]) -> Evaluated:
+    """The inverse of :func:`encode_items` (the population is not part of the items)."""
+    return Evaluated(
+        None,
+        tuple(PlannedChange(**c) for c in items.get("changes", ())),
+        tuple(ForeignValue(**f) for f in items.get("foreign", ())),
+        tuple(SkippedChange(**k) for k in items.get("skipped", ())),
+    )
+
+
 def assemble_plan(
     rule_set: RuleSet,
     config: LoadedConfig,
     directory: Directory,
     population: Iterable[tuple[tuple[str, ...] | None, bool, int]],
-    items: Iterable[Mapping[str, Any]],
+    changes: list[PlannedChange],
+    foreign: list[ForeignValue],
+    skipped: list[SkippedChange],
     org_chart_problems: int,
     read: Mapping[str, Any] | None = None,
 ) -> Plan:
     """The plan from every employee's population labels and items, however they were
     computed (a full read, or a delta over the snapshot): the same inputs give the same plan.
 
-    ``population`` holds (labels or None when out of scope, changed, how many employees).
+    ``population`` holds (labels or None when out of scope, changed, how many employees);
+    the lists are sorted in place.
     """
-    changes: list[PlannedChange] = []
-    foreign: list[ForeignValue] = []
-    skipped: list[SkippedChange] = []
-    for item in items:
-        changes.extend(PlannedChange(**c) for c in item.get("changes", ()))
-        foreign.extend(ForeignValue(**f) for f in item.get("foreign", ()))
-        skipped.extend(SkippedChange(**k) for k in item.get("skipped", ()))
     scenario_ids = [s.id for s in rule_set.scenarios]
     personas: dict[str, Counter[str]] = {s: Counter() for s in scenario_ids}
     transitions: dict[str, Counter[str]] = {s: Counter() for s in scenario_ids}

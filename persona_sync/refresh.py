@@ -19,7 +19,7 @@ commits after its writes are journalled (a crash in between only re-reads those 
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,11 +31,16 @@ from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
 from persona_sync.employee import Employee
 from persona_sync.plan import (
+    Evaluated,
     Evaluator,
+    ForeignValue,
     Plan,
+    PlannedChange,
+    SkippedChange,
     _outside_managers,
     assemble_plan,
     check_targets,
+    decode_items,
     encode_items,
     log_problems,
     read_attributes,
@@ -48,6 +53,7 @@ log = structlog.get_logger(__name__)
 
 Progress = Callable[[int], None]
 BATCH = 2000
+SEPARATOR = "\x1f"  # between a population's labels (persona ids never hold it)
 
 
 @dataclass
@@ -135,14 +141,16 @@ def compute_plan(
         summary.reason = reason
     summary.notes.extend(read.notes)
     uses_chart = rule_set.uses_org_chart
-    evaluate = row_evaluator(store, Evaluator(config, engine, directory), uses_chart)
+    evaluator = Evaluator(config, engine, directory)
+    evaluate = row_evaluator(store, evaluator, uses_chart)
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
+    collected: _Collected | None = None
     if read.full:
         end = _read_full(store, directory, read, summary, progress)
-        if uses_chart:
-            _org_chart(store, directory)
-        summary.re_evaluated = evaluate(None)
+        positions = _org_chart(store, directory, update=False)[1] if uses_chart else {}
+        collected = _evaluate_all(store, evaluator, positions)
+        summary.re_evaluated = collected.count
         store.set_meta(last_full=now)
         summary.evaluated = None
     else:
@@ -152,7 +160,7 @@ def compute_plan(
             or store.get("config_checksum") != config.checksum
         )
         chart_moved = (
-            _org_chart(store, directory)
+            _org_chart(store, directory)[0]
             if uses_chart
             and (chart_dirty or rules_changed or store.get("uses_org_chart") != uses_chart)
             else set()
@@ -176,12 +184,19 @@ def compute_plan(
         last_mode=summary.mode,
         last_reason=summary.reason,
     )
+    if collected is None:
+        collected = _Collected()
+        collected.population = list(_population(store))
+        for items in store.items():
+            collected.add(decode_items(items))
     plan = assemble_plan(
         rule_set,
         config,
         directory,
-        _population(store),
-        store.items(),
+        collected.population,
+        collected.changes,
+        collected.foreign,
+        collected.skipped,
         int(store.get("org_chart_problems", 0)) if uses_chart else 0,
         summary.as_dict(),
     )
@@ -201,12 +216,11 @@ def row_evaluator(
             for row in chunk:
                 position = Position(row.depth, row.reports) if uses_chart else None
                 result = evaluator(Employee(row.id, row.dn, row.attributes), position)
-                items = encode_items(result)
                 decided.append(
                     (
-                        None if result.population is None else _dump(result.population),
+                        _labels(result.population),
                         int(bool(result.changes)),
-                        None if items is None else _dump(items),
+                        encode_items(result),
                         row.key,
                     )
                 )
@@ -226,6 +240,8 @@ def record_results(
     """Put what a run found and wrote into the rows, so the writes' echo in the next delta
     is no change, and re-evaluate those employees. Returns how many rows it touched."""
     touched: set[str] = set()
+    results = list(results)
+    keys = store.keys_of_dns(r.change.dn for r in results)
     for result in results:
         change = result.change
         if result.status in ("applied", "unchanged"):
@@ -234,7 +250,7 @@ def record_results(
             value = result.found
         else:
             continue
-        key = store.key_of_dn(change.dn)
+        key = keys.get(change.dn)
         if key is None:
             continue
         store.record_written(key, change.attribute.lower(), value, run_id)
@@ -242,6 +258,58 @@ def record_results(
     if touched:
         evaluate(touched)
     return len(touched)
+
+
+@dataclass
+class _Collected:
+    """Every employee's plan items and population, gathered during a full evaluation."""
+
+    count: int = 0
+    population: list[tuple[tuple[str, ...] | None, bool, int]] = field(default_factory=list)
+    changes: list[PlannedChange] = field(default_factory=list)
+    foreign: list[ForeignValue] = field(default_factory=list)
+    skipped: list[SkippedChange] = field(default_factory=list)
+
+    def add(self, evaluated: Evaluated) -> None:
+        self.changes.extend(evaluated.changes)
+        self.foreign.extend(evaluated.foreign)
+        self.skipped.extend(evaluated.skipped)
+
+
+def _evaluate_all(
+    store: Snapshot, evaluator: Evaluator, positions: dict[str, Position]
+) -> _Collected:
+    """Evaluate every row and write the rows back with their decisions in one pass."""
+    collected = _Collected()
+    counts: Counter[tuple[tuple[str, ...] | None, bool]] = Counter()
+
+    def decided() -> Iterator[tuple[Row, str | None, int, Any]]:
+        for chunk in store.chunks():
+            for row in chunk:
+                position = positions.get(row.key) if positions else None
+                if position is not None:
+                    row = Row(
+                        row.key,
+                        row.id,
+                        row.dn,
+                        row.attributes,
+                        position.depth,
+                        position.direct_reports,
+                    )
+                result = evaluator(Employee(row.id, row.dn, row.attributes), position)
+                collected.add(result)
+                changed = bool(result.changes)
+                counts[result.population, changed] += 1
+                yield row, _labels(result.population), int(changed), encode_items(result)
+            collected.count += len(chunk)
+
+    store.rebuild(decided())
+    collected.population = [(labels, changed, n) for (labels, changed), n in counts.items()]
+    return collected
+
+
+def _labels(population: tuple[str, ...] | None) -> str | None:
+    return None if population is None else SEPARATOR.join(population)
 
 
 def _cursor_to_use(
@@ -354,18 +422,23 @@ def _read_changes(
             progress(summary.read)
     end = read.finish()
     summary.changed = len(affected)
-    gone: set[str] = set(end.removed)
+    # removed never names an entry the read returned; present is the truth at the sweep,
+    # taken after the entries, so an entry returned and then not present has left since
+    gone: set[str] = set(end.removed) - affected
     if end.present is not None:
         gone |= store.keys() - set(end.present)
-    gone -= affected
+    affected -= gone
     if gone:
         summary.removed = store.remove(gone)
         chart_dirty = chart_dirty or summary.removed > 0
     return affected, chart_dirty, end.cursor
 
 
-def _org_chart(store: Snapshot, directory: Directory) -> set[str]:
-    """Recompute every position from the rows; the keys whose position moved."""
+def _org_chart(
+    store: Snapshot, directory: Directory, update: bool = True
+) -> tuple[set[str], dict[str, Position]]:
+    """Recompute every position from the rows: the keys whose position moved (stored when
+    ``update``), and every position by key."""
     people = []
     stored: dict[str, tuple[str, int | None, int]] = {}
     for key, id_, dn, manager, depth, reports in store.links():
@@ -382,19 +455,22 @@ def _org_chart(store: Snapshot, directory: Directory) -> set[str]:
     log_problems(chart.problems)
     store.set_meta(org_chart_problems=len(chart.problems))
     moved: list[tuple[int | None, int, str]] = []
+    by_key: dict[str, Position] = {}
     for dn, (key, depth, reports) in stored.items():
         position = chart.positions.get(dn)
         if position is None:
             continue
+        by_key[key] = position
         if position.depth != depth or position.direct_reports != reports:
             moved.append((position.depth, position.direct_reports, key))
-    store.set_positions(moved)
-    return {key for _depth, _reports, key in moved}
+    if update:
+        store.set_positions(moved)
+    return {key for _depth, _reports, key in moved}, by_key
 
 
 def _population(store: Snapshot) -> Iterator[tuple[tuple[str, ...] | None, bool, int]]:
     for population, changed, many in store.population():
-        labels = None if population is None else tuple(json.loads(population))
+        labels = None if population is None else tuple(population.split(SEPARATOR))
         yield labels, bool(changed), int(many)
 
 
@@ -410,7 +486,7 @@ def _batches(entries: Iterable[Employee]) -> Iterator[list[Employee]]:
 
 
 def _row(directory: Directory, employee: Employee) -> Row:
-    return Row(directory.key(employee), employee.id, employee.dn, dict(employee.attributes))
+    return Row(directory.key(employee), employee.id, employee.dn, employee.attributes)
 
 
 def _manager(row: Row) -> str | None:
@@ -422,7 +498,3 @@ def _cursor_dict(cursor: Cursor | None) -> dict[str, Any] | None:
     if cursor is None:
         return None
     return {"kind": cursor.kind, "state": dict(cursor.state), "taken": cursor.taken}
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -71,14 +71,6 @@ def find_in_snapshot(session: Session, key: str) -> Found | None:
             return None
         held = [a for a in LOOKUP_ATTRIBUTES if a in set(store.get("attributes") or ())]
         rows = store.find(key, held)
-        if not rows and not key.isascii():  # SQLite's lower() folds ASCII only
-            folded = key.casefold()
-            rows = [
-                r
-                for r in store.rows()
-                if folded in (r.id.casefold(), r.dn.casefold())
-                or any((r.attributes.get(a) or "").casefold() == folded for a in held)
-            ]
         if len(rows) != 1:
             return None  # not there, or ambiguous: the directory read says which
         row = rows[0]

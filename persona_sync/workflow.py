@@ -24,9 +24,15 @@ from persona_sync.directory.base import Cancel, Change, Directory
 from persona_sync.errors import LockHeld, PersonaSyncError, PlanError, SafetyLimitExceeded
 from persona_sync.journal import Journal, read_run
 from persona_sync.lock import RunLock
-from persona_sync.plan import Plan
+from persona_sync.plan import Evaluator, Plan
 from persona_sync.recovery import Settled, settle_unfinished
-from persona_sync.refresh import Refresh, compute_plan, full_read_due
+from persona_sync.refresh import (
+    Refresh,
+    compute_plan,
+    full_read_due,
+    record_results,
+    row_evaluator,
+)
 from persona_sync.safety import check_safety
 from persona_sync.session import Session
 from persona_sync.snapshot import SNAPSHOT_LOCK, Snapshot
@@ -187,7 +193,23 @@ def apply_plan(
             cancel,
             plan_checksum=plan.checksum,
         )
+        _record(session, directory, report)
     return Outcome(settled, plan, report)
+
+
+def _record(session: Session, directory: Directory, report: RunReport) -> None:
+    """Put an applied plan's results into the snapshot (when it is of this directory), so
+    the writes' echo in the next delta read is no change."""
+    with _snapshot(session.config, "apply", wait=True) as (store, fresh):
+        if fresh is not None or store.get("directory") != directory.identity:
+            return
+        store.begin()
+        evaluator = Evaluator(session.config, session.engine, directory)
+        uses_chart = session.engine.rule_set.uses_org_chart
+        record_results(
+            store, report.results, report.run_id, row_evaluator(store, evaluator, uses_chart)
+        )
+        store.commit()
 
 
 def sync(

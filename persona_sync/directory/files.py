@@ -129,6 +129,11 @@ class FileDirectory(Directory):
     def read(self, attributes: Sequence[str]) -> Iterator[Employee]:
         return self._employees(self._read_bytes(), attributes)
 
+    def key(self, employee: Employee) -> str:
+        """The DN as the file spells it: a file has no stable id, and a DN respelled in the
+        file reads as one entry gone and one new, which the plan handles alike."""
+        return employee.dn
+
     def read_delta(self, attributes: Sequence[str], cursor: Cursor | None) -> DeltaRead:
         """A file has no change log: its digest is the cursor. An unchanged file reads as
         no change at all; a changed one is read whole and every entry compared with the

@@ -186,16 +186,23 @@ class SlapdServer:
         audit_log: bool = False,
         monitor: bool = False,
         constraints: Sequence[str] = (),
+        syncprov: bool = False,
+        sessionlog: int = 0,
     ) -> None:
         """audit_log: record every successful write in `audit_log_file` (slapo-auditlog);
         monitor: serve cn=Monitor to the admin (for `open_connections`);
         constraints: slapo-constraint rules, e.g. "personaName regex ^[a-z-]+$", which the
-        server enforces with constraintViolation (19)."""
+        server enforces with constraintViolation (19);
+        syncprov: load slapo-syncprov (contextCSN on the suffix, syncrepl refreshes);
+        sessionlog: with syncprov, remember that many deletes, so a refresh answers with
+        the deleted entries (a delete phase) instead of every entry still present."""
         self.workdir = Path(tempfile.mkdtemp(prefix="persona-sync-slapd-"))
         self._start_timeout = start_timeout
         self._audit_log = audit_log
         self._monitor = monitor
         self._constraints = tuple(constraints)
+        self._syncprov = syncprov
+        self._sessionlog = sessionlog
         self.audit_log_file = self.workdir / "audit.ldif"
         self._process: subprocess.Popen[bytes] | None = None
         self._bulk_ldif: list[str] = [_base_ldif()]
@@ -236,6 +243,7 @@ dbnosync
 index       objectClass eq
 index       uid eq
 index       entryUUID eq
+index       entryCSN eq
 index       personaName eq
 
 {ACCESS_RULES}{self._extra_config()}"""
@@ -248,6 +256,10 @@ index       personaName eq
             extra += "\nmoduleload  constraint\noverlay     constraint\n" + "".join(
                 f"constraint_attribute {rule}\n" for rule in self._constraints
             )
+        if self._syncprov:
+            extra += "\nmoduleload  syncprov\noverlay     syncprov\n"
+            if self._sessionlog:
+                extra += f"syncprov-sessionlog {self._sessionlog}\n"
         if self._audit_log:
             # slapo-auditlog appends each successful write as LDIF, in the write's own
             # thread before the answer goes out (even when the client is already gone).

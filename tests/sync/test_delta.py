@@ -100,7 +100,7 @@ def test_a_title_change_re_evaluates_that_employee_only(workspace: Workspace) ->
     edit(workspace, "title: Software Engineer", "title: Cashier")
     refresh = delta(session)
     assert refresh.summary.mode == "delta"
-    assert keys(refresh) == ["cn=müller\\, jörg,ou=people,dc=example,dc=com"]
+    assert keys(refresh) == ["CN=Müller\\, Jörg,OU=People,DC=example,DC=com"]
     assert (refresh.summary.read, refresh.summary.changed, refresh.summary.removed) == (6, 1, 0)
     assert comparable(refresh.plan) == comparable(full(session))
     moved = [c for c in refresh.plan.changes if c.employee == "jmuller"]
@@ -124,10 +124,10 @@ def test_moving_a_manager_takes_the_subtree_along(workspace: Workspace) -> None:
     )
     refresh = delta(session)
     assert keys(refresh) == [
-        "cn=boss,ou=people,dc=example,dc=com",
-        "cn=chair,ou=people,dc=example,dc=com",
-        "cn=müller\\, jörg,ou=people,dc=example,dc=com",
-        "cn=smith\\, john,ou=people,dc=example,dc=com",
+        "CN=Boss,OU=People,DC=example,DC=com",
+        "CN=Chair,OU=People,DC=example,DC=com",
+        "CN=Müller\\, Jörg,OU=People,DC=example,DC=com",
+        "CN=Smith\\, John,OU=People,DC=example,DC=com",
     ]
     assert comparable(refresh.plan) == comparable(full(session))
 
@@ -144,9 +144,9 @@ def test_a_changed_manager_link_moves_only_whose_position_changed(workspace: Wor
     )
     refresh = delta(session)
     assert keys(refresh) == [
-        "cn=boss,ou=people,dc=example,dc=com",
-        "cn=müller\\, jörg,ou=people,dc=example,dc=com",
-        "cn=smith\\, john,ou=people,dc=example,dc=com",
+        "CN=Boss,OU=People,DC=example,DC=com",
+        "CN=Müller\\, Jörg,OU=People,DC=example,DC=com",
+        "CN=Smith\\, John,OU=People,DC=example,DC=com",
     ]
     assert comparable(refresh.plan) == comparable(full(session))
 
@@ -165,7 +165,7 @@ def test_deleted_and_added_employees(workspace: Workspace) -> None:
     )
     refresh = delta(session)
     assert (refresh.summary.changed, refresh.summary.removed) == (1, 1)
-    assert keys(refresh) == ["cn=new hire,ou=people,dc=example,dc=com"]
+    assert keys(refresh) == ["CN=New Hire,OU=People,DC=example,DC=com"]
     assert comparable(refresh.plan) == comparable(full(session))
     assert refresh.plan.foreign == ()  # legacy's foreign value went with legacy
 
@@ -326,3 +326,14 @@ def test_random_edits_delta_plan_equals_full_plan(tmp_path: Path, seed: int) -> 
         refresh = delta(session)
         assert refresh.summary.mode == "delta"
         assert comparable(refresh.plan) == comparable(full(session))
+
+
+def test_an_applied_plan_is_recorded_in_the_snapshot(workspace: Workspace, run_cli: Run) -> None:
+    assert run_cli("plan", "-q", "-o", "plan.json").exit_code == 2
+    assert run_cli("apply", "plan.json", "-q").exit_code == 0
+    result = run_cli("plan", "--delta", "--format", "json")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0] == (
+        "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
+        "0 employees re-evaluated"
+    )
