@@ -1,11 +1,14 @@
-"""Compile a rule set into one straight-line Python function: the engine's hot path.
+"""Compile a rule set into straight-line Python functions: the engine's hot path.
 
-The generated ``decide(employee, position)`` reads each group of attributes once,
-memoises everything derived from a raw value (titles and departments repeat thousands of
-times), and runs scope and precedence as ``if`` chains returning prebuilt decisions, much
-like hand-written code. It has the semantics of the closures in :mod:`facts` and
-:mod:`conditions`, which stay the reference (explain, ``Engine.facts``); a test checks the
-two agree on random employees.
+It emits the compiled facts (:mod:`persona_sync.rules.facts`) and the condition
+expressions (:mod:`persona_sync.rules.conditions`) as code: the generated
+``decide(employee, position)`` derives each fact where a rule first needs it, reads each
+group of attributes once, memoises what it derives from a raw value (titles and
+departments repeat thousands of times), and runs scope and precedence as ``if`` chains
+returning prebuilt decisions, much like hand-written code. ``fact_values`` runs the same
+fact code and returns every value. Explain runs the same fact steps and condition
+templates slowly (:func:`facts.trace_fact`, :func:`conditions.trace_node`); tests check
+that both ways agree.
 
 Safety: nothing from a rule file is pasted into the source text. Attribute names,
 operands, regexes and decisions are handed to the generated code as constants named
@@ -14,16 +17,33 @@ operands, regexes and decisions are handed to the generated code as constants na
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from persona_sync.rules.conditions import reads_folded
-from persona_sync.rules.facts import org_chart_value, transform
-from persona_sync.rules.model import AllOf, AnyOf, Fact, Node, NotOf, RuleSet, Source, Test
+from persona_sync.rules.conditions import expression, reads_folded, walk_tests
+from persona_sync.rules.facts import (
+    MEMO_LIMIT,
+    CompiledFact,
+    ConstantStep,
+    OrgChartStep,
+    ReadStep,
+)
+from persona_sync.rules.model import Node, Persona, RuleSet, Test, Value
 
-MEMO_LIMIT = 100_000
-UNIQUE_ATTRIBUTES = frozenset({"@dn", "@id"})  # never repeat: memoising them only costs
+Decide = Callable[..., tuple[Any, ...]]
+Bundle = tuple[Any, ...]
+# Per scenario: ((persona, ((rule condition, decision), ...)), ...) and the fallback decision.
+ScenarioTable = tuple[tuple[tuple[Persona, tuple[tuple[Node, Any], ...]], ...], Any]
+
+_BLANK: Bundle = ("<blank>",)  # the bundle of a whitespace-only value: try the next attribute
+_NUMBER_READS = frozenset({"@org_depth", "@direct_reports"})
+_BUILTIN_READS = {
+    "@id": "employee.id",
+    "@dn": "employee.dn",
+    "@org_depth": "position.depth if position is not None else None",
+    "@direct_reports": "position.direct_reports if position is not None else None",
+}
 
 
 @dataclass
@@ -33,7 +53,7 @@ class _Code:
     _by_id: dict[int, str] = field(default_factory=dict)
 
     def const(self, value: Any) -> str:
-        key = id(value)
+        key = id(value)  # the value is kept in ``constants``, so its id stays its own
         if key not in self._by_id:
             name = f"k{len(self.constants)}"
             self.constants[name] = value
@@ -43,184 +63,282 @@ class _Code:
     def emit(self, indent: int, text: str) -> None:
         self.lines.append("    " * indent + text)
 
+    def function(self, name: str, filename: str) -> Callable[..., Any]:
+        """``def name(employee, position=None)`` around the emitted body, compiled; constants
+        become keyword defaults, so the body reads them as fast locals."""
+        defaults = ", ".join(f"{k}={k}" for k in self.constants)
+        keywords = f", *, {defaults}" if defaults else ""
+        source = "\n".join([f"def {name}(employee, position=None{keywords}):", *self.lines])
+        namespace: dict[str, Any] = dict(self.constants)
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102
+        function: Callable[..., Any] = namespace[name]
+        function.source = source  # type: ignore[attr-defined]
+        return function
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """A read step in its group's bundle; ``default``: the fact's default, taken in when
+    the step is the fact's last, so the generated code need not test for it."""
+
+    step: ReadStep
+    fold: bool
+    default: Value | None
+
+    def values(self, raw: Any) -> tuple[Any, ...]:
+        value = self.step.derive(raw) if raw is not None else None
+        if value is None:
+            value = self.default
+        return (value, _fold(value)) if self.fold else (value,)
+
 
 @dataclass
 class _Group:
-    """Sources reading the same attributes: one read and one memo lookup per employee.
+    """Read steps with the same attributes: one read and one memo lookup per employee.
 
     The bundle a raw value maps to holds each member's value, and right after it the
-    value case-folded when the member's fact is read case-insensitively.
+    value case-folded when the member's fact is read case-insensitively. ``empty`` is the
+    bundle when no attribute has a value. A whitespace-only value maps to ``_BLANK`` (try
+    the next attribute), or to ``empty`` when there is no next attribute.
     """
 
-    attributes: tuple[str, ...]
-    members: list[tuple[Source, str, bool]] = field(default_factory=list)  # source, type, fold
+    reads: tuple[str, ...]
+    members: list[_Member] = field(default_factory=list)
     width: int = 0
+    memo: dict[Any, Bundle] = field(default_factory=dict)  # raw value -> bundle
+    lookup: Callable[[Any], Bundle] = field(init=False)  # ``miss``, bound once
+
+    def __post_init__(self) -> None:
+        self.lookup = self.miss
+
+    def add(self, member: _Member) -> int:
+        """Add a member; where its value sits in the bundle."""
+        place = self.width
+        self.members.append(member)
+        self.width += 2 if member.fold else 1
+        return place
 
     @property
-    def unique(self) -> bool:
-        return bool(set(self.attributes) & UNIQUE_ATTRIBUTES)
+    def empty(self) -> Bundle:
+        return self._bundle(None)
+
+    def miss(self, raw: Any) -> Bundle:
+        """Derive the bundle of a raw value not in the memo yet, and remember it."""
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        if isinstance(raw, str) and raw.isspace():
+            bundle = _BLANK if len(self.reads) > 1 else self.empty
+        else:
+            bundle = self._bundle(raw)
+        self.memo[raw] = bundle
+        return bundle
+
+    def _bundle(self, raw: Any) -> Bundle:
+        return tuple(value for member in self.members for value in member.values(raw))
 
 
-Decide = Callable[[Any, Any], tuple[Any, ...]]
+class _FactCode:
+    """Emits each fact's derivation into a function body once, at the top level, where
+    first needed; a group of attributes is read once at the top level for good, or inside
+    a fallback branch (then again wherever else it is needed)."""
+
+    def __init__(self, code: _Code, facts: Sequence[CompiledFact], folded: set[str]) -> None:
+        self.code = code
+        self.facts = {fact.name: (i, fact) for i, fact in enumerate(facts)}
+        self.folded = folded
+        self.groups: list[_Group] = []
+        self.member: dict[int, tuple[int, int]] = {}  # id(step) -> (group, place in bundle)
+        by_reads: dict[tuple[str, ...], int] = {}
+        for fact in facts:
+            for number, step in enumerate(fact.steps):
+                if isinstance(step, ReadStep) and step.repeats:
+                    index = by_reads.setdefault(step.reads, len(self.groups))
+                    if index == len(self.groups):
+                        self.groups.append(_Group(step.reads))
+                    last = number == len(fact.steps) - 1
+                    member = _Member(step, fact.name in folded, fact.default if last else None)
+                    self.member[id(step)] = (index, self.groups[index].add(member))
+        self.read_at_top: set[int] = set()
+        self.done: set[str] = set()
+        code.emit(1, "a = employee.attributes")
+
+    def value_of(self, test: Test) -> str:
+        """The variable a test reads: the value, or its case-folded copy."""
+        i, fact = self.facts[test.fact]
+        return f"g{i}" if reads_folded(test, fact.type) else f"f{i}"
+
+    def need(self, names: Iterable[str]) -> None:
+        """Emit the facts not emitted yet. The groups their first steps read are read
+        first, at the top level, so that a fallback step of another finds them there."""
+        wanted = [name for name in dict.fromkeys(names) if name not in self.done]
+        for name in wanted:
+            steps = self.facts[name][1].steps
+            if steps and isinstance(steps[0], ReadStep) and steps[0].repeats:
+                index = self.member[id(steps[0])][0]
+                if index not in self.read_at_top:
+                    self._read_group(1, index)
+                    self.read_at_top.add(index)
+        for name in wanted:
+            self.done.add(name)
+            self._fact(*self.facts[name])
+
+    def _fact(self, i: int, fact: CompiledFact) -> None:
+        """f{i} = the first step's value that is not None, else the default (g{i}: folded)."""
+        code, fold = self.code, fact.name in self.folded
+        depth = 1
+        for number, step in enumerate(fact.steps):
+            if number:
+                code.emit(depth, f"if f{i} is None:")
+                depth += 1
+            if isinstance(step, OrgChartStep):
+                chart = code.const(step.value)
+                code.emit(depth, f"f{i} = {chart}(position) if position is not None else None")
+                if fold:
+                    code.emit(depth, f"g{i} = f{i}")
+            elif isinstance(step, ConstantStep):
+                code.emit(depth, f"f{i} = {code.const(step.value)}")
+                if fold:
+                    code.emit(depth, f"g{i} = {code.const(_fold(step.value))}")
+            elif step.repeats:
+                index, place = self.member[id(step)]
+                if index not in self.read_at_top:
+                    self._read_group(depth, index)
+                    if depth == 1:
+                        self.read_at_top.add(index)
+                code.emit(depth, f"f{i} = b{index}[{place}]")
+                if fold:
+                    code.emit(depth, f"g{i} = b{index}[{place + 1}]")
+            else:
+                self._read_unique(depth, i, step)
+                if fold:
+                    code.emit(depth, f"g{i} = {code.const(_fold)}(f{i})")
+        if not fact.steps:
+            code.emit(1, f"f{i} = None")
+            if fold:
+                code.emit(1, f"g{i} = None")
+        last = fact.steps[-1] if fact.steps else None
+        if isinstance(last, ReadStep) and last.repeats:
+            return  # the bundle holds the default already
+        if fact.default is not None:
+            code.emit(1, f"if f{i} is None:")
+            code.emit(2, f"f{i} = {code.const(fact.default)}")
+            if fold:
+                code.emit(2, f"g{i} = {code.const(_fold(fact.default))}")
+
+    def _read_group(self, depth: int, index: int) -> None:
+        """b{index} = the bundle of the first of the group's attributes with a value.
+
+        Blank values are recognised once per distinct value, in the memo, not per employee.
+        """
+        code, group = self.code, self.groups[index]
+        b = f"b{index}"
+        found = f"({code.const(group.memo)}.get(r) or {code.const(group.lookup)}(r))"
+        blank, empty = code.const(_BLANK), code.const(group.empty)
+        for number, attribute in enumerate(group.reads):
+            level = depth + number
+            last = number == len(group.reads) - 1
+            otherwise = empty if last else blank
+            if attribute in _NUMBER_READS:  # org-chart numbers: 0 is a value
+                code.emit(level, f"r = {_BUILTIN_READS[attribute]}")
+                code.emit(level, f"{b} = {found} if r is not None else {otherwise}")
+            else:
+                code.emit(level, f"r = a.get({code.const(attribute)})")
+                code.emit(level, f"{b} = {found} if r else {otherwise}")
+            if len(group.reads) > 1:
+                code.emit(level, f"if {b} is {blank}:")
+                if last:
+                    code.emit(level + 1, f"{b} = {empty}")
+
+    def _read_unique(self, depth: int, i: int, step: ReadStep) -> None:
+        """f{i} = derive(the first attribute with a value): values that never repeat are
+        derived on the spot, without a memo."""
+        code = self.code
+        derive = f"{code.const(step.derive)}(r)"
+        for number, attribute in enumerate(step.reads):
+            level = depth + number
+            if attribute in _BUILTIN_READS:
+                code.emit(level, f"r = {_BUILTIN_READS[attribute]}")
+            else:
+                code.emit(level, f"r = a.get({code.const(attribute)})")
+            if attribute in _NUMBER_READS:
+                code.emit(level, "if r is not None:")
+                code.emit(level + 1, f"f{i} = {derive}")
+            else:  # text: the derivation inlined when it is one expression
+                code.emit(level, "if r and not r.isspace():")
+                inline = step.inline.text("r", code.const) if step.inline else derive
+                code.emit(level + 1, f"f{i} = {inline}")
+            code.emit(level, "else:")
+        code.emit(depth + len(step.reads), f"f{i} = None")
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _folded_facts(rule_set: RuleSet, roots: Iterable[Node]) -> set[str]:
+    types = {name: fact.type for name, fact in rule_set.facts.items()}
+    return {
+        t.fact
+        for root in roots
+        for t in walk_tests(root)
+        if reads_folded(t, types.get(t.fact, "string"))
+    }
+
+
+def _conditions(entries: Iterable[tuple[Persona, tuple[tuple[Node, Any], ...]]]) -> list[Node]:
+    """The rule conditions and unless clauses of these personas, in order."""
+    return [
+        node
+        for persona, rules in entries
+        for node in [*(condition for condition, _ in rules), *persona.unless]
+    ]
+
+
+def _facts_of(nodes: Iterable[Node]) -> list[str]:
+    return list(dict.fromkeys(t.fact for node in nodes for t in walk_tests(node)))
 
 
 def compile_decide(
-    rule_set: RuleSet, scenarios: Sequence[tuple[Any, ...]], out_of_scope: tuple[Any, ...]
+    rule_set: RuleSet,
+    facts: Sequence[CompiledFact],
+    scenarios: Sequence[ScenarioTable],
+    out_of_scope: tuple[Any, ...],
 ) -> Decide:
-    """Generate ``decide``; ``scenarios`` holds, per scenario in order, the prebuilt
-    decisions: ((persona, ((rule, decision), ...)), ...) and the fallback decision."""
+    """Generate ``decide``: scope first, then each scenario's personas in order, each
+    deriving the facts it needs; returns the prebuilt decisions, one per scenario."""
     code = _Code()
-    names = list(rule_set.facts)
-    slot = {name: i for i, name in enumerate(names)}
-    types = {name: f.type for name, f in rule_set.facts.items()}
-    folded = {t.fact for t in _tests(rule_set) if reads_folded(t, types.get(t.fact, "string"))}
-    group_list, position_of = _group_sources(rule_set, folded)
-
-    code.emit(1, "a = employee.attributes")
-    read_at_top: set[int] = set()
-
-    def emit_facts(wanted: list[str]) -> None:
-        for name in wanted:
-            _emit_fact(
-                code,
-                slot[name],
-                rule_set.facts[name],
-                name in folded,
-                position_of,
-                group_list,
-                read_at_top,
-            )
-
-    def expr(node: Node) -> str:
-        return _expression(code, node, slot, types)
-
-    # Scope first, like a person would write it: out-of-scope entries skip the rest.
     scope = rule_set.scope
     scope_roots = ([scope.include] if scope.include is not None else []) + list(scope.exclude)
-    scope_facts = list(dict.fromkeys(t.fact for root in scope_roots for t in _walk(root)))
-    emit_facts(scope_facts)
+    roots = scope_roots + [node for entries, _ in scenarios for node in _conditions(entries)]
+    facts_code = _FactCode(code, facts, _folded_facts(rule_set, roots))
+
+    def expr(node: Node) -> str:
+        return expression(node, facts_code.value_of, code.const)
+
+    # Scope first, as a person would write it: out-of-scope entries skip the rest.
+    facts_code.need(_facts_of(scope_roots))
     blocked = [f"not ({expr(scope.include)})"] if scope.include is not None else []
     blocked += [f"({expr(node)})" for node in scope.exclude]
     if blocked:
         code.emit(1, f"if {' or '.join(blocked)}:")
         code.emit(2, f"return {code.const(out_of_scope)}")
-    emit_facts([name for name in names if name not in scope_facts])
     if len(scenarios) == 1:
-        _emit_single_scenario(code, scenarios[0], expr)
+        _emit_single_scenario(code, facts_code, scenarios[0], expr)
     else:
-        _emit_scenarios(code, scenarios, expr)
-    # Constants become keyword defaults, so the body reads them as fast locals.
-    defaults = ", ".join(f"{name}={name}" for name in code.constants)
-    code.lines.insert(0, f"def decide(employee, position{_keywords(defaults)}):")
-    namespace: dict[str, Any] = dict(code.constants)
-    exec(compile("\n".join(code.lines), "<persona-sync rules>", "exec"), namespace)  # noqa: S102
-    decide: Decide = namespace["decide"]
-    decide.source = "\n".join(code.lines)  # type: ignore[attr-defined]
+        _emit_scenarios(code, facts_code, scenarios, expr)
+    decide: Decide = code.function("decide", "<persona-sync rules>")
     return decide
 
 
-def _keywords(defaults: str) -> str:
-    """The keyword-only part of a generated signature; none when there are no constants."""
-    return f", *, {defaults}" if defaults else ""
-
-
-_BLANK = ("<blank>",)  # bundle of a whitespace-only value: try the group's next attribute
-
-
-def compile_fact_values(rule_set: RuleSet) -> Callable[[Any, Any], list[Any]]:
-    """Generate ``fact_values(employee, position)``: every fact's value, in rule-set order."""
-    code = _Code()
-    names = list(rule_set.facts)
-    group_list, position_of = _group_sources(rule_set, set())
-    code.emit(1, "a = employee.attributes")
-    read_at_top: set[int] = set()
-    for i, name in enumerate(names):
-        _emit_fact(code, i, rule_set.facts[name], False, position_of, group_list, read_at_top)
-    code.emit(1, f"return [{', '.join(f'f{i}' for i in range(len(names)))}]")
-    defaults = ", ".join(f"{name}={name}" for name in code.constants)
-    code.lines.insert(0, f"def fact_values(employee, position{_keywords(defaults)}):")
-    namespace: dict[str, Any] = dict(code.constants)
-    exec(compile("\n".join(code.lines), "<persona-sync facts>", "exec"), namespace)  # noqa: S102
-    function: Callable[[Any, Any], list[Any]] = namespace["fact_values"]
-    return function
-
-
-def _group_sources(
-    rule_set: RuleSet, folded: set[str]
-) -> tuple[list[_Group], dict[int, tuple[int, int]]]:
-    """Sources grouped by the attributes they read, and where each sits in its group's
-    bundle: (group index, position); folded facts take a second slot for the folded copy."""
-    groups: dict[tuple[str, ...], _Group] = {}
-    position_of: dict[int, tuple[int, int]] = {}
-    for fact in rule_set.facts.values():
-        for source in fact.sources:
-            if source.org_chart is None and source.attributes:
-                group = groups.setdefault(source.attributes, _Group(source.attributes))
-                position_of[id(source)] = (list(groups).index(source.attributes), group.width)
-                fold = fact.name in folded
-                group.members.append((source, fact.type, fold))
-                group.width += 2 if fold else 1
-    return list(groups.values()), position_of
-
-
-def _emit_group(code: _Code, depth: int, index: int, group: _Group) -> None:
-    """Read the group's attributes (first with a value) and look its bundle up.
-
-    Blank values are recognised once per distinct value, in the memo, not per employee.
-    """
-    b = f"b{index}"
-    empty = code.const((None,) * group.width)
-    blank = code.const(_BLANK)
-    derive = _deriver(tuple(group.members))
-    if group.unique:  # values never repeat: derive on the spot, no memo
-        lookup = code.const(_blank_aware(derive))
-    else:
-        memo: dict[Any, tuple[Any, ...]] = {}
-        lookup = code.const(_memoised(memo, _blank_aware(derive)))
-        table = code.const(memo)
-    for number, attribute in enumerate(group.attributes):
-        level = depth + number
-        if attribute in _BUILTIN_READS:
-            code.emit(level, f"r = {_BUILTIN_READS[attribute]}")
-            if group.unique:  # @id and @dn are never blank
-                code.emit(level, f"{b} = {lookup}(r) if r else {blank}")
-            else:
-                code.emit(level, f"{b} = {lookup}(r) if r is not None else {blank}")
-        elif group.unique:
-            code.emit(level, f"r = a.get({code.const(attribute)})")
-            code.emit(level, f"{b} = {lookup}(r) if r else {blank}")  # blank-aware lookup
-        else:
-            code.emit(level, f"r = a.get({code.const(attribute)})")
-            code.emit(level, f"{b} = ({table}.get(r) or {lookup}(r)) if r else {blank}")
-        code.emit(level, f"if {b} is {blank}:")
-    code.emit(depth + len(group.attributes), f"{b} = {empty}")
-
-
-_BUILTIN_READS = {
-    "@id": "employee.id",
-    "@dn": "employee.dn",
-    "@org_depth": "position.depth if position is not None else None",
-    "@direct_reports": "position.direct_reports if position is not None else None",
-}
-
-
-def _blank_aware(derive: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], tuple[Any, ...]]:
-    def bundle(raw: Any) -> tuple[Any, ...]:
-        if isinstance(raw, str) and raw.isspace():
-            return _BLANK
-        return derive(raw)
-
-    return bundle
-
-
 def _emit_single_scenario(
-    code: _Code, scenario: tuple[Any, ...], expr: Callable[[Node], str]
+    code: _Code, facts_code: _FactCode, scenario: ScenarioTable, expr: Callable[[Node], str]
 ) -> None:
     entries, fallback = scenario
     for persona, rules in entries:
+        facts_code.need(_facts_of(_conditions([(persona, rules)])))
         unless = " or ".join(f"({expr(n)})" for n in persona.unless)
-        for position, (rule, decision) in enumerate(rules):
-            code.emit(1, f"{'if' if position == 0 else 'elif'} {expr(rule.condition)}:")
+        for position, (condition, decision) in enumerate(rules):
+            code.emit(1, f"{'if' if position == 0 else 'elif'} {expr(condition)}:")
             if unless:
                 code.emit(2, f"if not ({unless}):")
                 code.emit(3, f"return {code.const((decision,))}")
@@ -230,17 +348,23 @@ def _emit_single_scenario(
 
 
 def _emit_scenarios(
-    code: _Code, scenarios: Sequence[tuple[Any, ...]], expr: Callable[[Node], str]
+    code: _Code,
+    facts_code: _FactCode,
+    scenarios: Sequence[ScenarioTable],
+    expr: Callable[[Node], str],
 ) -> None:
+    """One ``for`` over a single item per scenario: ``break`` leaves it once decided. The
+    facts a scenario needs are derived before its loop, at the top level."""
     results = []
     for number, (entries, fallback) in enumerate(scenarios):
         variable = f"d{number}"
         results.append(variable)
+        facts_code.need(_facts_of(_conditions(entries)))
         code.emit(1, f"for _ in {code.const((None,))}:")
         for persona, rules in entries:
             unless = " or ".join(f"({expr(n)})" for n in persona.unless)
-            for position, (rule, decision) in enumerate(rules):
-                code.emit(2, f"{'if' if position == 0 else 'elif'} {expr(rule.condition)}:")
+            for position, (condition, decision) in enumerate(rules):
+                code.emit(2, f"{'if' if position == 0 else 'elif'} {expr(condition)}:")
                 if unless:
                     code.emit(3, f"if not ({unless}):")
                     code.emit(4, f"{variable} = {code.const(decision)}")
@@ -252,192 +376,11 @@ def _emit_scenarios(
     code.emit(1, f"return ({', '.join(results)},)")
 
 
-def _deriver(members: tuple[tuple[Source, str, bool], ...]) -> Callable[[Any], tuple[Any, ...]]:
-    if len(members) == 1 and not members[0][2]:
-        fast = _fast_transform(members[0][0], members[0][1])
-        if fast is not None:
-            return fast
-
-    def derive(raw: Any) -> tuple[Any, ...]:
-        bundle: list[Any] = []
-        for source, fact_type, fold in members:
-            value = transform(source, raw, fact_type)
-            bundle.append(value)
-            if fold:
-                bundle.append(value.casefold() if isinstance(value, str) else value)
-        return tuple(bundle)
-
-    return derive
-
-
-def _fast_transform(source: Source, fact_type: str) -> Callable[[Any], tuple[Any, ...]] | None:
-    """A lean 1-tuple deriver for a keyword table or a lookup map on text, else None."""
-    plain = source.flag is None and source.capture is None
-    if plain and source.table is not None and source.mapping is None:
-        table = tuple((pattern.search, (value,)) for pattern, value in source.table)
-        miss = (None,)
-
-        def by_table(raw: Any) -> tuple[Any, ...]:
-            text = raw if isinstance(raw, str) else str(raw)
-            for search, found in table:
-                if search(text):
-                    return found
-            return miss
-
-        return by_table
-    if plain and source.mapping is not None and source.table is None:
-        mapping = {key: (value,) for key, value in reversed(source.mapping)}
-
-        def by_map(raw: Any) -> tuple[Any, ...]:
-            return mapping.get(str(raw).strip().casefold(), (None,))
-
-        return by_map
-    return None
-
-
-def _memoised(
-    memo: dict[Any, tuple[Any, ...]], derive: Callable[[Any], tuple[Any, ...]]
-) -> Callable[[Any], tuple[Any, ...]]:
-    def miss(raw: Any) -> tuple[Any, ...]:
-        if len(memo) >= MEMO_LIMIT:
-            memo.clear()
-        bundle = memo[raw] = derive(raw)
-        return bundle
-
-    return miss
-
-
-def _emit_fact(
-    code: _Code,
-    i: int,
-    fact: Fact,
-    fold: bool,
-    position_of: dict[int, tuple[int, int]],
-    groups: list[_Group],
-    read_at_top: set[int],
-) -> None:
-    """f{i} = the first source's value that is not None, else the default (g{i}: folded).
-
-    A group is read where first needed: once at the top level for good, or inside a
-    fallback branch (then again wherever else it is needed).
-    """
-    depth = 1
-    for number, source in enumerate(fact.sources):
-        if number:
-            code.emit(depth, f"if f{i} is None:")
-            depth += 1
-        if source.org_chart is not None:
-            values = [
-                f"{code.const(_org_reader(source))}(position) if position is not None else None"
-            ]
-            if fold:
-                values.append(f"f{i}")
-        elif source.attributes:
-            index, member = position_of[id(source)]
-            if groups[index].unique or index not in read_at_top:
-                _emit_group(code, depth, index, groups[index])
-                if depth == 1 and not groups[index].unique:
-                    read_at_top.add(index)
-            values = [f"b{index}[{member}]"] + ([f"b{index}[{member + 1}]"] if fold else [])
-        else:
-            values = [code.const(source.constant)]
-            if fold:
-                values.append(code.const(_fold(source.constant)))
-        code.emit(depth, f"f{i} = {values[0]}")
-        if fold:
-            code.emit(depth, f"g{i} = {values[1]}")
-    if not fact.sources:
-        code.emit(depth, f"f{i} = None")
-        if fold:
-            code.emit(depth, f"g{i} = None")
-    if fact.default is not None:
-        code.emit(depth if not fact.sources else 1, f"if f{i} is None:")
-        code.emit(2, f"f{i} = {code.const(fact.default)}")
-        if fold:
-            code.emit(2, f"g{i} = {code.const(_fold(fact.default))}")
-
-
-def _fold(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
-
-
-def _org_reader(source: Source) -> Callable[[Any], Any]:
-    def read(position: Any) -> Any:
-        return org_chart_value(source, position)
-
-    return read
-
-
-def _expression(code: _Code, node: Node, slot: dict[str, int], types: Mapping[str, str]) -> str:
-    if isinstance(node, NotOf):
-        return f"not ({_expression(code, node.child, slot, types)})"
-    if isinstance(node, AllOf | AnyOf):
-        joiner = " and " if isinstance(node, AllOf) else " or "
-        return "(" + joiner.join(_expression(code, c, slot, types) for c in node.children) + ")"
-    test = node
-    i = slot[test.fact]
-    x = f"g{i}" if reads_folded(test, types[test.fact]) else f"f{i}"
-    v = code.const(test.operand)
-    op = test.operator
-    if op == "equals":
-        return f"{x} == {v}"
-    if op == "in":
-        return f"{x} in {v}"
-    if op == "not_in":
-        return f"{x} not in {v}"
-    if op == "matches":
-        assert test.pattern is not None
-        found = code.const(_RegexMemo(test.pattern))
-        return f"({x} is not None and {found}[{x}])"
-    if op in ("starts_with", "ends_with"):
-        return (
-            f"({x} is not None and {x}.{'startswith' if op == 'starts_with' else 'endswith'}({v}))"
-        )
-    if op == "contains":
-        return f"({x} is not None and {v} in {x})"
-    comparisons = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-    if op in comparisons:
-        return f"({x} is not None and {x} {comparisons[op]} {v})"
-    if op == "between":
-        low, high = cast(tuple[float, float], test.operand)
-        return f"({x} is not None and {code.const(low)} <= {x} <= {code.const(high)})"
-    if op == "is":
-        return f"{x} is {v}"
-    if op in ("exists", "missing"):
-        present = (op == "exists") == bool(test.operand)
-        return f"{x} is not None" if present else f"{x} is None"
-    raise ValueError(f"unknown operator {op!r}")  # pragma: no cover - the spec forbids it
-
-
-class _RegexMemo(dict[Any, bool]):
-    """value -> does the pattern occur in it; computed once per distinct value."""
-
-    def __init__(self, pattern: Any) -> None:
-        super().__init__()
-        self.search = pattern.search
-
-    def __missing__(self, value: Any) -> bool:
-        if len(self) >= MEMO_LIMIT:
-            self.clear()
-        found = self[value] = (
-            self.search(value if isinstance(value, str) else str(value)) is not None
-        )
-        return found
-
-
-def _walk(node: Node) -> list[Test]:
-    from persona_sync.rules.engine import walk_tests
-
-    return list(walk_tests(node))
-
-
-def _tests(rule_set: RuleSet) -> list[Test]:
-    from persona_sync.rules.engine import walk_tests
-
-    roots: list[Node] = []
-    for persona in rule_set.personas.values():
-        roots += [r.condition for r in persona.rules] + list(persona.unless)
-    if rule_set.scope.include is not None:
-        roots.append(rule_set.scope.include)
-    roots += list(rule_set.scope.exclude)
-    return [t for root in roots for t in walk_tests(root)]
+def compile_fact_values(facts: Sequence[CompiledFact]) -> Callable[[Any, Any], list[Any]]:
+    """Generate ``fact_values(employee, position)``: every fact's value, in order."""
+    code = _Code()
+    facts_code = _FactCode(code, facts, set())
+    facts_code.need(fact.name for fact in facts)
+    code.emit(1, f"return [{', '.join(f'f{i}' for i in range(len(facts)))}]")
+    function: Callable[[Any, Any], list[Any]] = code.function("fact_values", "<persona-sync facts>")
+    return function

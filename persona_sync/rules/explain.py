@@ -1,7 +1,9 @@
 """Why an employee got a persona: every fact with its origin, every rule with its result.
 
-This is the slow, traced twin of :meth:`Engine.decide`; its verdicts must agree with the
-engine's (a test checks it over the demo directory).
+This is the slow, traced twin of :meth:`Engine.decide`: it runs the engine's compiled fact
+steps (:func:`facts.trace_fact`) and the same condition templates
+(:func:`conditions.trace_node`) one by one, recording each. Its verdicts must agree with
+the engine's generated code (tests check it on random employees and rule sets).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class Explanation:
 
 def explain(engine: Engine, employee: Employee, position: Position | None = None) -> Explanation:
     rule_set = engine.rule_set
-    origins = tuple(trace_fact(f, employee, position) for f in rule_set.facts.values())
+    origins = tuple(trace_fact(f, employee, position) for f in engine.compiled_facts)
     values = {o.name: o.value for o in origins}
     types = {name: f.type for name, f in rule_set.facts.items()}
     scope_traces: list[tuple[str, Trace]] = []

@@ -3,13 +3,80 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
-from bench.report_bench import synthetic_plan
+from persona_sync.plan import Plan, PlannedChange, Provenance
 from persona_sync.report import build_plan_report, render_html, render_markdown
+from persona_sync.report.population import PopulationRow
 
 LIMIT_BYTES = 10 * 1024 * 1024
+PERSONAS = {  # persona -> rule
+    "knowledge-worker": "default",
+    "engineer": "engineer-by-title",
+    "plant-floor": "plant-floor-production",
+    "frontline": "frontline-store",
+    "clinician": "clinician-by-title",
+    "vip": "vip-executive",
+}
+SITES = [f"Site {i:03}" for i in range(140)] + ["Munich HQ", "Zürich Office"]
+FAMILY = ("Müller", "Smith", "Nowak", "García", "O'Brien", "Kowalski")
+GIVEN = ("Anna", "Jörg", "Zoë", "Łukasz", "María", "Søren")
+
+
+def synthetic_plan(changes: int, population: int) -> tuple[Plan, list[PopulationRow]]:
+    """A first population of a large directory: ``changes`` of ``population`` employees
+    get a persona, with escaped commas and non-ASCII letters in their DNs."""
+    rng = random.Random(6)
+    names = list(PERSONAS)
+    rows: list[PopulationRow] = []
+    planned: list[PlannedChange] = []
+    for i in range(population):
+        persona = names[min(int(rng.expovariate(0.45)), len(names) - 1)]
+        site, account = rng.choice(SITES), f"u{i:06}"
+        rows.append(
+            PopulationRow(
+                account,
+                {"persona": persona},
+                {"persona": PERSONAS[persona]},
+                {"site": site, "department": f"Department {i % 60:02}"},
+            )
+        )
+        if i < changes:
+            name = f"{rng.choice(FAMILY)}\\, {rng.choice(GIVEN)} {i}"
+            facts = {"role.title": f"Title {i % 400:03}", "seniority": float(i % 10 + 1)}
+            planned.append(
+                PlannedChange(
+                    account,
+                    f"CN={name},OU={site},OU=People,DC=contoso,DC=example",
+                    "persona",
+                    "msDS-cloudExtensionAttribute1",
+                    None if rng.random() < 0.8 else rng.choice(names),
+                    persona,
+                    persona,
+                    PERSONAS[persona],
+                    facts,
+                )
+            )
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.personas["persona"]] = counts.get(row.personas["persona"], 0) + 1
+    summary = {
+        "employees": population,
+        "in_scope": population,
+        "out_of_scope": 0,
+        "unchanged": population - len(planned),
+        "changes": len(planned),
+        "employees_changed": len(planned),
+        "foreign_values": 0,
+        "org_chart_problems": 0,
+        "scenarios": {"persona": {"personas": counts, "transitions": {}}},
+    }
+    provenance = Provenance(
+        "test", "sha256:rules", "sha256:config", "file:/test.ldif", "2026-01-01T00:00:00+00:00"
+    )
+    return Plan(tuple(planned), (), summary, provenance), rows
 
 
 def _embedded(html: str) -> int:

@@ -531,7 +531,6 @@ def test_decide_all_without_org_chart_keeps_input_order(write: Write) -> None:
         ("a", (Decision("persona", "matched", "vip", "vip-president"),)),
         ("b", (Decision("persona", "default", "staff", "default"),)),
     ]
-    assert engine.org_chart(people) is None
 
 
 def test_engine_attributes_are_the_facts_raw_attributes(scenario_engine: Engine) -> None:
