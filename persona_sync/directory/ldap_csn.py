@@ -9,7 +9,10 @@ in the same second.
   whose cookie is the saved contextCSN: the server sends the entries changed since, and
   either the entryUUIDs of every entry still in scope (present phase, 256 to a message) or,
   with a session log, those deleted or moved out (delete phase). The next cursor is the
-  contextCSN read before the search.
+  contextCSN read before the search. A refresh sends nothing newer than the contextCSN,
+  and when concurrent writes commit out of order syncprov leaves it at the earlier CSN,
+  below the later write, until the next write: entries above it are read with
+  ``(entryCSN>=...)`` after the refresh.
 - Without it: ``(entryCSN>=X)`` with the preset filter, X being the highest entryCSN seen
   less :data:`CSN_MARGIN` (a write takes its CSN before it commits, so it may commit after
   a later one; re-reading a few minutes of changes is harmless, missing one is not).
@@ -22,6 +25,7 @@ since a replica may lag behind the one the cursor came from.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -146,7 +150,7 @@ class _OpenLdap:
                 reason = refused
             else:
                 return DeltaRead(
-                    refresh.entries(),
+                    itertools.chain(refresh.entries(), refresh.above(context)),
                     lambda: self._end(context, server, taken, connection, refresh.end()),
                     full=False,
                 )
@@ -351,6 +355,28 @@ class _Refresh:
                     deletes = value[s:e] != b"\x00"
         if deletes:
             self.delete_phase.append(base)
+
+    def above(self, context: list[Csn]) -> Iterator[Employee]:
+        """The entries whose entryCSN is above the contextCSN read before the refresh,
+        which the refresh skips (slapd sends nothing newer than its own state).
+
+        Concurrent writes may commit out of order; syncprov then leaves the contextCSN at
+        the earlier one, below the later write, until the next write to the database (in
+        a quiet directory: indefinitely). Read after the refresh so that an entry it
+        returned is not returned twice; the cursor stays the contextCSN, so a write still
+        pending below it is read next time. Such entries come back in every delta until
+        the contextCSN passes them: harmless re-reads.
+        """
+        if not context:
+            return
+        # several providers (a contextCSN each): above the highest, as a cheap search
+        newer = max(context).earlier(timedelta(0))
+        search = f"(&{self.source.search_filter}(entryCSN>={newer}))"
+        for employee in self.source.reading.search(search, self.wanted):
+            key = self.source.key(employee)
+            if key not in self.given:
+                self.given.add(key)
+                yield employee
 
     def end(self) -> DeltaEnd:
         """Removed keys when every base answered with deletions; else the keys present
