@@ -322,7 +322,7 @@ def _cursor_to_use(
 ) -> tuple[Cursor | None, str]:
     """The saved cursor a delta read may start from, or None and why a full read."""
     if not delta:
-        return None, "full read (no --delta)"
+        return None, "no --delta: a full read"
     if fresh_reason is not None:
         return None, f"{fresh_reason}: full read"
     if store.count() == 0 and store.get("cursor") is None:

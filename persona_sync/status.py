@@ -14,8 +14,6 @@ from typing import Any
 from persona_sync.journal import list_runs
 from persona_sync.snapshot import SNAPSHOT_NAME, Snapshot
 
-WRITING_COMMANDS = ("sync", "apply")
-
 
 @dataclass(frozen=True)
 class SourceStatus:
@@ -43,7 +41,7 @@ class Status:
 def status(state_dir: Path, now: datetime | None = None) -> Status:
     """The state folder's status; ``now`` for ages (tests)."""
     moment = now or datetime.now(UTC)
-    runs = [r for r in list_runs(state_dir) if r.header.get("command") in WRITING_COMMANDS]
+    runs = list_runs(state_dir)  # every run that wrote: sync, apply, rollback, demo
     last_run = None
     if runs:
         run = runs[-1]

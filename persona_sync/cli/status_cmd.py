@@ -28,7 +28,8 @@ def status_cmd(config_path: Path | None, fmt: str) -> int:
     folder (no directory connection, no rules).
 
     \b
-    last run   the last sync or apply: status, applied, conflicts, failed
+    last run   the last run that wrote (sync, apply, rollback, demo): status,
+               applied, conflicts, failed
     last read  full or delta, and why a read was full (no cursor, another DC,
                an expired token, the scheduled full read)
     cursor     each source's change-tracking position and its age

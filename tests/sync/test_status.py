@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from persona_sync.config import load_config
 from persona_sync.directory import directory_identity, open_directory
 from persona_sync.status import status
@@ -116,3 +118,18 @@ def test_directory_identity_matches_the_backends(workspace: Workspace, tmp_path:
     )
     config = load_config(ldap)
     assert directory_identity(config) == open_directory(config).identity
+
+
+def test_status_after_the_demo_names_its_run(
+    tmp_path: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("demo").exit_code == 0
+    data = json.loads(
+        run_cli(
+            "status", "--config", "persona-sync-demo/persona-sync.yaml", "--format", "json"
+        ).stdout
+    )
+    assert data["last_run"]["command"] == "demo"
+    assert data["last_run"]["status"] == "complete"
+    assert data["last_read"]["reason"] == "no --delta: a full read"

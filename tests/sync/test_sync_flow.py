@@ -90,7 +90,7 @@ def test_plan_json_lists_changes_summary_and_checksum(workspace: Workspace, run_
         "skipped": 0,
         "read": {
             "mode": "full",
-            "reason": "full read (no --delta)",
+            "reason": "no --delta: a full read",
             "entries_read": 6,
             "changed": 6,
             "removed": 0,
