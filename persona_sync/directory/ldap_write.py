@@ -196,10 +196,12 @@ class WriteBatch:
                     self.in_flight[message_id], sending = sending, None
                 if not self.in_flight:
                     return None
-                message_id, answer = writer.receive()
-                index = self.in_flight.pop(message_id, None)
-                if index is not None:
-                    self._on_answer(index, answer)
+                # Sends what was queued, then takes every answer that has come: the window
+                # is refilled once per read, not once per answer.
+                for message_id, answer in writer.answers():
+                    index = self.in_flight.pop(message_id, None)
+                    if index is not None:
+                        self._on_answer(index, answer)
         except PipelineLost as exc:
             self._drop()
             unanswered = list(self.in_flight.values()) + ([] if sending is None else [sending])
