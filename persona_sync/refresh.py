@@ -239,9 +239,9 @@ def record_results(
 ) -> int:
     """Put what a run found and wrote into the rows, so the writes' echo in the next delta
     is no change, and re-evaluate those employees. Returns how many rows it touched."""
-    touched: set[str] = set()
     results = list(results)
     keys = store.keys_of_dns(r.change.dn for r in results)
+    writes = []
     for result in results:
         change = result.change
         if result.status in ("applied", "unchanged"):
@@ -251,10 +251,10 @@ def record_results(
         else:
             continue
         key = keys.get(change.dn)
-        if key is None:
-            continue
-        store.record_written(key, change.attribute.lower(), value, run_id)
-        touched.add(key)
+        if key is not None:
+            writes.append((key, change.attribute.lower(), value, run_id))
+    store.record_written(writes)
+    touched = {key for key, *_ in writes}
     if touched:
         evaluate(touched)
     return len(touched)

@@ -349,25 +349,37 @@ class Snapshot:
             ((p, c, None if i is None else _pack(i), k) for p, c, i, k in decided),
         )
 
-    def record_written(self, key: str, attribute: str, value: str | None, run_id: str) -> None:
-        """What this tool wrote: the row now holds it, so its echo in the next delta is no
-        change."""
-        row = self._db.execute(
-            "SELECT attrs, written FROM employees WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return
-        attrs = marshal.loads(row[0])
-        if value:
-            attrs[attribute] = value
-        else:
-            attrs.pop(attribute, None)
-        written = json.loads(row[1]) if row[1] else {}
-        written[attribute] = {"value": value, "run": run_id}
-        self._db.execute(
-            "UPDATE employees SET attrs = ?, written = ? WHERE key = ?",
-            (_pack(attrs), _dump(written), key),
-        )
+    def record_written(self, writes: Iterable[tuple[str, str, str | None, str]]) -> int:
+        """What this tool wrote, as (key, attribute, value, run id): the rows now hold it,
+        so its echo in the next delta is no change. Rows are read and updated in batches,
+        not one statement per write. Returns how many rows were updated."""
+        by_key: dict[str, list[tuple[str, str | None, str]]] = {}
+        for key, attribute, value, run_id in writes:
+            by_key.setdefault(key, []).append((attribute, value, run_id))
+        wanted = sorted(by_key)
+        updated = 0
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found = self._db.execute(
+                f"SELECT key, attrs, written FROM employees WHERE key IN ({marks})", part
+            ).fetchall()
+            updates = []
+            for key, blob, stored in found:
+                attrs = marshal.loads(blob)
+                written = json.loads(stored) if stored else {}
+                for attribute, value, run_id in by_key[key]:
+                    if value:
+                        attrs[attribute] = value
+                    else:
+                        attrs.pop(attribute, None)
+                    written[attribute] = {"value": value, "run": run_id}
+                updates.append((_pack(attrs), _dump(written), key))
+            self._db.executemany(
+                "UPDATE employees SET attrs = ?, written = ? WHERE key = ?", updates
+            )
+            updated += len(updates)
+        return updated
 
     def written(self, key: str) -> dict[str, Any]:
         row = self._db.execute("SELECT written FROM employees WHERE key = ?", (key,)).fetchone()

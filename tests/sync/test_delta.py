@@ -337,3 +337,30 @@ def test_an_applied_plan_is_recorded_in_the_snapshot(workspace: Workspace, run_c
         "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
         "0 employees re-evaluated"
     )
+
+
+def test_recorded_writes_update_their_rows_in_batches() -> None:
+    """More rows than one batch, two writes to one row, an emptied value and a key that is
+    not in the snapshot: each row ends up holding what was written, and who wrote it."""
+    from persona_sync.snapshot import Row
+
+    store = Snapshot.in_memory()
+    store.begin()
+    store.put(
+        Row(f"k{i:04d}", f"id{i}", f"uid=u{i},dc=x", {"title": "Nurse", "persona": "old"})
+        for i in range(1200)
+    )
+    writes = [(f"k{i:04d}", "persona", f"p{i}", "run-1") for i in range(1200)]
+    writes += [("k0007", "extra", "x", "run-1"), ("k0008", "persona", None, "run-1")]
+    writes.append(("missing", "persona", "p", "run-1"))
+    assert store.record_written(writes) == 1200
+    rows = {row.key: row for row in store.rows()}
+    assert rows["k1199"].attributes == {"title": "Nurse", "persona": "p1199"}
+    assert rows["k0007"].attributes == {"title": "Nurse", "persona": "p7", "extra": "x"}
+    assert rows["k0008"].attributes == {"title": "Nurse"}
+    assert store.written("k0007") == {
+        "extra": {"run": "run-1", "value": "x"},
+        "persona": {"run": "run-1", "value": "p7"},
+    }
+    assert store.written("k0008") == {"persona": {"run": "run-1", "value": None}}
+    assert "missing" not in rows
