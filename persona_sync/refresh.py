@@ -154,7 +154,14 @@ def compute_plan(
         store.set_meta(last_full=now)
         summary.evaluated = None
     else:
-        affected, chart_dirty, end = _read_changes(store, directory, read, summary, progress)
+        affected, chart_dirty, end, stale = _read_changes(store, directory, read, summary, progress)
+        if uses_chart:
+            outside_moved, outside_gone = _refresh_outside(store, directory)
+            chart_dirty = chart_dirty or outside_moved
+            stale |= outside_gone
+        relinked = _reread_links(store, directory, attributes, stale, affected, summary)
+        affected |= relinked
+        chart_dirty = chart_dirty or bool(relinked)
         rules_changed = (
             store.get("rules_checksum") != rule_set.checksum
             or store.get("config_checksum") != config.checksum
@@ -392,32 +399,19 @@ def _read_changes(
     read: DeltaRead,
     summary: ReadSummary,
     progress: Progress | None,
-) -> tuple[set[str], bool, Cursor | None]:
+) -> tuple[set[str], bool, Cursor | None, set[str]]:
     """Apply a delta to the rows: (keys whose attributes changed, whether the org chart
-    may have moved, the new cursor)."""
+    may have moved, the new cursor, the normalised DNs that stopped naming an employee:
+    renamed or removed)."""
     affected: set[str] = set()
     chart_dirty = False
+    stale: set[str] = set()
     for batch in _batches(read.entries):
         summary.read += len(batch)
-        fresh = [_row(directory, e) for e in batch]
-        known = {r.key: r for r in store.rows(r.key for r in fresh)}
-        moved = []
-        for row in fresh:
-            old = known.get(row.key)
-            if old is not None and old.attributes == row.attributes and old.dn == row.dn:
-                continue  # no change (our own write coming back, or a change we do not read)
-            if (
-                old is None
-                or old.dn != row.dn
-                or old.id != row.id
-                or _manager(old) != _manager(row)
-            ):
-                chart_dirty = True
-            if old is not None:
-                row = Row(row.key, row.id, row.dn, row.attributes, old.depth, old.reports)
-            moved.append(row)
-            affected.add(row.key)
-        store.put(moved)
+        changed, moved, renamed = _merge(store, [_row(directory, e) for e in batch])
+        affected |= changed
+        chart_dirty = chart_dirty or moved
+        stale |= renamed
         if progress is not None:
             progress(summary.read)
     end = read.finish()
@@ -429,9 +423,79 @@ def _read_changes(
         gone |= store.keys() - set(end.present)
     affected -= gone
     if gone:
+        stale |= {normalize_dn(row.dn) for row in store.rows(gone)}
         summary.removed = store.remove(gone)
         chart_dirty = chart_dirty or summary.removed > 0
-    return affected, chart_dirty, end.cursor
+    return affected, chart_dirty, end.cursor, stale
+
+
+def _merge(store: Snapshot, fresh: list[Row]) -> tuple[set[str], bool, set[str]]:
+    """Put the entries read into the rows: (keys that changed, whether a link, DN or
+    membership changed, the old DNs of renamed rows)."""
+    known = {r.key: r for r in store.rows(r.key for r in fresh)}
+    changed: set[str] = set()
+    moved: list[Row] = []
+    links = False
+    renamed: set[str] = set()
+    for row in fresh:
+        old = known.get(row.key)
+        if old is not None and old.attributes == row.attributes and old.dn == row.dn:
+            continue  # no change (our own write coming back, or a change we do not read)
+        if old is None or old.dn != row.dn or old.id != row.id or _manager(old) != _manager(row):
+            links = True
+        if old is not None:
+            if old.dn != row.dn:
+                renamed.add(normalize_dn(old.dn))
+            row = Row(row.key, row.id, row.dn, row.attributes, old.depth, old.reports)
+        moved.append(row)
+        changed.add(row.key)
+    store.put(moved)
+    return changed, links, renamed
+
+
+def _reread_links(
+    store: Snapshot,
+    directory: Directory,
+    attributes: list[str],
+    stale: set[str],
+    affected: set[str],
+    summary: ReadSummary,
+) -> set[str]:
+    """Read again the employees whose manager names a DN that is no longer an employee's
+    (renamed or removed), when the directory may have changed their link without the
+    delta showing it (AD); returns the keys that changed."""
+    if not stale:
+        return set()
+    holders = [
+        dn
+        for key, _id, dn, manager, _depth, _reports in store.links()
+        if manager and key not in affected and normalize_dn(manager) in stale
+    ]
+    if not holders:
+        return set()
+    entries = directory.reread(holders, attributes)
+    if entries is None:
+        return set()
+    summary.read += len(entries)
+    changed = _merge(store, [_row(directory, e) for e in entries])[0]
+    summary.changed += len(changed)
+    return changed
+
+
+def _refresh_outside(store: Snapshot, directory: Directory) -> tuple[bool, set[str]]:
+    """Read the managers outside the scope again (a delta never returns them): whether one
+    changed or is gone (the org chart is then rebuilt, and looks up any new ones), and the
+    normalised DNs of those gone (their reports' links are read again)."""
+    stored = store.outside()
+    if not stored:
+        return False, set()
+    found = directory.lookup_managers([dn for dn, _id, _manager in stored])
+    fresh = [(e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in found]
+    if sorted(fresh) == sorted(stored):
+        return False, set()
+    store.replace_outside(fresh)
+    still = {normalize_dn(dn) for dn, _id, _manager in fresh}
+    return True, {normalize_dn(dn) for dn, _id, _manager in stored} - still
 
 
 def _org_chart(

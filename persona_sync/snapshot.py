@@ -423,6 +423,10 @@ class Snapshot:
     def put_outside(self, people: Iterable[tuple[str, str, str | None]]) -> None:
         self._db.executemany("INSERT OR REPLACE INTO outside VALUES (?, ?, ?)", people)
 
+    def replace_outside(self, people: Iterable[tuple[str, str, str | None]]) -> None:
+        self._db.execute("DELETE FROM outside")
+        self.put_outside(people)
+
     def outside(self) -> list[tuple[str, str, str | None]]:
         return list(self._db.execute("SELECT dn, id, manager FROM outside"))
 

@@ -228,6 +228,14 @@ class Directory(abc.ABC):
         """Entries outside the read scope that appear in manager chains (id and manager)."""
         return []
 
+    def reread(self, dns: Sequence[str], attributes: Sequence[str]) -> list[Employee] | None:
+        """The entries at ``dns`` read again as :meth:`read` reads them (those gone or out
+        of scope left out), for links a delta read cannot see: a directory that rewrites or
+        drops the values naming a renamed or deleted entry without marking the entries that
+        hold them changed (AD's linked attributes). None: this directory's delta reports
+        such changes itself, nothing to re-read."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections or files."""
 

@@ -58,6 +58,9 @@ class Preset:
     id_attribute: str
     stable_id_attribute: str
     suggestion: str
+    # the server keeps manager values pointing at their entry (AD's linked attributes):
+    # renames rewrite them, deletes drop them, and the holders' change stamps stay as they were
+    linked_manager: bool = False
 
 
 PRESETS = {
@@ -67,6 +70,7 @@ PRESETS = {
         "objectGUID",
         "msDS-cloudExtensionAttribute1..20 or employeeType; extensionAttribute1..15 where the "
         "Exchange schema is installed",
+        linked_manager=True,
     ),
     "openldap": Preset(
         "(objectClass=inetOrgPerson)",
@@ -156,6 +160,21 @@ class LdapDirectory(Directory):
         found: list[Employee] = []
         for dn in dns:
             item = self._link.entry(dn, [self.id_attribute, "manager"], f"reading manager {dn}")
+            if item is not None:
+                found.append(self._reading.employee(item["dn"], item.get("raw_attributes") or {}))
+        return found
+
+    def reread(self, dns: Sequence[str], attributes: Sequence[str]) -> list[Employee] | None:
+        """Base searches with the read's filter: AD rewrites a report's ``manager`` when the
+        manager is renamed or moved and drops it when the manager is deleted, without a
+        uSNChanged on the report; without the refint overlay slapd keeps the old DN, and
+        reading it again would find it unchanged, so it is not read."""
+        if not self.preset.linked_manager:
+            return None
+        wanted = [*attributes, self.id_attribute, self.stable_attribute]
+        found: list[Employee] = []
+        for dn in dns:
+            item = self._link.entry(dn, wanted, f"reading {dn} again", self.search_filter())
             if item is not None:
                 found.append(self._reading.employee(item["dn"], item.get("raw_attributes") or {}))
         return found

@@ -221,13 +221,16 @@ class LdapLink:
 
     # --- single entries ---------------------------------------------------------------
 
-    def entry(self, dn: str, attributes: list[str], what: str) -> dict[str, Any] | None:
-        """The entry at ``dn`` (a base search), None when there is none. A lost connection is
-        reopened once; other failures raise DirectoryError("<what> failed: ...")."""
+    def entry(
+        self, dn: str, attributes: list[str], what: str, search_filter: str = "(objectClass=*)"
+    ) -> dict[str, Any] | None:
+        """The entry at ``dn`` (a base search), None when there is none or it does not match
+        ``search_filter``. A lost connection is reopened once; other failures raise
+        DirectoryError("<what> failed: ...")."""
         for attempt in (1, 2):
             reader = self.reader
             try:
-                found = reader.search(dn, "(objectClass=*)", BASE, attributes=attributes)
+                found = reader.search(dn, search_filter, BASE, attributes=attributes)
             except LOST as exc:
                 self.drop_reader()
                 if attempt == 2:
@@ -237,7 +240,7 @@ class LdapLink:
                 raise DirectoryError(f"{what} failed: {self.reason(exc)}") from None
             if not found:
                 result = reader.result or {}
-                if result.get("result") == NO_SUCH_OBJECT:
+                if result.get("result") in (NO_SUCH_OBJECT, 0):  # gone; there but no match
                     return None
                 raise DirectoryError(
                     f"{what} failed: LDAP {result.get('result')} {result.get('description')}: "

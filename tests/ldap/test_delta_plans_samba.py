@@ -251,17 +251,7 @@ def test_a_lost_snapshot_is_rebuilt_by_a_full_read(
 
 # AD keeps a manager link by the manager's identity: renaming or moving the manager
 # rewrites the reports' manager values, deleting it takes them away, and neither changes
-# the reports' uSNChanged. A uSNChanged read does not return the reports, the snapshot
-# keeps their old manager DN, and the org chart built from it detaches them.
-AD_LINKS = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="AD rewrites (rename, move) or drops (delete) the reports' manager value without "
-    "a uSNChanged change: the delta does not return them, the snapshot keeps the old DN",
-)
-
-
-@AD_LINKS
+# the reports' uSNChanged. The planner reads again whoever named the old DN.
 def test_a_renamed_manager_keeps_the_reports(domain: Domain, run_cli: Run) -> None:
     full_sync(run_cli)
     planner = Planner(domain.config, PREFIX)
@@ -273,7 +263,6 @@ def test_a_renamed_manager_keeps_the_reports(domain: Domain, run_cli: Run) -> No
     delta_equals_full(planner, "a renamed manager", {"lead", "r1", "r2"})
 
 
-@AD_LINKS
 def test_a_deleted_manager_frees_the_reports(domain: Domain, run_cli: Run) -> None:
     full_sync(run_cli)
     planner = Planner(domain.config, PREFIX)

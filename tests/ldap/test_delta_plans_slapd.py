@@ -377,12 +377,6 @@ def test_a_renamed_or_deleted_manager(site: Site, run_cli: Run) -> None:
 
 
 @pytest.mark.usefixtures("no_margin")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="planner: managers outside the base (the snapshot's outside table) are never "
-    "read again by a delta; a change to one is seen only by the next full read",
-)
 def test_a_manager_outside_the_base_moves(site: Site, run_cli: Run) -> None:
     """A chain headed outside the base (the CEO reports to a chair under ou=Groups): the
     chair's own manager changes, and everyone is one level further from the top."""

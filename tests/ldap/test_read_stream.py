@@ -10,6 +10,7 @@ lengths, referrals skipped).
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from pathlib import Path
@@ -268,3 +269,23 @@ def test_search_errors_are_clear(loaded: SlapdServer, proxy: LdapProxy) -> None:
         "directory.filter: invalid LDAP filter '(&(objectClass=inetOrgPerson)((title=*))': "
         "invalid filter"
     )
+
+
+def test_reread_gives_entries_as_the_read_does(loaded: SlapdServer, proxy: LdapProxy) -> None:
+    """AD-style links (the server rewrites them on a rename) are read again by DN, with the
+    read's filter and attributes: a DN gone or out of scope is left out. On slapd the
+    planner never asks, because without slapo-refint the values stay as they were."""
+    with closing(directory_for(loaded, proxy.port)) as directory:
+        assert directory.reread([f"uid=p0010,{loaded.people_dn}"], ATTRIBUTES) is None
+        directory.preset = dataclasses.replace(directory.preset, linked_manager=True)
+        read = by_dn(list(directory.read(ATTRIBUTES)))
+        wanted = [
+            f"uid=p0010,{loaded.people_dn}",
+            f"uid=nobody,{loaded.people_dn}",
+            loaded.people_dn,  # there, but not a person: outside the filter
+            f"uid=p0020,{loaded.people_dn}",
+        ]
+        again = directory.reread(wanted, ATTRIBUTES)
+    assert again is not None
+    assert [e.dn for e in again] == [wanted[0], wanted[3]]
+    assert again == [read[wanted[0]], read[wanted[3]]]
