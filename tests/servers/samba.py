@@ -101,8 +101,8 @@ VOLATILE_ATTRIBUTES = frozenset(
 )
 
 # Our samba runs with its working directory in a directory named so, holding the test
-# process's pid in OWNER_FILE: that is how a leftover is recognised (and how
-# .ci/install-system-deps tells test servers from system ones). Not an environment
+# process's pid in OWNER_FILE: that is how a leftover is recognised (one whose test
+# process is gone is stopped; nothing else is). Not an environment
 # variable: samba's process titles overwrite /proc/PID/environ.
 WORKDIR_PREFIX = "persona-sync-samba-"
 OWNER_FILE = "owner.pid"
@@ -422,8 +422,9 @@ def ensure_ports_free() -> None:
         raise SambaError(
             "Samba AD DC needs ports 389, 636, 3268 and 3269 on 127.0.0.1, but "
             + "; ".join(sorted(holders.values()))
-            + ". Stop that service (`sudo bash .ci/install-system-deps` stops and disables"
-            " the system slapd/samba) and run the tests again."
+            + ". The tests do not stop other services: stop it yourself (for a system"
+            " slapd or samba, e.g. `sudo systemctl stop slapd samba-ad-dc`) and run the"
+            " tests again."
         )
 
 

@@ -342,7 +342,6 @@ index       personaName eq
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
-                # The directory name marks it as a test server for .ci/install-system-deps.
                 cwd=self.workdir,
                 preexec_fn=_die_with_parent,
             )
