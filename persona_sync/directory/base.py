@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -170,6 +170,21 @@ class DeltaRead:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One check-connection check's result. ``warning``: it passed, but the admin should
+    look at it."""
+
+    check: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+
+#: A backend's own checks; returns whether the common ones that follow make sense.
+Checks = Generator[Finding, None, bool]
+
+
 class Directory(abc.ABC):
     """A place employees live. Use as a context manager; ``close`` is idempotent."""
 
@@ -223,6 +238,18 @@ class Directory(abc.ABC):
     def unwritable_reason(self, employee: Employee, attribute: str) -> str | None:
         """Why this employee's attribute cannot be written here (planned as skipped)."""
         return None
+
+    def diagnose(self, targets: Sequence[str]) -> Checks:
+        """check-connection's checks of this backend (connection, credentials, schema of the
+        target attributes), as findings; returns whether the checks common to every backend
+        (reading the employees, the target values) make sense after them."""
+        return True
+        yield  # a generator with nothing to say
+
+    def probe_write(self, sample: Employee, targets: Sequence[str]) -> Iterator[Finding]:
+        """Whether the targets may be written on ``sample``, changing nothing; backends
+        that cannot tell say nothing (the first write shows it)."""
+        return iter(())
 
     def lookup_managers(self, dns: Sequence[str]) -> list[Employee]:
         """Entries outside the read scope that appear in manager chains (id and manager)."""

@@ -26,6 +26,7 @@ from persona_sync.directory.base import (
     Cancel,
     Change,
     ChangeResult,
+    Checks,
     Cursor,
     DeltaRead,
     Directory,
@@ -33,6 +34,7 @@ from persona_sync.directory.base import (
     ReadBack,
 )
 from persona_sync.directory.entra_auth import Credential, load_credential
+from persona_sync.directory.entra_checks import entra_checks
 from persona_sync.directory.entra_delta import REREAD_LIMIT, DeltaReader
 from persona_sync.directory.entra_graph import Clock, GraphClient, Reply, graph_error
 from persona_sync.directory.entra_write import Writer, flatten, read_back
@@ -82,6 +84,9 @@ class EntraDirectory(Directory):
         if not self._loop.is_closed():
             self._run(self.graph.aclose())
             self._loop.close()
+
+    def diagnose(self, targets: Sequence[str]) -> Checks:
+        return entra_checks(self, targets)
 
     def token(self) -> str:
         """An app token from msal (cached by msal); Entra's errors explained."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,11 +29,13 @@ from persona_sync.directory.base import (
     Cancel,
     Change,
     ChangeResult,
+    Checks,
     Cursor,
     DeltaEnd,
     DeltaRead,
     Directory,
     DirectoryAborted,
+    Finding,
     ReadBack,
     same_value,
 )
@@ -125,6 +128,15 @@ class FileDirectory(Directory):
         if self.format == "ldif":
             return parse_ldif(data, str(self.path))
         return parse_csv(data, str(self.path))
+
+    def diagnose(self, targets: Sequence[str]) -> Checks:
+        if not self.path.is_file():
+            yield Finding("file", False, f"{self.path}: no such directory file")
+            return False
+        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+        shown = f"{self.path}: not writable (the file and its folder must be writable)"
+        yield Finding("file", writable, f"{self.path}" if writable else shown)
+        return True  # an unwritable file can still be read: the common checks still tell
 
     def read(self, attributes: Sequence[str]) -> Iterator[Employee]:
         return self._employees(self._read_bytes(), attributes)

@@ -26,12 +26,15 @@ from persona_sync.directory.base import (
     Cancel,
     Change,
     ChangeResult,
+    Checks,
     Cursor,
     DeltaRead,
     Directory,
     DirectoryAborted,
+    Finding,
     ReadBack,
 )
+from persona_sync.directory.ldap_checks import connection_checks, write_probe
 from persona_sync.directory.ldap_conn import (
     ACCESS_DENIED,
     RECONNECTS,
@@ -199,6 +202,12 @@ class LdapDirectory(Directory):
                     f"{self.preset.suggestion}"
                 )
             self._checked.add(attribute.lower())
+
+    def diagnose(self, targets: Sequence[str]) -> Checks:
+        return connection_checks(self, targets)
+
+    def probe_write(self, sample: Employee, targets: Sequence[str]) -> Iterator[Finding]:
+        return write_probe(self, sample, targets)
 
     def attribute_type(self, name: str) -> AttributeType | None:
         return self._link.attribute_type(name)

@@ -20,7 +20,6 @@ base64), so a fold never splits a character. Lines it does not write keep their 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import re
@@ -28,6 +27,7 @@ from collections.abc import Collection
 from itertools import pairwise
 from typing import NamedTuple
 
+from persona_sync.directory.ldif_write import format_attribute
 from persona_sync.errors import FileFormatError, Location
 
 _BOM = b"\xef\xbb\xbf"
@@ -55,7 +55,6 @@ _ATTRIBUTE_NAMES = re.compile(rb"^(" + _NAME + rb"):", re.MULTILINE)
 _NOT_ATTRIBUTES = ("dn", "changetype")
 _RECORD_START = re.compile(rb"^[^# ]", re.MULTILINE)
 # RFC 2849 SAFE-STRING, further limited to printable ASCII without a trailing space.
-_SAFE_VALUE = re.compile(r"(?:[!-9;=-~](?:[ -~]*[!-~])?)?")
 _LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
 _RECORD_SEPARATOR = re.compile(rb"\n(?:\r?\n)+")
 
@@ -260,22 +259,11 @@ class LdifDocument:
         return chunk.record
 
     def _format_line(self, name: str, value: str) -> bytes:
-        """The physical lines of ``name: value``, folded, each ending in the file's CR if any.
-
-        RFC 2849 requires base64 for a value starting with a space, ':' or '<' or holding
-        NUL, CR or LF; this also encodes non-ASCII, control characters and a trailing space,
-        which other readers would mangle.
-        """
-        if _SAFE_VALUE.fullmatch(value):
-            line = name.encode("ascii") + (b": " + value.encode("ascii") if value else b":")
-        else:
-            line = name.encode("ascii") + b":: " + base64.b64encode(value.encode("utf-8"))
-        pieces = [line[:_FOLD_WIDTH]]
-        pieces += [
-            b" " + line[i : i + _FOLD_WIDTH - 1]
-            for i in range(_FOLD_WIDTH, len(line), _FOLD_WIDTH - 1)
-        ]
-        return b"\n".join(piece + self._cr for piece in pieces)
+        """The physical lines of ``name: value`` as :func:`ldif_write.format_attribute`
+        writes them (base64 where a reader could misread the value, folded at 76 bytes),
+        each ending in the file's CR if any."""
+        lines = format_attribute(name, value, width=_FOLD_WIDTH)[:-1]
+        return lines.replace(b"\n", self._cr + b"\n") + self._cr
 
     def _rewrite(
         self, record: bytes, parsed: _ParsedRecord, key: str, new_line: bytes | None

@@ -1,7 +1,9 @@
 """The rule set after loading: plain frozen objects, checked and cross-referenced.
 
 Produced by :func:`persona_sync.rules.loader.load_rules`; consumed by the engine, lint,
-explain and the renderers. Nothing here is pydantic.
+explain and the renderers. Plain frozen dataclasses, with one exception: each persona's
+``service`` is the validated pydantic ``ServiceHints`` of its spec, passed through as is to
+the catalog and the renderers.
 """
 
 from __future__ import annotations
@@ -201,10 +203,6 @@ class RuleSet:
             if scenario.id == scenario_id:
                 return scenario
         raise KeyError(scenario_id)
-
-    @property
-    def default_persona(self) -> Persona | None:
-        return next((p for p in self.personas.values() if p.default), None)
 
     @property
     def attributes(self) -> tuple[str, ...]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -93,17 +95,54 @@ def test_a_missing_folder_is_a_directory_error(tmp_path: Path) -> None:
     assert str(caught.value) == f"cannot write {target}: No such file or directory"
 
 
-@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root ignores permissions")
-def test_a_read_only_folder_is_a_directory_error(tmp_path: Path) -> None:
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    target = folder / "dir.ldif"
-    target.write_bytes(b"old")
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(DirectoryError) as caught:
+def _write_as_nobody(target: Path) -> str:
+    """atomic_write in a forked child that gave up root (root ignores permissions): the
+    message of the DirectoryError it got, or what went wrong."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 1
+        try:
+            os.close(reader)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
             atomic_write(target, b"new")
+            os.write(writer, b"written")
+        except DirectoryError as exc:
+            os.write(writer, str(exc).encode())
+            status = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
+            os.write(writer, repr(exc).encode())
+        finally:
+            os._exit(status)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as answer:
+        said = answer.read().decode()
+    os.waitpid(pid, 0)
+    return said
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_a_read_only_folder_is_a_directory_error() -> None:
+    # Not under tmp_path: its parents are root's own (0700), which nobody cannot pass.
+    folder = Path(tempfile.mkdtemp(prefix="persona-sync-atomic-"))
+    try:
+        target = folder / "dir.ldif"
+        target.write_bytes(b"old")
+        if os.geteuid() == 0:
+            folder.chmod(0o755)  # nobody may look, not write
+            said = _write_as_nobody(target)
+        else:
+            folder.chmod(0o500)
+            with pytest.raises(DirectoryError) as caught:
+                atomic_write(target, b"new")
+            said = str(caught.value)
+            folder.chmod(0o700)
+        assert said == f"cannot write {target}: Permission denied"
+        assert target.read_bytes() == b"old"
+        assert [p.name for p in folder.iterdir()] == ["dir.ldif"]
     finally:
-        folder.chmod(0o700)
-    assert str(caught.value) == f"cannot write {target}: Permission denied"
-    assert target.read_bytes() == b"old"
+        shutil.rmtree(folder)

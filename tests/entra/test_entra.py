@@ -276,7 +276,7 @@ def test_custom_security_attribute_target(tenant: Tenant, run_cli: Run) -> None:
 def test_token_roles_are_read_from_a_jwt() -> None:
     import base64
 
-    from persona_sync.doctor import token_roles
+    from persona_sync.directory.entra_checks import token_roles
 
     def jwt(claims: dict[str, object]) -> str:
         body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")

@@ -6,6 +6,7 @@ default suite runs a few examples of each (test_hostile_quick.py), this file man
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,13 @@ def test_random_rule_bytes_give_exit_1_and_one_line_errors(tmp_path: Path, raw: 
     assert result.exit_code in (0, 1)
     assert "unexpected error" not in result.stderr
     assert "Traceback" not in result.stderr
+    if result.exit_code == 1:
+        # one line per error, each saying where, then how many
+        *errors, count = result.stderr.splitlines()
+        assert errors, result.stderr
+        assert count == (f"{len(errors)} error" + ("s" if len(errors) > 1 else ""))
+        located = re.compile(rf"{re.escape(str(path))}:\d+:\d+: \S.*")
+        assert all(located.fullmatch(line) for line in errors), result.stderr
 
 
 @FUZZ
