@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
-from prometheus_client.parser import text_string_to_metric_families
-
-from persona_sync.apply import RunReport
 from persona_sync.errors import PersonaSyncError
-from persona_sync.plan import Plan
+
+if TYPE_CHECKING:
+    from persona_sync.apply import RunReport
+    from persona_sync.plan import Plan
 
 PREFIX = "persona_sync"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
@@ -36,6 +36,9 @@ class RunMetrics:
     ok: bool = False
 
     def write(self, path: Path) -> None:
+        # imported here: every plan, apply and sync makes a RunMetrics, few write it
+        from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
         registry = CollectorRegistry()
 
         def gauge(name: str, text: str, value: float) -> None:
@@ -90,6 +93,8 @@ class RunMetrics:
 
 
 def _previous_success(path: Path) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         text = path.read_text(encoding="utf-8")
         for family in text_string_to_metric_families(text):

@@ -23,7 +23,6 @@ from persona_sync.errors import (
     SafetyLimitExceeded,
     ValidationFailed,
 )
-from persona_sync.logs import configure_logging
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -123,6 +122,8 @@ def cli(verbose: int, log_format: str, debug: bool) -> None:
 
     Start with `persona-sync demo` to see a full run on a bundled directory.
     """
+    from persona_sync.logs import configure_logging
+
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     configure_logging(level, log_format)  # type: ignore[arg-type]
 

@@ -7,11 +7,6 @@ from pathlib import Path
 import click
 
 from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
-from persona_sync.cli.progress import Progress
-from persona_sync.demo.workspace import prepare_workspace
-from persona_sync.render import headline, render_json, run_summary
-from persona_sync.session import open_session
-from persona_sync.workflow import apply_plan, make_plan
 
 
 @cli.command("demo")
@@ -32,6 +27,12 @@ def demo_cmd(folder: Path, reset: bool) -> int:
     Run it again: the second run finds nothing to change. Then try the other commands
     in that folder, e.g. `persona-sync plan` or `persona-sync explain EMPLOYEE`.
     """
+    from persona_sync.cli.progress import Progress
+    from persona_sync.demo.workspace import prepare_workspace
+    from persona_sync.render import headline, render_json, run_summary
+    from persona_sync.session import open_session
+    from persona_sync.workflow import apply_plan, make_plan
+
     config_path, fresh = prepare_workspace(folder, reset)
     session = open_session(config_path, terminal_prompt())
     progress = Progress("reading employees")

@@ -8,7 +8,6 @@ import click
 
 from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 from persona_sync.errors import ConfigError
-from persona_sync.session import open_session
 
 
 @cli.group("entra")
@@ -33,6 +32,7 @@ def create_extension_cmd(name: str, config_path: Path | None, dry_run: bool) -> 
     target attribute. Needs Application.ReadWrite.OwnedBy (the app must own itself).
     """
     from persona_sync.directory.entra import EntraDirectory
+    from persona_sync.session import open_session
 
     session = open_session(config_path, terminal_prompt())
     with session.directory() as directory:

@@ -4,39 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import structlog
 
-from persona_sync.catalog import (
-    entra_groups,
-    render_catalog_csv,
-    render_catalog_json,
-    render_entra_groups,
-)
 from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
-from persona_sync.config import DEFAULT_CONFIG, ENV_PREFIX, load_config
 from persona_sync.errors import ConfigError, PersonaSyncError
-from persona_sync.journal import JOURNAL_DIR, list_runs
-from persona_sync.plan import Plan, load_plan, org_chart, read_attributes
-from persona_sync.report import (
-    DEFAULT_DIMENSIONS,
-    EmployeeReport,
-    HistoryReport,
-    PlanReport,
-    attribute_counts,
-    build_employee_report,
-    build_history_report,
-    build_plan_report,
-    population_rows,
-    render_html,
-    render_markdown,
-)
-from persona_sync.report.population import PopulationRow, dimension_attributes, parse_dimension
-from persona_sync.rules.loader import load_rules
-from persona_sync.session import open_session
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:  # the commands import the library when they run
+    from persona_sync.plan import Plan
+    from persona_sync.report import EmployeeReport, HistoryReport, PlanReport
+    from persona_sync.report.population import PopulationRow
 
 DEFAULT_REPORT = Path("persona-sync-report.html")
 DEFAULT_RULES = Path("rules")
@@ -45,12 +23,14 @@ config_option = click.option(
     "--config",
     "config_path",
     type=click.Path(path_type=Path),
-    envvar=ENV_PREFIX + "CONFIG",
+    envvar="PERSONA_SYNC_CONFIG",
     help="Sync configuration [env PERSONA_SYNC_CONFIG].",
 )
 
 
 def _read_plan(path: Path) -> Plan:
+    from persona_sync.plan import load_plan
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -70,6 +50,11 @@ def _population(
     plan: Plan, config_path: Path | None, group_by: tuple[str, ...], notes: list[str]
 ) -> list[PopulationRow]:
     """Every in-scope employee with persona and groups, from the plan's directory."""
+    from persona_sync.plan import org_chart, read_attributes
+    from persona_sync.report import DEFAULT_DIMENSIONS, population_rows
+    from persona_sync.report.population import dimension_attributes, parse_dimension
+    from persona_sync.session import open_session
+
     session = open_session(config_path, terminal_prompt())
     dimensions = [parse_dimension(g) for g in group_by] or list(DEFAULT_DIMENSIONS)
     engine, config = session.engine, session.config
@@ -95,6 +80,8 @@ def _population(
 
 
 def _state_dir(config_path: Path | None, state_dir: Path | None) -> Path:
+    from persona_sync.config import DEFAULT_CONFIG, load_config
+
     if state_dir is not None:
         return state_dir
     if config_path is None and not DEFAULT_CONFIG.exists():
@@ -103,6 +90,9 @@ def _state_dir(config_path: Path | None, state_dir: Path | None) -> Path:
 
 
 def _current_values(config_path: Path | None) -> dict[str, dict[str, int]]:
+    from persona_sync.report import attribute_counts
+    from persona_sync.session import open_session
+
     session = open_session(config_path, terminal_prompt())
     targets = dict(session.config.spec.targets)
     with session.directory() as directory:
@@ -168,6 +158,19 @@ def report_cmd(
     group every in-scope employee; a journal report reads it to count back from the
     current values (else it shows net change), unless --no-directory.
     """
+    import structlog
+
+    from persona_sync.journal import JOURNAL_DIR, list_runs
+    from persona_sync.report import (
+        DEFAULT_DIMENSIONS,
+        build_employee_report,
+        build_history_report,
+        build_plan_report,
+        render_html,
+        render_markdown,
+    )
+    from persona_sync.report.population import parse_dimension
+
     notes: list[str] = []
     report: PlanReport | HistoryReport | EmployeeReport
     if employee_key is not None:
@@ -210,7 +213,7 @@ def report_cmd(
     else:
         _save(text, output)
         click.echo(f"report: wrote {output} ({len(text.encode()) / 1024:,.0f} KiB)", err=True)
-    log.info("report_written", format=fmt, bytes=len(text.encode()))
+    structlog.get_logger(__name__).info("report_written", format=fmt, bytes=len(text.encode()))
     return EXIT_OK
 
 
@@ -228,6 +231,8 @@ def _targets(
                 "entra-groups needs the attribute persona-sync writes: pass "
                 "--attribute NAME (e.g. extensionAttribute10) or --config FILE"
             )
+        from persona_sync.config import load_config
+
         return dict(load_config(config_path).spec.targets)
     targets: dict[str, str] = {}
     for item in attributes:
@@ -294,6 +299,15 @@ def catalog_export_cmd(
     entra-groups  one dynamic group per persona: displayName, mailNickname and the
                   membershipRule, e.g. user.extensionAttribute10 -eq "vip"
     """
+    from persona_sync.catalog import (
+        entra_groups,
+        render_catalog_csv,
+        render_catalog_json,
+        render_entra_groups,
+    )
+    from persona_sync.config import load_config
+    from persona_sync.rules.loader import load_rules
+
     if rules_path is None:
         rules_path = load_config(config_path).rules_path if config_path else DEFAULT_RULES
     rule_set = load_rules([rules_path])

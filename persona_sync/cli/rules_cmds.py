@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
-from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, ValidationFailed
-from persona_sync.rules.cases import Case, load_cases, run_case
-from persona_sync.rules.engine import Engine
-from persona_sync.rules.explain import Explanation, as_dict, explain, render_text
-from persona_sync.rules.lint import lint
-from persona_sync.rules.loader import load_rules
-from persona_sync.rules.model import RuleSet
-from persona_sync.rules.orgchart import Position
-from persona_sync.schemas import stale_schemas, write_schemas
-from persona_sync.session import find_employee, find_in_snapshot, open_session
+
+if TYPE_CHECKING:  # the commands import the library when they run
+    from persona_sync.rules.cases import Case
+    from persona_sync.rules.explain import Explanation
+    from persona_sync.rules.model import RuleSet
 
 DEFAULT_RULES = Path("rules")
 
@@ -34,6 +30,8 @@ rules_option = click.option(
 
 
 def _load(paths: tuple[Path, ...] | list[Path]) -> RuleSet:
+    from persona_sync.rules.loader import load_rules
+
     return load_rules(list(paths) or [DEFAULT_RULES])
 
 
@@ -96,6 +94,8 @@ def lint_cmd(paths: tuple[Path, ...]) -> int:
     never tested, more than ten personas. Exit 0 when clean, 1 when there are warnings
     (or errors), so it fits pre-commit hooks and CI.
     """
+    from persona_sync.rules.lint import lint
+
     warnings = lint(_load(paths))
     for warning in warnings:
         click.echo(str(warning))
@@ -116,6 +116,10 @@ def test_cmd(cases: tuple[Path, ...], rules_path: Path, verbose: bool) -> int:
     CASES are case files or folders (default: the rules folder's cases/). Output is like
     pytest's; exit 1 when any case fails.
     """
+    from persona_sync.rules.cases import load_cases, run_case
+    from persona_sync.rules.engine import Engine
+    from persona_sync.rules.loader import load_rules
+
     started = time.perf_counter()
     rule_set = load_rules([rules_path])
     engine = Engine(rule_set)
@@ -212,6 +216,14 @@ def explain_cmd(
       persona-sync explain --attr title="Trauma Surgeon" --attr department=Surgery
       persona-sync explain --case rules/cases/default.yaml --name cashier
     """
+    from persona_sync.employee import Employee
+    from persona_sync.rules.cases import load_cases
+    from persona_sync.rules.engine import Engine
+    from persona_sync.rules.explain import explain
+    from persona_sync.rules.loader import load_rules
+    from persona_sync.rules.orgchart import Position
+    from persona_sync.session import find_employee, find_in_snapshot, open_session
+
     if employee_key is not None:
         if attrs or case_file:
             raise ConfigError("give EMPLOYEE, --case or --attr, not several")
@@ -249,6 +261,8 @@ def explain_cmd(
 
 
 def _print_explanation(result: Explanation, fmt: str) -> None:
+    from persona_sync.rules.explain import as_dict, render_text
+
     if fmt == "json":
         click.echo(json.dumps(as_dict(result), indent=2, ensure_ascii=False))
     else:
@@ -295,6 +309,8 @@ def schema_cmd(out: Path, check: bool) -> int:
     Name the schema at the top of a YAML file so editors autocomplete and check it:
     `# yaml-language-server: $schema=../schemas/rules.schema.json`.
     """
+    from persona_sync.schemas import stale_schemas, write_schemas
+
     if check:
         stale = stale_schemas(out)
         for name in stale:

@@ -8,8 +8,6 @@ from pathlib import Path
 import click
 
 from persona_sync.cli.base import EXIT_OK, cli
-from persona_sync.config import load_config
-from persona_sync.status import render_status, status
 
 
 @cli.command("status")
@@ -37,6 +35,9 @@ def status_cmd(config_path: Path | None, fmt: str) -> int:
 
     `--format json` prints the same as one JSON object for scripts and monitoring.
     """
+    from persona_sync.config import load_config
+    from persona_sync.status import render_status, status
+
     config = load_config(config_path)
     result = status(config.state_dir)
     if fmt == "json":

@@ -1,7 +1,9 @@
 """Commands for admins and auditors: plan, apply, sync, runs, rollback.
 
 Thin adapters over :mod:`persona_sync.workflow`: parse options, install the signal
-handlers, call the workflow, render what it returns.
+handlers, call the workflow, render what it returns. Each command imports the library
+inside its function, so that registering the commands (every run does) costs nothing and
+a run loads only what it uses.
 """
 
 from __future__ import annotations
@@ -13,24 +15,24 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from persona_sync.apply import RunReport
 from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
-from persona_sync.cli.progress import Progress, notices
-from persona_sync.config import load_config
-from persona_sync.directory import open_directory
-from persona_sync.directory.base import Cancel
 from persona_sync.errors import PersonaSyncError, SafetyLimitExceeded
-from persona_sync.journal import list_runs
-from persona_sync.metrics import RunMetrics
-from persona_sync.plan import Plan, load_plan
-from persona_sync.recovery import Settled
-from persona_sync.render import RENDERERS, conflict_lines, headline, read_line, run_summary
-from persona_sync.session import Session, open_session
-from persona_sync.workflow import Outcome, RunInterrupted, apply_plan, make_plan, rollback, sync
 
+if TYPE_CHECKING:
+    from persona_sync.apply import RunReport
+    from persona_sync.directory.base import Cancel
+    from persona_sync.metrics import RunMetrics
+    from persona_sync.plan import Plan
+    from persona_sync.recovery import Settled
+    from persona_sync.session import Session
+    from persona_sync.workflow import Outcome, RunInterrupted
+
+#: the names of persona_sync.render.RENDERERS (a test keeps them equal)
+PLAN_FORMATS = ("csv", "json", "markdown", "table")
 EXIT_CHANGES = 2
 EXIT_CONFLICTS = 3
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
@@ -74,6 +76,8 @@ def interruptible() -> Iterator[Cancel]:
     the backend's timeout), the journal records everything, and the command exits 130 /
     143. The next run settles whatever is left unconfirmed.
     """
+    from persona_sync.directory.base import Cancel
+
     cancel = Cancel()
 
     def handler(number: int, frame: FrameType | None) -> None:
@@ -102,6 +106,8 @@ def interruptible() -> Iterator[Cancel]:
 @contextlib.contextmanager
 def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
     """Collect a command's metrics and write them at the end, however it ends."""
+    from persona_sync.metrics import RunMetrics
+
     metrics = RunMetrics(command)
     failed = True
     try:
@@ -120,6 +126,10 @@ def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
 
 
 def _plan(session: Session, quiet: bool, delta: bool) -> Plan:
+    from persona_sync.cli.progress import Progress, notices
+    from persona_sync.render import read_line
+    from persona_sync.workflow import make_plan
+
     progress = Progress("reading employees", quiet)
     with notices(quiet, progress), session.directory() as directory:
         plan = make_plan(session, directory, progress.count, delta=delta)
@@ -144,7 +154,7 @@ def _write_output(text: str, output: Path | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted(RENDERERS)),
+    type=click.Choice(PLAN_FORMATS),
     help="table on a terminal; json when piped or saved with -o.",
 )
 @click.option(
@@ -176,6 +186,9 @@ def plan_cmd(
     Exit codes (like terraform plan -detailed-exitcode):
       0  no changes    2  changes pending    1  error
     """
+    from persona_sync.render import RENDERERS, headline
+    from persona_sync.session import open_session
+
     with recording("plan", metrics_file) as metrics:
         session = open_session(config_path, terminal_prompt())
         plan = metrics.plan = _plan(session, quiet, delta)
@@ -193,6 +206,8 @@ def _recovered(settled: Settled) -> None:
 
 
 def _finish(outcome: Outcome, quiet: bool, metrics: RunMetrics | None = None) -> int:
+    from persona_sync.render import conflict_lines, run_summary
+
     report = outcome.report
     if metrics is not None:
         metrics.report = report
@@ -260,6 +275,11 @@ def apply_cmd(
 def _apply(
     plan_file: Path, config_path: Path | None, force: bool, quiet: bool, metrics: RunMetrics
 ) -> int:
+    from persona_sync.cli.progress import Progress, notices
+    from persona_sync.plan import load_plan
+    from persona_sync.session import open_session
+    from persona_sync.workflow import apply_plan
+
     try:
         text = plan_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -312,6 +332,11 @@ def sync_cmd(
 def _sync(
     config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics: RunMetrics
 ) -> int:
+    from persona_sync.cli.progress import Progress, notices
+    from persona_sync.render import headline, read_line
+    from persona_sync.session import open_session
+    from persona_sync.workflow import RunInterrupted, sync
+
     session = open_session(config_path, terminal_prompt())
     reading = Progress("reading employees", quiet)
     writing = Progress("writing", quiet)
@@ -354,6 +379,9 @@ def _sync(
 )
 def runs_cmd(config_path: Path | None, fmt: str) -> int:
     """List past runs from the journal: when, what, how many writes, and rollbacks."""
+    from persona_sync.config import load_config
+    from persona_sync.journal import list_runs
+
     config = load_config(config_path)  # no rules needed: a broken rule file must not hide the log
     runs = list_runs(config.state_dir)
     rolled_back = {
@@ -418,6 +446,11 @@ def rollback_cmd(run_id: str, config_path: Path | None, quiet: bool) -> int:
     \b
     Exit codes: 0 all restored, 3 some kept because of later changes, 1 error.
     """
+    from persona_sync.cli.progress import Progress, notices
+    from persona_sync.config import load_config
+    from persona_sync.directory import open_directory
+    from persona_sync.workflow import rollback
+
     config = load_config(config_path)  # no rules: a broken rule commit must not block this
     progress = Progress("restoring", quiet)
     with (
@@ -470,6 +503,7 @@ def check_connection_cmd(config_path: Path | None, fmt: str) -> int:
     Exit codes: 0 every check passed (warnings do not count), 1 a check failed.
     """
     from persona_sync.doctor import diagnose
+    from persona_sync.session import open_session
 
     session = open_session(config_path, terminal_prompt())
     with session.directory() as directory:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from persona_sync.config import LoadedConfig
-from persona_sync.directory.base import Directory
+from typing import TYPE_CHECKING
+
 from persona_sync.errors import ConfigError
 from persona_sync.secrets import Prompt, resolve_secret
+
+if TYPE_CHECKING:  # importing a backend's modules (directory.base) needs no config
+    from persona_sync.config import LoadedConfig
+    from persona_sync.directory.base import Directory
 
 
 def directory_identity(config: LoadedConfig) -> str:
