@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +83,41 @@ def find_in_snapshot(session: Session, key: str) -> Found | None:
             position,
             f"the snapshot of {store.get('last_read')}",
         )
+
+
+@dataclass(frozen=True)
+class People:
+    """Every employee with their org position (by DN, when the rules use the org chart),
+    and where they were read."""
+
+    employees: list[Employee]
+    positions: dict[str, Position] | None
+    source: str
+
+    def position(self, employee: Employee) -> Position | None:
+        return self.positions.get(employee.dn) if self.positions is not None else None
+
+
+def people_in_snapshot(session: Session, attributes: Sequence[str]) -> People | None:
+    """Everyone as the last read saw them, without a directory read; None when the snapshot
+    is missing, of another directory, or does not hold all of ``attributes``."""
+    store = Snapshot.open_read_only(session.config.state_dir)
+    if store is None:
+        return None
+    with store:
+        if store.get("directory") != session.config_identity or not set(attributes) <= set(
+            store.get("attributes") or ()
+        ):
+            return None
+        employees: list[Employee] = []
+        positions: dict[str, Position] | None = (
+            {} if session.engine.rule_set.uses_org_chart else None
+        )
+        for row in store.rows():
+            employees.append(Employee(row.id, row.dn, row.attributes))
+            if positions is not None:
+                positions[row.dn] = Position(row.depth, row.reports)
+        return People(employees, positions, f"the snapshot of {store.get('last_read')}")
 
 
 def find_employee(session: Session, key: str) -> tuple[Employee, Position | None]:

@@ -49,34 +49,14 @@ def _save(text: str, output: Path) -> None:
 def _population(
     plan: Plan, config_path: Path | None, group_by: tuple[str, ...], notes: list[str]
 ) -> list[PopulationRow]:
-    """Every in-scope employee with persona and groups, from the plan's directory."""
-    from persona_sync.plan import org_chart, read_attributes
-    from persona_sync.report import DEFAULT_DIMENSIONS, population_rows
-    from persona_sync.report.population import dimension_attributes, parse_dimension
+    from persona_sync.report import DEFAULT_DIMENSIONS
+    from persona_sync.report.population import parse_dimension
+    from persona_sync.report.source import plan_population
     from persona_sync.session import open_session
 
     session = open_session(config_path, terminal_prompt())
     dimensions = [parse_dimension(g) for g in group_by] or list(DEFAULT_DIMENSIONS)
-    engine, config = session.engine, session.config
-    attributes = list(
-        dict.fromkeys([*read_attributes(engine, config), *dimension_attributes(dimensions)])
-    )
-    with session.directory() as directory:
-        if directory.identity != plan.provenance.directory:
-            raise PersonaSyncError(
-                f"the plan is for directory {plan.provenance.directory}, but the config points "
-                f"at {directory.identity}: pass the plan's --config, or --no-directory"
-            )
-        people = list(directory.read(attributes))
-        chart = org_chart(directory, people) if engine.rule_set.uses_org_chart else None
-    if plan.provenance.rules_checksum != session.rules_checksum:
-        notes.append(
-            "The rules changed since this plan was made: the distribution and the "
-            "employees per rule follow the current rules, the changes the plan's."
-        )
-    if plan.provenance.config_checksum != config.checksum:
-        notes.append("The config changed since this plan was made.")
-    return population_rows(engine, people, dimensions, chart)
+    return plan_population(session, plan, dimensions, notes)
 
 
 def _state_dir(config_path: Path | None, state_dir: Path | None) -> Path:

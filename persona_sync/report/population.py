@@ -14,12 +14,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError
 from persona_sync.plan import EMPTY
 from persona_sync.rules.engine import Decision, Engine
-from persona_sync.rules.orgchart import OrgChart
+from persona_sync.rules.orgchart import Position
+
+
+class Positions(Protocol):
+    """Anything that knows an employee's org position (an OrgChart, the snapshot's)."""
+
+    def position(self, employee: Employee, /) -> Position | None: ...
+
 
 #: Labels the plan summary uses for in-scope employees without a persona to write.
 LEFT = "(unmatched, left as is)"
@@ -84,13 +92,14 @@ def population_rows(
     engine: Engine,
     employees: Iterable[Employee],
     dimensions: Sequence[Dimension],
-    chart: OrgChart | None = None,
+    chart: Positions | None = None,
 ) -> list[PopulationRow]:
     """Decide every employee and keep the in-scope ones with their groups.
 
-    Pass the ``chart`` the plan used (:func:`persona_sync.plan.org_chart`, which also
-    knows managers outside the search base) so org-chart facts decide as in the plan;
-    without one, the engine builds it from ``employees`` when the rules need it.
+    Pass the positions the plan used (the snapshot's, or :func:`persona_sync.plan.org_chart`,
+    which also knows managers outside the search base) so org-chart facts decide as in the
+    plan; without them, the engine builds the chart from ``employees`` when the rules need
+    it.
     """
     decided: Iterable[tuple[Employee, tuple[Decision, ...]]]
     if chart is not None:

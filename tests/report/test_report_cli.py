@@ -213,3 +213,36 @@ def test_report_errors(company: Company, tmp_path: Path) -> None:
     result = company.report(company.plan, "--group-by", "nonsense")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ")
+
+
+def test_plan_report_groups_from_the_snapshot_when_it_holds_the_grouping(
+    company: Company,
+) -> None:
+    company.make_plan()
+    by_title = ("--group-by", "role=title", "--format", "markdown")  # the rules read title
+    grouped = company.report(company.plan, "--config", company.config, *by_title)
+    assert grouped.exit_code == 0, grouped.stderr
+    # the directory is gone: the snapshot the plan was made from holds everyone
+    (company.root / "company.ldif").write_text("garbage\n", encoding="utf-8")
+    result = company.report(company.plan, "--config", company.config, *by_title)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == grouped.stdout
+    assert "| Role | engineer |" in result.stdout
+    assert re.search(
+        r"Employees grouped as the snapshot of \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 holds "
+        r"them \(no directory read\)\.",
+        result.stdout,
+    )
+
+
+def test_plan_report_reads_the_directory_for_a_grouping_the_snapshot_lacks(
+    company: Company,
+) -> None:
+    company.make_plan()
+    (company.root / "company.ldif").write_text("garbage\n", encoding="utf-8")
+    # the default grouping (site, country, department) reads attributes the rules do not
+    result = company.report(company.plan, "--config", company.config, "--format", "markdown")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"{company.root / 'company.ldif'}:1:1: line has no ':' separating attribute and value\n"
+    )
