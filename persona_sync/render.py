@@ -1,4 +1,5 @@
-"""Renderers for plans and runs: table (people), JSON and CSV (scripts), Markdown (tickets)."""
+"""Renderers for plans and runs: table (people), JSON and CSV (scripts), Markdown (tickets:
+the report's Markdown renderer)."""
 
 from __future__ import annotations
 
@@ -140,74 +141,13 @@ def render_csv(plan: Plan) -> str:
     return out.getvalue()
 
 
-def _md(text: str | None) -> str:
-    return (text if text is not None else EMPTY).replace("|", "\\|")
-
-
 def render_markdown(plan: Plan) -> str:
-    p = plan.provenance
-    lines = [
-        "## persona-sync plan",
-        "",
-        f"**{headline(plan)}**",
-        "",
-        f"- Directory: `{p.directory}`",
-        f"- Rules: `{p.rules_checksum}`",
-        f"- Config: `{p.config_checksum}`",
-        f"- Plan checksum: `{plan.checksum}`",
-        f"- Made: {p.created} with persona-sync {p.tool_version}",
-        "",
-    ]
-    for scenario, data in plan.summary["scenarios"].items():
-        lines += [f"### Personas ({scenario})", "", "| Persona | Employees |", "|---|---:|"]
-        lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["personas"].items())]
-        lines.append("")
-        if data["transitions"]:
-            lines += [
-                f"### Transitions ({scenario})",
-                "",
-                "| Old -> new | Employees |",
-                "|---|---:|",
-            ]
-            lines += [f"| {_md(k)} | {v} |" for k, v in sorted(data["transitions"].items())]
-            lines.append("")
-    if plan.changes:
-        lines += [
-            "### Changes",
-            "",
-            "| Employee | Attribute | Old | New | Rule |",
-            "|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {_md(c.employee)} | {_md(c.attribute)} | {_md(c.old)} | {_md(c.new)} | "
-            f"{_md(c.rule)} |"
-            for c in plan.changes
-        ]
-        lines.append("")
-    if plan.skipped:
-        lines += [
-            "### Skipped (cannot be written here)",
-            "",
-            "| Employee | Attribute | New | Reason |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {_md(k.employee)} | {_md(k.attribute)} | {_md(k.new)} | {_md(k.reason)} |"
-            for k in plan.skipped
-        ]
-        lines.append("")
-    if plan.foreign:
-        lines += [
-            "### Foreign values left alone",
-            "",
-            "| Employee | Attribute | Value |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {_md(f.employee)} | {_md(f.attribute)} | {_md(f.value)} |" for f in plan.foreign
-        ]
-        lines.append("")
-    return "\n".join(lines)
+    """The plan as the Markdown report renders it (for a change ticket or a pull request):
+    one Markdown renderer, with its escaping, for both."""
+    from persona_sync.report.markdown import render_plan_markdown
+    from persona_sync.report.plan_view import build_plan_report
+
+    return render_plan_markdown(build_plan_report(plan, title="persona-sync plan"))
 
 
 RENDERERS: dict[str, Renderer] = {

@@ -131,6 +131,14 @@ def render_plan_markdown(report: PlanReport, max_rows: int = MAX_ROWS) -> str:
             ],
         )
         lines += _more(len(shown), len(plan.changes), "the plan's CSV has every change.")
+    if plan.skipped:
+        shown_skipped = plan.skipped[:max_rows]
+        lines += ["### Skipped (cannot be written here)", ""]
+        lines += _table(
+            ["Employee", "Attribute", "New", "Reason"],
+            [(k.employee, k.attribute, k.new, k.reason) for k in shown_skipped],
+        )
+        lines += _more(len(shown_skipped), len(plan.skipped), "see the plan's JSON.")
     if plan.foreign:
         shown_foreign = plan.foreign[:max_rows]
         lines += ["### Foreign values left alone", ""]
