@@ -1,4 +1,5 @@
-"""The HTML page shell: inline CSS, the list script, and a policy that forbids the network.
+"""The HTML page's own parts: inline CSS, the list script, and a policy that forbids the
+network (templates/base.html puts them together).
 
 A report must open from a ticket attachment or a USB stick with nothing else: one file,
 no external scripts, styles, fonts or images. The Content-Security-Policy allows only
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from html import escape
 
 STYLE = """
 :root{--fg:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#fff;--accent:#2563eb}
@@ -225,19 +225,3 @@ POLICY = (
     f"default-src 'none'; style-src {_digest(STYLE)}; script-src {_digest(SCRIPT)}; "
     "img-src 'none'; connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'"
 )
-
-
-def page(title: str, subtitle: str, nav: list[tuple[str, str]], body: str) -> str:
-    """A complete HTML document around ``body`` (already escaped HTML)."""
-    links = "".join(f'<a href="#{escape(anchor, True)}">{escape(text)}</a>' for anchor, text in nav)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{escape(POLICY, True)}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header>\n"
-        f"<nav>{links}</nav>\n<main>\n{body}\n</main>\n"
-        f"<script>{SCRIPT}</script>\n</body></html>\n"
-    )
