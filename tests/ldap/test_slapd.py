@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,7 +120,10 @@ def test_plan_apply_writes_exactly_the_plan(
     assert slapd.dump() == before  # planning writes nothing
     applied = run_cli("apply", "plan.json")
     assert applied.exit_code == 0, applied.stderr
-    assert ": 4 applied, 0 already set, 0 conflicts, 0 failed; journal " in applied.stderr
+    assert re.fullmatch(
+        r"run (\S+): 4 applied, 0 already set, 0 conflicts, 0 failed; journal \S+/\1\.jsonl\n",
+        applied.stderr,
+    ), applied.stderr
     assert differences(before, slapd.dump()) == {
         canonical_dn(setup["ceo"]): ([], ["objectClass: personaHolder", "personaName: vip"]),
         canonical_dn(setup["nurse"]): (
