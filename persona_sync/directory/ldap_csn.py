@@ -49,6 +49,7 @@ from persona_sync.directory.ldap_cursor import (
     texts,
     usable,
 )
+from persona_sync.directory.ldap_moves import moved_entries
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
 
@@ -150,7 +151,11 @@ class _OpenLdap:
                 reason = refused
             else:
                 return DeltaRead(
-                    itertools.chain(refresh.entries(), refresh.above(context)),
+                    itertools.chain(
+                        refresh.entries(),
+                        refresh.above(context),
+                        moved_entries(self.source, self.wanted, f"(entryCSN>={min(since)})"),
+                    ),
                     lambda: self._end(context, server, taken, connection, refresh.end()),
                     full=False,
                 )
@@ -182,7 +187,10 @@ class _OpenLdap:
                 high.mark(), server, taken, connection, DeltaEnd(None, present=present)
             )
 
-        return DeltaRead(high.entries(changed), finish, full=False, notes=notes)
+        moved = moved_entries(self.source, self.wanted, f"(entryCSN>={lowest})")
+        return DeltaRead(
+            itertools.chain(high.entries(changed), moved), finish, full=False, notes=notes
+        )
 
     def _context_csns(self, naming_contexts: Sequence[str]) -> list[Csn]:
         """The contextCSN of the naming context holding the bases (syncprov keeps it)."""

@@ -10,9 +10,10 @@ what the query returned (the highest entryCSN), so a change made during a read i
 again next time rather than lost. When the connection was reopened on another server
 during the read, no cursor is returned: the next read is a full one.
 
-Not covered: an OU moved into or out of scope carries its entries along without changing
-them (their entryCSN / uSNChanged stay). A sweep sees those that left; nothing sees those
-that arrived until they change, or until the scheduled full read (issue 10, point 5).
+An OU renamed or moved carries its entries along without changing them (their entryCSN /
+uSNChanged stay): every mode also reads the employees under the containers changed since
+the cursor (:mod:`~persona_sync.directory.ldap_moves`), which covers an OU moved into the
+scope too; those moved out are found by the sweep or syncrepl's present phase.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ nothing was ever deleted (or all tombstones expired) the sweep is used.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from persona_sync.directory.ldap_cursor import (
     texts,
     usable,
 )
+from persona_sync.directory.ldap_moves import moved_entries
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
 
@@ -140,7 +142,10 @@ class _ActiveDirectory:
         changed = f"(&{self.source.search_filter}(uSNChanged>={since}))"
 
         def entries() -> Iterator[Employee]:
-            for employee in self.source.reading.search(changed, self.wanted):
+            for employee in itertools.chain(
+                self.source.reading.search(changed, self.wanted),
+                moved_entries(self.source, self.wanted, f"(uSNChanged>={since})"),
+            ):
                 given.add(self.source.key(employee))
                 yield employee
 

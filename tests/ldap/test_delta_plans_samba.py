@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from persona_sync.snapshot import SNAPSHOT_NAME
+from persona_sync.snapshot import SNAPSHOT_NAME, Snapshot
 from tests.ldap.conftest import journal_rows, write_config
 from tests.ldap.delta_plans import (
     ORG,
@@ -270,3 +270,21 @@ def test_a_deleted_manager_frees_the_reports(domain: Domain, run_cli: Run) -> No
     domain.delete("lead")
     # r1 and r2 have no manager now (r3 one level up), the CEO lost a report
     delta_equals_full(planner, "a deleted manager", {"r1", "r2", "r3", "ceo"})
+
+
+def test_a_renamed_ou_carries_its_employees(domain: Domain, run_cli: Run) -> None:
+    """Renaming an OU changes only the OU's uSNChanged: the employees under it get new DNs
+    without one, and a delta reads them again under the renamed OU."""
+    team = domain.dc.create_ou("Team", domain.ou)
+    attributes = {"title": "Software Engineer", "physicalDeliveryOfficeName": "Munich HQ"}
+    domain.dc.add_users([AdUser(f"{PREFIX}tm", attributes, PASSWORD, team)])
+    synced = run_cli("sync")
+    assert synced.exit_code == 0, synced.stderr
+    planner = Planner(domain.config, PREFIX)
+    check(planner, "own writes", set(), None)
+    domain.dc.modify_ldif(f"dn: {team}\nchangetype: modrdn\nnewrdn: OU=Squad\ndeleteoldrdn: 1\n\n")
+    check(planner, "an OU renamed", {"tm"}, None)
+    with Snapshot.open(domain.config.parent / "state")[0] as store:
+        assert [r.dn for r in store.rows() if r.id == f"{PREFIX}tm"] == [
+            f"CN={PREFIX}tm,OU=Squad,{domain.ou}"
+        ]

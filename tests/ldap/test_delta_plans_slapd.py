@@ -24,7 +24,7 @@ import pytest
 
 from persona_sync.directory import ldap_csn
 from persona_sync.directory.ldap_csn import Csn
-from persona_sync.snapshot import SNAPSHOT_NAME
+from persona_sync.snapshot import SNAPSHOT_NAME, Snapshot
 from tests.ldap.conftest import journal_rows, server_values, write_config
 from tests.ldap.delta_plans import (
     EVERYONE,
@@ -398,3 +398,32 @@ def test_a_manager_outside_the_base_moves(site: Site, run_cli: Run) -> None:
     )
     # everyone one level further from the top
     delta_equals_full(planner, "a manager outside the base moved", set(EVERYONE))
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_a_renamed_ou_carries_its_employees(site: Site, run_cli: Run) -> None:
+    """Renaming an OU changes only the OU: the employees under it get new DNs without a new
+    entryCSN, and a delta reads them again under the renamed OU."""
+    people = site.server.people_dn
+    site.server.add_ldif(
+        f"dn: ou=Team,{people}\nobjectClass: organizationalUnit\nou: Team\n\n"
+        f"dn: uid=tm,ou=Team,{people}\nobjectClass: inetOrgPerson\nuid: tm\ncn: Tm\n"
+        f"sn: Person\ntitle: Software Engineer\nphysicalDeliveryOfficeName: Munich HQ\n"
+        f"manager: {site.dn('ceo')}\n\n"
+    )
+    synced = run_cli("sync")
+    assert synced.exit_code == 0, synced.stderr
+    site.settle()
+    planner = Planner(site.config)
+    check(planner, "own writes", set(), None)
+    site.server.modify_ldif(
+        f"dn: ou=Team,{people}\nchangetype: modrdn\nnewrdn: ou=Squad\ndeleteoldrdn: 1\n\n"
+    )
+    check(planner, "an OU renamed", {"tm"}, None)
+    with Snapshot.open(site.config.parent / "state")[0] as store:
+        assert [r.dn for r in store.rows() if r.id == "tm"] == [f"uid=tm,ou=Squad,{people}"]
+    # an OU edited otherwise: its employees are read again and come back as no change
+    site.server.modify_ldif(
+        f"dn: ou=Squad,{people}\nchangetype: modify\nreplace: description\ndescription: x\n\n"
+    )
+    check(planner, "an OU edited", set(), (1, 0, 0))
