@@ -332,7 +332,7 @@ def _cursor_to_use(
         return None, "no --delta: a full read"
     if fresh_reason is not None:
         return None, f"{fresh_reason}: full read"
-    if store.count() == 0 and store.get("cursor") is None:
+    if store.get("cursor") is None and store.count() == 0:
         return None, "no snapshot yet: full read"
     if store.get("directory") != directory.identity:
         return None, (f"the snapshot is of another directory ({store.get('directory')}): full read")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from persona_sync.apply import RunReport
 from persona_sync.directory.base import ChangeResult
-from persona_sync.plan import EMPTY, Plan
+from persona_sync.plan import EMPTY, Plan, canonical_json
 
 Renderer = Callable[[Plan], str]
 
@@ -96,8 +96,9 @@ def render_table(plan: Plan) -> str:
 
 
 def render_json(plan: Plan) -> str:
-    """Stable JSON: sorted keys, one change per line (readable, diffable, and fast: the
-    indenting encoder is pure Python and takes seconds on 100,000 changes)."""
+    """Stable JSON: sorted keys, one change per line in its canonical form, the text the
+    checksum covers (readable, diffable, and fast: the indenting encoder is pure Python
+    and takes seconds on 100,000 changes; each change is encoded once)."""
     data = plan.to_dict()
     lines = ["{"]
     keys = sorted(data)
@@ -106,7 +107,7 @@ def render_json(plan: Plan) -> str:
         value = data[key]
         if isinstance(value, list) and value:
             lines.append(f"  {json.dumps(key)}: [")
-            items = [json.dumps(item, sort_keys=True, ensure_ascii=False) for item in value]
+            items = plan.change_texts if key == "changes" else [canonical_json(i) for i in value]
             lines.extend(f"    {item}," for item in items[:-1])
             lines.append(f"    {items[-1]}")
             lines.append(f"  ]{comma}")
