@@ -159,6 +159,20 @@ class LdapDirectoryConfig(StrictModel):
         le=500,
         description="Modify requests in flight at once (slapd drops clients near 1000).",
     )
+    entrycsn_margin_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="OpenLDAP without syncprov: how far before the highest entryCSN seen a "
+        "delta read starts again, for writes that commit after a later one (default 120). "
+        "Each delta re-reads the entries changed in that window.",
+    )
+    deletion_sweep_every_minutes: float = Field(
+        0,
+        ge=0,
+        description="OpenLDAP without syncprov: look for deleted entries and entries moved "
+        "out of scope (a search of every entry's entryUUID) at most this often; 0: on every "
+        "delta read. Between sweeps such employees stay in the snapshot and the plan.",
+    )
 
 
 class EntraCredentialConfig(StrictModel):

@@ -14,10 +14,14 @@ in the same second.
   below the later write, until the next write: entries above it are read with
   ``(entryCSN>=...)`` after the refresh.
 - Without it: ``(entryCSN>=X)`` with the preset filter, X being the highest entryCSN seen
-  less :data:`CSN_MARGIN` (a write takes its CSN before it commits, so it may commit after
-  a later one; re-reading a few minutes of changes is harmless, missing one is not).
+  less a margin, ``directory.entrycsn_margin_seconds`` or :data:`CSN_MARGIN` (a write takes
+  its CSN before it commits, so it may commit after a later one; re-reading a few minutes
+  of changes is harmless, missing one is not, but each re-read entry costs a decode and a
+  comparison with its row: a margin holding 20,000 writes costs about a second).
   Deletions and moves out of scope come from a sweep of every entry's entryUUID, which
-  costs about what ``ldapsearch ... entryUUID`` of the whole scope costs, and more.
+  costs what ``ldapsearch ... entryUUID`` of the whole scope costs (0.5-1.5 s at 100,000,
+  most of it the server's); ``directory.deletion_sweep_every_minutes`` sweeps at most that
+  often (the cursor keeps when the last sweep began; a full read counts as one).
 
 The cursor also names the server (host:port): another one answering means a full read,
 since a replica may lag behind the one the cursor came from.
@@ -27,9 +31,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from ldap3 import Connection
@@ -172,19 +177,31 @@ class _OpenLdap:
             high = _HighWater(self.source, self.wanted, [])
             return DeltaRead(
                 high.entries(self.source.search_filter),
-                lambda: self._end(high.mark(), server, taken, connection, DeltaEnd(None)),
+                lambda: self._end(high.mark(), server, taken, connection, DeltaEnd(None), taken),
                 full=True,
                 reason=reason,
                 notes=notes,
             )
         high = _HighWater(self.source, self.wanted, since)
-        lowest = min(since).earlier(CSN_MARGIN)
+        spec = self.source.spec
+        margin = (
+            CSN_MARGIN
+            if spec.entrycsn_margin_seconds is None
+            else timedelta(seconds=spec.entrycsn_margin_seconds)
+        )
+        lowest = min(since).earlier(margin)
         changed = f"(&{self.source.search_filter}(entryCSN>={lowest}))"
+        swept = _last_sweep(state or {})
+        due = _sweep_due(spec.deletion_sweep_every_minutes, swept, taken)
+        if due is not None:
+            notes = [*notes, due]
 
         def finish() -> DeltaEnd:
+            if due is not None:  # not yet: nothing is known removed
+                return self._end(high.mark(), server, taken, connection, DeltaEnd(None), swept)
             present = set(sweep(self.source, self.source.search_filter, "sweeping the entries"))
             return self._end(
-                high.mark(), server, taken, connection, DeltaEnd(None, present=present)
+                high.mark(), server, taken, connection, DeltaEnd(None, present=present), taken
             )
 
         moved = moved_entries(self.source, self.wanted, f"(entryCSN>={lowest})")
@@ -206,14 +223,24 @@ class _OpenLdap:
         return found
 
     def _end(
-        self, mark: list[Csn], server: str, taken: str, connection: Connection, end: DeltaEnd
+        self,
+        mark: list[Csn],
+        server: str,
+        taken: str,
+        connection: Connection,
+        end: DeltaEnd,
+        swept: str | None = None,
     ) -> DeltaEnd:
+        """The end of a read with the next cursor; ``swept``: when the last sweep of the
+        entries (or full read) began, kept when sweeps are scheduled."""
         if not mark:
             return end  # nothing seen, nothing to continue from: the next read is full
         if self.link.reader is not connection and server_of(self.link.reader) != server:
             log.warning("ldap_delta_server_changed", was=server, now=server_of(self.link.reader))
             return DeltaEnd(None, end.removed, end.present)
-        state = {"csn": [str(c) for c in sorted(mark)], "server": server}
+        state: dict[str, object] = {"csn": [str(c) for c in sorted(mark)], "server": server}
+        if self.source.spec.deletion_sweep_every_minutes and swept is not None:
+            state["swept"] = swept
         return DeltaEnd(
             make_cursor(KIND, state, self.source, self.wanted, taken), end.removed, end.present
         )
@@ -398,6 +425,32 @@ class _Refresh:
                 sweep(self.source, self.source.search_filter, f"sweeping {base}", [base])
             )
         return DeltaEnd(None, present=present)
+
+
+def _last_sweep(state: Mapping[str, Any]) -> str | None:
+    """When the cursor's last sweep began (ISO 8601), None when unknown."""
+    swept = state.get("swept")
+    if not isinstance(swept, str):
+        return None
+    try:
+        datetime.fromisoformat(swept)
+    except ValueError:
+        return None
+    return swept
+
+
+def _sweep_due(every_minutes: float, swept: str | None, now: str) -> str | None:
+    """None when this read sweeps; else the note saying when the next sweep is due."""
+    if not every_minutes or swept is None:
+        return None
+    age = datetime.fromisoformat(now) - datetime.fromisoformat(swept)
+    if age < timedelta(0) or age >= timedelta(minutes=every_minutes):
+        return None
+    return (
+        "deletions and moves out of scope are looked for every "
+        f"{every_minutes:g} min (directory.deletion_sweep_every_minutes); the last sweep "
+        f"was {age.total_seconds() / 60:.0f} min ago: not this time"
+    )
 
 
 def _chain(first: wire.Message, rest: Iterator[wire.Message]) -> Iterator[wire.Message]:
