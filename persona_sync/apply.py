@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from persona_sync.directory.base import (
     STATUSES,
     Cancel,
@@ -24,8 +22,9 @@ from persona_sync.directory.base import (
 )
 from persona_sync.errors import DirectoryError
 from persona_sync.journal import Journal, RunRecord, record_change
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 BATCH_SIZE = 200
 Progress = Callable[[int, int], None]

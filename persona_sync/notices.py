@@ -13,9 +13,9 @@ import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
-import structlog
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Sink = Callable[[str], None]
 

@@ -22,13 +22,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from persona_sync import __version__
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Change, Directory, same_value
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
+from persona_sync.logs import get_logger
 from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
 from persona_sync.rules.orgchart import (
@@ -39,7 +38,7 @@ from persona_sync.rules.orgchart import (
     normalize_dn,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PLAN_FORMAT = "persona-sync-plan"
 PLAN_VERSION = 1

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from persona_sync.directory.base import GONE, Change, ChangeResult, Directory, same_value
 from persona_sync.journal import Journal, RunRecord, record_change, unfinished_runs
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 READ_BACK_CHUNK = 500
 

@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
 from persona_sync.employee import Employee
+from persona_sync.logs import get_logger
 from persona_sync.plan import (
     Evaluated,
     Evaluator,
@@ -49,7 +48,7 @@ from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, Position, build_org_chart, normalize_dn
 from persona_sync.snapshot import Row, Snapshot
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Progress = Callable[[int], None]
 BATCH = 2000

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from persona_sync import __version__
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SNAPSHOT_NAME = "snapshot.sqlite"
 SNAPSHOT_LOCK = "snapshot.lock"  # held while a run updates the snapshot (a RunLock)

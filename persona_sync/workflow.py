@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
-
 from persona_sync.apply import Progress, RunReport, rollback_changes, run_changes
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Cancel, Change, Directory
 from persona_sync.errors import LockHeld, PersonaSyncError, PlanError, SafetyLimitExceeded
 from persona_sync.journal import Journal, read_run
 from persona_sync.lock import RunLock
+from persona_sync.logs import get_logger
 from persona_sync.plan import Evaluator, Plan
 from persona_sync.recovery import Settled, settle_unfinished
 from persona_sync.refresh import (
@@ -37,7 +36,7 @@ from persona_sync.safety import check_safety
 from persona_sync.session import Session
 from persona_sync.snapshot import SNAPSHOT_LOCK, Snapshot
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ReadProgress = Callable[[int], None]
 OnSettled = Callable[[Settled], None]

@@ -21,8 +21,6 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import structlog
-
 from persona_sync.directory.atomic import atomic_write
 from persona_sync.directory.base import (
     GONE,
@@ -44,8 +42,9 @@ from persona_sync.directory.ldif import LdifDocument, parse_ldif
 from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LDIF_SUFFIXES = (".ldif", ".ldf")
 CSV_DN_COLUMNS = ("dn", "distinguishedname")

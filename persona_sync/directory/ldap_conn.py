@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import structlog
 from ldap3 import BASE, NONE, NTLM, SIMPLE, SYNC, Connection, Server, Tls
 from ldap3.core import exceptions as ldap_errors
 
 from persona_sync.config import LdapDirectoryConfig
 from persona_sync.directory.ldap_pipeline import CLOSED
 from persona_sync.errors import ConfigError, DirectoryError
+from persona_sync.logs import get_logger
 from persona_sync.secrets import Secret
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 NO_SUCH_OBJECT = 32
 ACCESS_DENIED = 50

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
 from ldap3 import Connection
 from ldap3.core import exceptions as ldap_errors
 
@@ -57,8 +56,9 @@ from persona_sync.directory.ldap_cursor import (
 from persona_sync.directory.ldap_moves import moved_entries
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 KIND = "csn"
 CSN_MARGIN = timedelta(minutes=2)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 
-import structlog
 from ldap3 import LEVEL, SUBTREE
 from ldap3.core import exceptions as ldap_errors
 
@@ -30,8 +29,9 @@ from persona_sync.directory.ldap_stream import (
 from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _guid(raw: bytes) -> str | None:

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import structlog
 from ldap3.core import exceptions as ldap_errors
 
 from persona_sync.directory import ldap_wire as wire
@@ -41,8 +40,9 @@ from persona_sync.directory.ldap_cursor import (
 from persona_sync.directory.ldap_moves import moved_entries
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 KIND = "usn"
 SHOW_DELETED = "1.2.840.113556.1.4.417"

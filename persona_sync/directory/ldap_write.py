@@ -36,7 +36,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
 from ldap3 import MODIFY_ADD, MODIFY_DELETE
 
 from persona_sync.directory.base import (
@@ -51,8 +50,9 @@ from persona_sync.directory.base import (
 )
 from persona_sync.directory.ldap_pipeline import Modification, ModifyPipeline, PipelineLost
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SUCCESS = 0
 _NO_SUCH_ATTRIBUTE = 16

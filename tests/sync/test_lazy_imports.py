@@ -27,8 +27,11 @@ HEAVY = (
     "persona_sync.render",
     "persona_sync.report",
 )
-# What a plan of a file directory has no use for.
+# What a plan of a file directory has no use for (structlog: nothing it logs at the
+# default level, warnings, is logged by this plan).
 NOT_FOR_A_PLAN = (
+    "structlog",
+    "asyncio",
     "prometheus_client",
     "ldap3",
     "persona_sync.report",
@@ -82,6 +85,21 @@ def test_plan_imports_only_what_it_uses(workspace: Workspace) -> None:
     assert (workspace.root / "plan.json").exists()
     assert "persona_sync.workflow" in modules
     assert under(modules, NOT_FOR_A_PLAN) == []
+
+
+def test_a_plan_that_logs_loads_structlog_and_logs(workspace: Workspace) -> None:
+    out = workspace.root / "modules.json"
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), "--log-format", "json", "-v", "plan", "-q"],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "structlog" in json.loads(out.read_text())
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert "plan_computed" in events
 
 
 def test_plan_formats_are_the_renderers() -> None:
