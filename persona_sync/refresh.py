@@ -39,7 +39,6 @@ from persona_sync.plan import (
     _outside_managers,
     assemble_plan,
     check_targets,
-    decode_items,
     encode_items,
     log_problems,
     read_attributes,
@@ -191,10 +190,7 @@ def compute_plan(
         last_reason=summary.reason,
     )
     if collected is None:
-        collected = _Collected()
-        collected.population = list(_population(store))
-        for items in store.items():
-            collected.add(decode_items(items))
+        collected = _collected_from(store)
     plan = assemble_plan(
         rule_set,
         config,
@@ -311,6 +307,25 @@ def _evaluate_all(
 
     store.rebuild(decided())
     collected.population = [(labels, changed, n) for (labels, changed), n in counts.items()]
+    return collected
+
+
+def _collected_from(store: Snapshot) -> _Collected:
+    """Every row's population and plan items, as stored (a delta plan's input).
+
+    The items of 10,000 rows with changes are decoded straight into the plan's lists
+    (what :func:`decode_items` does, without an Evaluated per row: half the time).
+    """
+    collected = _Collected()
+    collected.population = list(_population(store))
+    changes, foreign, skipped = collected.changes, collected.foreign, collected.skipped
+    for items in store.items():
+        for c in items.get("changes", ()):
+            changes.append(PlannedChange(**c))
+        for f in items.get("foreign", ()):
+            foreign.append(ForeignValue(**f))
+        for k in items.get("skipped", ()):
+            skipped.append(SkippedChange(**k))
     return collected
 
 
