@@ -6,6 +6,8 @@
     python bench/ldap_bench.py --samba            # also a Samba AD DC (fixed ports: locks)
     python bench/ldap_bench.py --samba-only       # only the DC
     python bench/ldap_bench.py --json             # one JSON document on stdout
+    python bench/ldap_bench.py --only plan        # only (a) and (b), the full plan
+    python bench/ldap_bench.py --only plan --profile   # the plan under cProfile, top 30
 
 Set-up (not timed): the demo company is generated at the requested size, and the default
 rules decide every persona once on that LDIF (a file-directory plan). The people are then
@@ -178,9 +180,16 @@ def report():
     with open("/proc/self/status") as status, open(peak_file, "w") as out:
         out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 atexit.register(report)
-sys.argv = ["persona-sync", *sys.argv[2:]]
+profile = sys.argv[2]
+sys.argv = ["persona-sync", *sys.argv[3:]]
+if profile:
+    import cProfile
+    profiler = cProfile.Profile()
+    atexit.register(lambda: profiler.dump_stats(profile))  # runs before report: LIFO
+    profiler.enable()
 runpy.run_module("persona_sync", run_name="__main__", alter_sys=True)
 """
+PROFILE_TOP = 30
 
 
 def timed(
@@ -236,11 +245,16 @@ runpy.run_module("persona_sync", run_name="__main__", alter_sys=True)
 """
 
 
-def persona_sync(folder: Path, env: dict[str, str], *args: str) -> Timed:
-    """``persona-sync ARGS`` in a child of its own (exit 0 or 2), with its peak memory."""
+def persona_sync(folder: Path, env: dict[str, str], *args: str, profile: str = "") -> Timed:
+    """``persona-sync ARGS`` in a child of its own (exit 0 or 2), with its peak memory;
+    under cProfile (stats dumped to the file ``profile``) when given."""
     peak = folder / "peak.txt"
     return timed(
-        [sys.executable, "-c", _CHILD, str(peak), *args], folder, env, ok=(0, 2), peak_file=peak
+        [sys.executable, "-c", _CHILD, str(peak), profile, *args],
+        folder,
+        env,
+        ok=(0, 2),
+        peak_file=peak,
     )
 
 
@@ -253,6 +267,15 @@ def persona_sync_timed(folder: Path, env: dict[str, str], *args: str) -> tuple[T
         folder, env, ok=(0, 2), peak_file=peak,
     )  # fmt: skip
     return done, float(inside.read_text())
+
+
+def print_profile(path: Path) -> None:
+    """The top entries of a cProfile dump, by own time and by cumulative time."""
+    import pstats
+
+    for order in ("tottime", "cumulative"):
+        print(f"profile of the plan, by {order}:", flush=True)
+        pstats.Stats(str(path), stream=sys.stdout).sort_stats(order).print_stats(PROFILE_TOP)
 
 
 def cli_has_delta() -> bool:
@@ -506,8 +529,11 @@ def ldap_tool(target: Target, tool: str, *args: str, admin: bool = False) -> lis
     return [tool, "-x", "-H", target.url, "-D", user, "-w", password, *args]
 
 
-def full_read(target: Target, attributes: Sequence[str]) -> tuple[Timed, Timed, int]:
-    """(a)/(b): the plan and the ldapsearch of the same read; returns the plan's changes."""
+def full_read(
+    target: Target, attributes: Sequence[str], profile: bool = False
+) -> tuple[Timed, Timed, int]:
+    """(a)/(b): the plan and the ldapsearch of the same read; returns the plan's changes.
+    ``profile``: the plan runs under cProfile and its top entries are printed."""
     floor = timed(
         ldap_tool(
             target, "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-E", "pr=500/noprompt",
@@ -517,7 +543,13 @@ def full_read(target: Target, attributes: Sequence[str]) -> tuple[Timed, Timed, 
         target.tool_env,
         keep_output=False,
     )  # fmt: skip
-    ours = persona_sync(target.folder, target.env, "plan", "-q", "-o", "plan.json")
+    stats = target.folder / "plan.prof"
+    ours = persona_sync(
+        target.folder, target.env, "plan", "-q", "-o", "plan.json",
+        profile=str(stats) if profile else "",
+    )  # fmt: skip
+    if profile:
+        print_profile(stats)
     changes = json.loads((target.folder / "plan.json").read_text())["summary"]["changes"]
     return ours, floor, changes
 
@@ -693,7 +725,7 @@ def bench_slapd(options: argparse.Namespace, report: Report, folder: Path) -> li
         has_delta = cli_has_delta()
         for number in range(1, options.repeat + 1):
             report.line(f"round {number}")
-            ours, floor, changes = full_read(target, attributes)
+            ours, floor, changes = full_read(target, attributes, options.profile)
             plan.rounds.append(
                 {"ours": ours.wall, "floor": floor.wall, "ratio": ours.wall / floor.wall,
                  "ours_cpu": ours.cpu, "floor_cpu": floor.cpu}
@@ -711,6 +743,8 @@ def bench_slapd(options: argparse.Namespace, report: Report, folder: Path) -> li
                     f"  note: the plan has {changes:,} changes, the bench expected "
                     f"{len(workload.stale):,} (the slapd copy decides differently)"
                 )
+            if options.only == "plan":
+                continue
             ours, floor, counts = write_round(target, undo)
             apply.rounds.append(
                 {"ours": ours.wall, "floor": floor.wall, "ratio": ours.wall / floor.wall,
@@ -741,7 +775,7 @@ def bench_slapd(options: argparse.Namespace, report: Report, folder: Path) -> li
                 )  # fmt: skip
             else:
                 report.round_line("plan --delta", "not available yet (the CLI has no --delta)")
-    return [plan, memory, apply, delta]
+    return [plan, memory] if options.only == "plan" else [plan, memory, apply, delta]
 
 
 # --- Samba --------------------------------------------------------------------------------
@@ -865,6 +899,12 @@ def main() -> int:
         help="syncprov without a session log: (d)'s refresh has a present phase",
     )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--only", choices=["plan"], help="only the full plan's rounds ((a) and (b), slapd)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="run the full plan under cProfile; print its top"
+    )
     options = parser.parse_args()
     report = Report(options.json)
     # An installed package has its bytecode; a checkout under PYTHONDONTWRITEBYTECODE has
