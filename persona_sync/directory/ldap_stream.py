@@ -75,8 +75,11 @@ class SearchFailed(Exception):
 class PagedStream:
     """Paged searches on one bound connection, decoded page by page.
 
-    The request for the next page goes out before the current page is handed over, so
-    the server prepares it while the caller works on this one.
+    The request for the next page goes out as soon as the current page's searchResDone
+    (which holds the cookie) is in, before the page is decoded and handed over: the server
+    prepares the next page while this one is decoded and the caller works on it. (Decoding
+    first left the server idle for the decoding's time: 100,000 entries took the server's
+    time plus ours, about 1.8 s more than either.)
     """
 
     def __init__(self, connection: Connection, timeout: float, convert: Converters) -> None:
@@ -110,14 +113,21 @@ class PagedStream:
         self.finished = False
         self._send(request, page_size, b"")
         while True:
-            entries, cookie = self._page()
+            buffer, spans, cookie = self._page()
             if cookie is None:
                 self.finished = True
                 self._socket.settimeout(previous)
-                yield entries
+                yield self._decode(buffer, spans)
                 return
             self._send(request, page_size, cookie)
-            yield entries
+            yield self._decode(buffer, spans)
+
+    def _decode(self, buffer: bytes, spans: list[tuple[int, int]]) -> list[Entry]:
+        names, convert = self._names, self._convert
+        try:
+            return [_entry(buffer, start, end, names, convert) for start, end in spans]
+        except (IndexError, ValueError, TypeError) as exc:  # a malformed message
+            raise StreamLost(f"undecodable answer from the server ({exc})") from None
 
     def _send(self, request: Any, page_size: int, cookie: bytes) -> None:
         message = LDAPMessage()
@@ -131,12 +141,12 @@ class PagedStream:
         except OSError as exc:
             raise StreamLost(_socket_reason(exc)) from None
 
-    def _page(self) -> tuple[list[Entry], bytes | None]:
-        """The entries of one page and the next page's cookie (None: the last page)."""
-        entries: list[Entry] = []
-        buffer = b""
+    def _page(self) -> tuple[bytes, list[tuple[int, int]], bytes | None]:
+        """One page's bytes, where its entries are in them (the searchResEntry tag and the
+        end of each), and the next page's cookie (None: the last page)."""
+        spans: list[tuple[int, int]] = []
+        buffer = bytearray()
         position = 0
-        names, convert = self._names, self._convert
         while True:
             # Every complete message in the buffer, then more bytes from the socket.
             try:
@@ -156,9 +166,9 @@ class PagedStream:
                     operation = start + 2 + buffer[start + 1]
                     tag = buffer[operation]
                     if tag == _ENTRY:
-                        entries.append(_entry(buffer, operation, end, names, convert))
+                        spans.append((operation, end))
                     elif tag == _DONE:
-                        return entries, _cookie(buffer[position:end])
+                        return bytes(buffer), spans, _cookie(bytes(buffer[position:end]))
                     elif tag == _EXTENDED:
                         raise StreamLost("the server ended the session (notice of disconnection)")
                     elif tag != _REFERENCE:  # a referral is another domain: not followed
@@ -177,8 +187,8 @@ class PagedStream:
                 raise StreamLost(_socket_reason(exc)) from None
             if not received:
                 raise StreamLost(CLOSED)
-            buffer = buffer[position:] + self._chunk[:received]
-            position = 0
+            # The page's bytes stay until it is decoded (after the next request is out).
+            buffer += memoryview(self._chunk)[:received]
 
 
 def _entry(
