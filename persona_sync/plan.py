@@ -32,6 +32,7 @@ from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
 from persona_sync.rules.orgchart import (
     MANAGER_ATTRIBUTE,
+    ChartBuilder,
     OrgChart,
     Position,
     build_org_chart,
@@ -232,6 +233,17 @@ LEFT = "(unmatched, left as is)"
 CLEARED = "(cleared)"
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one tuple of decisions means before looking at the employee's targets: the
+    result when every target in ``expected`` already holds its persona (OUT_OF_SCOPE,
+    with nothing expected, for out of scope)."""
+
+    decisions: tuple[Decision, ...]
+    settled: Evaluated
+    expected: tuple[tuple[str, str | None], ...]
+
+
 class Evaluator:
     """Decides one employee and diffs the targets: the per-employee half of a plan."""
 
@@ -244,9 +256,43 @@ class Evaluator:
         self.persona_ids = {p.casefold() for p in rule_set.personas}
         self.rule_facts = _facts_read(rule_set)
         self.owns = config.spec.owns_attribute
+        # The engine returns one of a few constant tuples of decisions: what each implies
+        # (the labels, which targets must hold what) is worked out once per tuple. Keyed
+        # by id, with the tuple kept in the entry so that the id stays its own.
+        self._outcomes: dict[int, _Outcome] = {}
 
     def __call__(self, employee: Employee, position: Position | None) -> Evaluated:
         decisions = self.engine.decide(employee, position)
+        outcome = self._outcomes.get(id(decisions))
+        if outcome is None or outcome.decisions is not decisions:
+            outcome = self._outcome(decisions)
+        attributes = employee.attributes
+        for attribute, wanted in outcome.expected:
+            current = attributes.get(attribute)
+            if current != wanted and not same_value(current, wanted):
+                break
+        else:
+            return outcome.settled  # every target already holds its persona
+        return self._evaluate(employee, position, decisions)
+
+    def _outcome(self, decisions: tuple[Decision, ...]) -> _Outcome:
+        if decisions and decisions[0].outcome == "out_of_scope":
+            outcome = _Outcome(decisions, OUT_OF_SCOPE, ())
+        else:
+            labels = tuple(
+                LEFT if d.outcome == "leave" else (d.persona or CLEARED) for d in decisions
+            )
+            expected = tuple(
+                (self.targets[d.scenario], d.persona) for d in decisions if d.outcome != "leave"
+            )
+            outcome = _Outcome(decisions, Evaluated(labels), expected)
+        if len(self._outcomes) < 4096:
+            self._outcomes[id(decisions)] = outcome
+        return outcome
+
+    def _evaluate(
+        self, employee: Employee, position: Position | None, decisions: tuple[Decision, ...]
+    ) -> Evaluated:
         if decisions and decisions[0].outcome == "out_of_scope":
             return OUT_OF_SCOPE
         labels: list[str] = []
@@ -435,6 +481,32 @@ def _outside_managers(directory: Directory, employees: list[Employee]) -> list[E
         if not frontier:
             break
         extra.extend(frontier)
+    return extra
+
+
+def outside_managers(directory: Directory, chart: ChartBuilder) -> list[Employee]:
+    """Managers that head the chart's chains but were not read (outside the search base),
+    looked up and added to ``chart`` (with their own links) until every link names
+    someone or was asked for."""
+    asked: set[str] = set()
+    extra: list[Employee] = []
+    for _ in range(64):  # chains are short; the bound stops a pathological loop
+        wanted = [
+            link
+            for link in chart.unresolved()
+            if normalize_dn(link) not in asked and link.casefold() not in asked
+        ]
+        if not wanted:
+            break
+        asked.update(normalize_dn(link) for link in wanted)
+        found = directory.lookup_managers(wanted)
+        if not found:
+            break
+        for manager in found:
+            chart.link(
+                chart.add(manager.id, normalize_dn(manager.dn)), manager.get(MANAGER_ATTRIBUTE)
+            )
+        extra.extend(found)
     return extra
 
 

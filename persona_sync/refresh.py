@@ -19,14 +19,17 @@ commits after its writes are journalled (a crash in between only re-reads those 
 
 from __future__ import annotations
 
+import marshal
+import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
+from persona_sync.dn import normalize_new_dn
 from persona_sync.employee import Employee
 from persona_sync.logs import get_logger
 from persona_sync.plan import (
@@ -36,15 +39,15 @@ from persona_sync.plan import (
     Plan,
     PlannedChange,
     SkippedChange,
-    _outside_managers,
     assemble_plan,
     check_targets,
     encode_items,
     log_problems,
+    outside_managers,
     read_attributes,
 )
 from persona_sync.rules.engine import Engine
-from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, Position, build_org_chart, normalize_dn
+from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
 from persona_sync.snapshot import Row, Snapshot
 
 log = get_logger(__name__)
@@ -145,8 +148,14 @@ def compute_plan(
     now = datetime.now(UTC).isoformat(timespec="seconds")
     collected: _Collected | None = None
     if read.full:
-        end = _read_full(store, directory, read, summary, progress)
-        positions = _org_chart(store, directory, update=False)[1] if uses_chart else {}
+        chart = ChartBuilder() if uses_chart else None
+        end = _read_full(store, directory, read, summary, progress, chart)
+        rowids = None
+        if store.end_load() and chart is not None:
+            chart, rowids = _chart_of_rows(store)  # a key read twice: its last row only
+        positions = (
+            _loaded_positions(store, directory, chart, rowids) if chart is not None else None
+        )
         collected = _evaluate_all(store, evaluator, positions)
         summary.re_evaluated = collected.count
         store.set_meta(last_full=now)
@@ -279,33 +288,37 @@ class _Collected:
 
 
 def _evaluate_all(
-    store: Snapshot, evaluator: Evaluator, positions: dict[str, Position]
+    store: Snapshot, evaluator: Evaluator, positions: Sequence[Position | None] | None
 ) -> _Collected:
-    """Evaluate every row and write the rows back with their decisions in one pass."""
+    """Evaluate every row a full read loaded, in the order read, and store the decisions.
+
+    ``positions`` by rowid (None: the rules read no org chart). Rows are read back in
+    lists and updated in place, in rowid order: the only writes are sequential ones.
+    """
     collected = _Collected()
     counts: Counter[tuple[tuple[str, ...] | None, bool]] = Counter()
-
-    def decided() -> Iterator[tuple[Row, str | None, int, Any]]:
-        for chunk in store.chunks():
-            for row in chunk:
-                position = positions.get(row.key) if positions else None
-                if position is not None:
-                    row = Row(
-                        row.key,
-                        row.id,
-                        row.dn,
-                        row.attributes,
-                        position.depth,
-                        position.direct_reports,
-                    )
-                result = evaluator(Employee(row.id, row.dn, row.attributes), position)
+    unpack, pack = marshal.loads, _pack_items
+    labels: dict[tuple[str, ...] | None, str | None] = {}
+    for chunk in store.loaded():
+        decided = []
+        for rowid, _key, id_, dn, attrs in chunk:
+            position = positions[rowid] if positions is not None else None
+            result = evaluator(Employee(id_, dn, unpack(attrs)), position)
+            changed = bool(result.changes)
+            population = result.population
+            counts[population, changed] += 1
+            if changed or result.foreign or result.skipped:
                 collected.add(result)
-                changed = bool(result.changes)
-                counts[result.population, changed] += 1
-                yield row, _labels(result.population), int(changed), encode_items(result)
-            collected.count += len(chunk)
-
-    store.rebuild(decided())
+                items = pack(result)
+            else:
+                items = None
+            depth, reports = (position.depth, position.direct_reports) if position else (None, 0)
+            label = labels.get(population, "")
+            if label == "":
+                label = labels[population] = _labels(population)
+            decided.append((depth, reports, label, int(changed), items, rowid))
+        store.decide_loaded(decided)
+        collected.count += len(chunk)
     collected.population = [(labels, changed, n) for (labels, changed), n in counts.items()]
     return collected
 
@@ -327,6 +340,10 @@ def _collected_from(store: Snapshot) -> _Collected:
         for k in items.get("skipped", ()):
             skipped.append(SkippedChange(**k))
     return collected
+
+
+def _pack_items(result: Evaluated) -> bytes:
+    return marshal.dumps(encode_items(result))
 
 
 def _labels(population: tuple[str, ...] | None) -> str | None:
@@ -391,20 +408,67 @@ def _read_full(
     read: DeltaRead,
     summary: ReadSummary,
     progress: Progress | None,
+    chart: ChartBuilder | None,
 ) -> Cursor | None:
-    store.clear()
-    batch: list[Row] = []
+    """Load every entry into the snapshot in the order read (decisions come after), and
+    each into the org chart when the rules read it (node n is rowid n + 1)."""
+    store.start_load()
+    key_of, pack = directory.key, marshal.dumps
+    normalize, intern = normalize_new_dn, sys.intern
+    batch: list[tuple[str, str, str, str | None, bytes]] = []
     for employee in read.entries:
-        batch.append(_row(directory, employee))
-        summary.read += 1
+        attributes = employee.attributes
+        manager = attributes.get(MANAGER_ATTRIBUTE)
+        if manager is not None:
+            manager = intern(manager)  # a manager's many reports share one string
+        if type(attributes) is not dict:
+            attributes = dict(attributes)
+        batch.append((key_of(employee), employee.id, employee.dn, manager, pack(attributes)))
+        if chart is not None:
+            chart.link(chart.add(employee.id, normalize(employee.dn)), manager)
         if len(batch) >= BATCH:
-            store.put(batch)
+            summary.read += len(batch)
+            store.load(batch)
             batch.clear()
             if progress is not None:
                 progress(summary.read)
-    store.put(batch)
+    summary.read += len(batch)
+    store.load(batch)
     summary.changed = summary.read
     return read.finish().cursor
+
+
+def _chart_of_rows(store: Snapshot) -> tuple[ChartBuilder, list[int]]:
+    """The org chart's nodes from the loaded rows, and each node's rowid."""
+    chart = ChartBuilder()
+    rowids = []
+    for rowid, id_, dn, manager in store.links_loaded():
+        chart.link(chart.add(id_, normalize_new_dn(dn)), manager)
+        rowids.append(rowid)
+    return chart, rowids
+
+
+def _loaded_positions(
+    store: Snapshot, directory: Directory, chart: ChartBuilder, rowids: list[int] | None
+) -> list[Position | None]:
+    """Every loaded row's position by rowid (``rowids``: each node's; None: node n is
+    rowid n + 1), with the managers outside the scope added to the chart."""
+    rows = len(chart)
+    extra = outside_managers(directory, chart)
+    if extra:
+        store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)
+    depths, reports, problems = chart.build()
+    log_problems(problems)
+    store.set_meta(org_chart_problems=len(problems))
+    shared: dict[tuple[int | None, int], Position] = {}
+    positions: list[Position | None] = [None] * ((rowids[-1] if rowids else rows) + 1)
+    for node in range(rows):
+        place = (depths[node], reports[node])
+        position = shared.get(place)
+        if position is None:
+            position = shared[place] = Position(*place)
+        positions[rowids[node] if rowids is not None else node + 1] = position
+    return positions
 
 
 def _read_changes(
@@ -517,27 +581,32 @@ def _org_chart(
 ) -> tuple[set[str], dict[str, Position]]:
     """Recompute every position from the rows: the keys whose position moved (stored when
     ``update``), and every position by key."""
-    people = []
-    stored: dict[str, tuple[str, int | None, int]] = {}
+    chart = ChartBuilder()
+    stored: list[tuple[str, int | None, int]] = []  # per node: key, depth, reports
+    node_of: dict[str, int] = {}  # DN -> node: one DN is one employee
     for key, id_, dn, manager, depth, reports in store.links():
-        people.append(Employee(id_, dn, {MANAGER_ATTRIBUTE: manager} if manager else {}))
-        stored[dn] = (key, depth, reports)
-    outside = [
-        Employee(id_, dn, {MANAGER_ATTRIBUTE: manager} if manager else {})
-        for dn, id_, manager in store.outside()
-    ]
-    extra = _outside_managers(directory, [*people, *outside])
+        node = node_of.get(dn)
+        if node is None:
+            node = node_of[dn] = chart.add(id_, normalize_new_dn(dn))
+            stored.append((key, depth, reports))
+        else:
+            chart.rename(node, id_, normalize_new_dn(dn))
+            stored[node] = (key, depth, reports)
+        chart.link(node, manager)
+    for dn, id_, manager in store.outside():
+        if dn not in node_of:
+            node_of[dn] = chart.add(id_, normalize_dn(dn))
+            chart.link(node_of[dn], manager)
+    extra = outside_managers(directory, chart)
     if extra:
         store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)
-    chart = build_org_chart([*people, *outside, *extra])
-    log_problems(chart.problems)
-    store.set_meta(org_chart_problems=len(chart.problems))
+    depths, reports_of, problems = chart.build()
+    log_problems(problems)
+    store.set_meta(org_chart_problems=len(problems))
     moved: list[tuple[int | None, int, str]] = []
     by_key: dict[str, Position] = {}
-    for dn, (key, depth, reports) in stored.items():
-        position = chart.positions.get(dn)
-        if position is None:
-            continue
+    for node, (key, depth, reports) in enumerate(stored):
+        position = Position(depths[node], reports_of[node])
         by_key[key] = position
         if position.depth != depth or position.direct_reports != reports:
             moved.append((position.depth, position.direct_reports, key))

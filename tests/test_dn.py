@@ -231,3 +231,66 @@ def test_a_very_long_dn_has_a_key() -> None:
     # A hostile manager value: 20,000 RDNs, one escape at the end (no recursion limit).
     long = ",".join(f"ou=level{i}" for i in range(20_000)) + r",cn=a\,b"
     assert normalize_dn(long).endswith(r",cn=a\,b")
+
+
+# The fast path (an ASCII DN already in its key's shape but for case) must give exactly what
+# the general path gives, and take only DNs the general path's own plain test accepts.
+TRICKY = [
+    *(dn for pair in SAME + DIFFERENT for dn in pair),
+    "cn=Sophie Bauer,ou=Munich,ou=People,dc=example,dc=com",
+    "CN=Gerhard Lindner,OU=Munich,ou=People,dc=example,dc=com",
+    "cn=a ,ou=x",
+    "cn= a,ou=x",
+    "cn=a, ou=x",
+    "cn=a ,ou=x ",
+    "cn=a\tb,ou=x",
+    "cn=a\x1fb,ou=x",
+    "cn=a\x7fb,ou=x",
+    "cn=a;b,ou=x",
+    "cn=a<b>,ou=x",
+    "cn=#41,ou=x",
+    "cn=a#,ou=x",
+    "userid=jd,ou=x",
+    "commonName=Doe,ou=x",
+    "CommonName=Doe,ou=x",
+    "surname=Doe,ou=x",
+    "streetAddress=Main 1,ou=x",
+    "cn=street address,ou=x",
+    "x-type=a,ou=x",
+    "cn-=a,ou=x",
+    "c1=a,ou=x",
+    "cn=a,,ou=x",
+    "cn=,ou=x",
+    "cn=a,",
+    ",cn=a",
+    "cn=a=b",
+    "cn==a",
+    "cn",
+    "cn=a+ou=b",
+    "OID.2.5.4.3=a",
+    "2.5.4.3=a",
+    "",
+    " ",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_the_fast_path_agrees_with_the_general_one(text: str) -> None:
+    assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
+    if dn_module._plain_ascii(text, text.lower()):
+        assert dn_module._CANONICAL.fullmatch(text) is not None
+
+
+@PROPERTIES
+@given(st.text(alphabet='cnouCNOU=,+ #;\\"<>\tab=-1.\x1fé', max_size=30))
+def test_the_fast_path_agrees_on_any_text(text: str) -> None:
+    assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
+    if dn_module._plain_ascii(text, text.lower()):
+        assert text.isascii() and dn_module._CANONICAL.fullmatch(text) is not None
+
+
+@PROPERTIES
+@given(DN)
+def test_the_fast_path_agrees_on_generated_dns(rdns: list[list[tuple[str, str]]]) -> None:
+    for spelling in (_ldap3_spelling(rdns), _hex_spelling(rdns), _key(rdns)):
+        assert dn_module.normalize_new_dn(spelling) == dn_module._normalize(spelling)

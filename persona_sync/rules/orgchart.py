@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from persona_sync.dn import normalize_dn
 from persona_sync.employee import Employee
 
-__all__ = ["MANAGER_ATTRIBUTE", "OrgChart", "Position", "build_org_chart", "normalize_dn"]
+__all__ = [
+    "MANAGER_ATTRIBUTE",
+    "ChartBuilder",
+    "OrgChart",
+    "Position",
+    "build_org_chart",
+    "normalize_dn",
+]
 
 MANAGER_ATTRIBUTE = "manager"
 
@@ -43,80 +50,186 @@ class OrgChart:
 
 
 def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
-    """Compute depth and direct reports for every employee; collect broken chains."""
+    """Compute depth and direct reports for every employee; collect broken chains.
+
+    Employees are told apart by DN: one DN given twice is one employee (the last given
+    names it; its reports count once per entry naming it)."""
     people = list(employees)
-    key_of: dict[str, str] = {}
-    name_of: dict[str, str] = {}
+    builder = ChartBuilder()
+    node_of: dict[str, int] = {}
     for person in people:
-        name_of[person.dn] = person.id
-        key_of[normalize_dn(person.dn)] = person.dn
-        key_of.setdefault(person.id.casefold(), person.dn)
-    manager_of: dict[str, str | None] = {}
-    missing: dict[str, str] = {}
-    reports: dict[str, int] = {}
+        node = node_of.get(person.dn)
+        if node is None:
+            node = node_of[person.dn] = builder.add(person.id, normalize_dn(person.dn))
+        else:
+            builder.rename(node, person.id, normalize_dn(person.dn))
+        builder.link(node, person.get(MANAGER_ATTRIBUTE))
+    depths, reports, problems = builder.build([node_of[p.dn] for p in people])
+    chart = OrgChart(problems=problems)
     for person in people:
-        link = person.get(MANAGER_ATTRIBUTE)
-        if not link or link.isspace():
-            manager_of[person.dn] = None
-            continue
-        target = key_of.get(normalize_dn(link)) or key_of.get(link.casefold())
-        if target == person.dn:  # one's own manager: the top of a chain, not a report
-            manager_of[person.dn] = None
-            continue
-        if target is None:
-            missing[person.dn] = link
-            continue
-        manager_of[person.dn] = target
-        reports[target] = reports.get(target, 0) + 1
-    chart = OrgChart()
-    depth: dict[str, int | None] = {}
-    for person in people:
-        _resolve(person.dn, manager_of, reports, missing, depth, chart, name_of)
-    for person in people:
-        chart.positions[person.dn] = Position(depth.get(person.dn), reports.get(person.dn, 0))
+        node = node_of[person.dn]
+        chart.positions[person.dn] = Position(depths[node], reports[node])
     return chart
 
 
-def _resolve(
-    start: str,
-    manager_of: dict[str, str | None],
-    reports: dict[str, int],
-    missing: dict[str, str],
-    depth: dict[str, int | None],
-    chart: OrgChart,
-    name_of: dict[str, str],
+_TOP = -1  # no manager: the top of a chain (or of none)
+_NOT_FOUND = -2  # a manager link that names nobody
+
+
+class ChartBuilder:
+    """The org chart over numbered entries (nodes), for callers that hold their entries
+    as rows rather than as :class:`Employee` values (the snapshot: 1,000,000 Employee
+    values cost more memory than the chart itself).
+
+    Add every node with :meth:`add` (its id, its normalized DN), then each manager link
+    with :meth:`link` in the order the entries were given, then :meth:`build`. A link is
+    matched as :func:`build_org_chart` always matched it: as a normalized DN (the last
+    node with that DN), else as an id ignoring case (the first node with that id).
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, int] = {}  # normalized DN -> node (the last added)
+        self._names: list[str] = []  # node -> id
+        self._links: list[tuple[int, str | None]] = []  # (node, link) as given
+        self._ids: dict[str, int] | None = None  # folded id -> node, made when needed
+        self._found: dict[str, int | None] = {}  # link -> node, per distinct link
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def add(self, id_: str, key: str) -> int:
+        """A new node: its id (problems name it so) and normalized DN; returns its number."""
+        node = len(self._names)
+        self._names.append(id_)
+        self._keys[key] = node
+        if self._ids is not None:
+            self._ids.setdefault(id_.casefold(), node)
+        if self._found:
+            self._found = {}  # a link that named nobody may name this node
+        return node
+
+    def rename(self, node: int, id_: str, key: str) -> None:
+        """The node given again (the same entry): it takes this id and DN key too."""
+        ids = self._id_index()  # of the ids so far, in the order given
+        self._names[node] = id_
+        self._keys[key] = node
+        ids.setdefault(id_.casefold(), node)
+        if self._found:
+            self._found = {}
+
+    def link(self, node: int, manager: str | None) -> None:
+        """The node's manager link as read (DN or id; None or blank: none)."""
+        self._links.append((node, manager))
+
+    def node_of(self, link: str) -> int | None:
+        """The node a manager link names, or None."""
+        found = self._found
+        if link in found:
+            return found[link]
+        key = normalize_dn(link)
+        node = self._keys.get(key)
+        if node is None:
+            node = self._id_index().get(key)
+            if node is None:
+                folded = link.casefold()
+                node = self._keys.get(folded)
+                if node is None:
+                    node = self._id_index().get(folded)
+        found[link] = node
+        return node
+
+    def _id_index(self) -> dict[str, int]:
+        """Folded id -> the first node with it; made on first use (most links are DNs)."""
+        if self._ids is None:
+            ids: dict[str, int] = {}
+            for node, name in enumerate(self._names):
+                ids.setdefault(name.casefold(), node)
+            self._ids = ids
+        return self._ids
+
+    def unresolved(self) -> list[str]:
+        """The distinct manager links (sorted) that name no node."""
+        links = {link for _, link in self._links if link}
+        return sorted(link for link in links if self.node_of(link) is None)
+
+    def build(
+        self, order: Iterable[int] | None = None
+    ) -> tuple[list[int | None], list[int], list[str]]:
+        """(depth per node, direct reports per node, problems); the chains are followed
+        from each node in ``order`` (default: as added), so problems come in that order."""
+        count = len(self._names)
+        manager = [_TOP] * count
+        missing: dict[int, str] = {}
+        reports = [0] * count
+        for node, link in self._links:
+            if not link or link.isspace():
+                manager[node] = _TOP
+                continue
+            target = self.node_of(link)
+            if target == node:  # one's own manager: the top of a chain, not a report
+                manager[node] = _TOP
+                continue
+            if target is None:
+                missing[node] = link
+                continue
+            manager[node] = target
+            reports[target] += 1
+        depth: list[int | None] = [None] * count
+        done = bytearray(count)
+        problems: list[str] = []
+        names = self._names
+        for start in range(count) if order is None else order:
+            if done[start]:
+                continue
+            _follow(start, manager, reports, missing, depth, done, problems, names)
+        return depth, reports, problems
+
+
+def _follow(
+    start: int,
+    manager: list[int],
+    reports: list[int],
+    missing: dict[int, str],
+    depth: list[int | None],
+    done: bytearray,
+    problems: list[str],
+    names: list[str],
 ) -> None:
-    chain: list[str] = []
-    on_chain: set[str] = set()
-    current: str = start
+    """Depth for ``start`` and every node on its chain up to one already known."""
+    chain: list[int] = []
+    on_chain: set[int] = set()
+    current = start
     base: int | None
     while True:
-        if current in depth:
+        if done[current]:
             base = depth[current]
             break
         if current in on_chain:
             cycle = chain[chain.index(current) :]
-            names = [name_of[dn] for dn in [*cycle, current]]
-            chart.problems.append("manager cycle: " + " -> ".join(names))
+            problems.append(
+                "manager cycle: " + " -> ".join(names[node] for node in [*cycle, current])
+            )
             base = None
             break
         if current in missing:
-            chart.problems.append(f"manager of {name_of[current]} not found: {missing[current]}")
-            depth[current] = None
+            problems.append(f"manager of {names[current]} not found: {missing[current]}")
+            done[current] = 1
             base = None
             break
         chain.append(current)
         on_chain.add(current)
-        parent = manager_of.get(current)
-        if parent is None:
+        parent = manager[current]
+        if parent == _TOP:
             # The top of a chain heads someone; a person with neither a manager nor
             # reports is in no chain at all (a directory without manager data), so their
             # depth is unknown rather than "the top".
-            base = 0 if reports.get(current, 0) > 0 else None
+            base = 0 if reports[current] > 0 else None
             depth[current] = base
+            done[current] = 1
             chain.pop()
             break
         current = parent
-    for dn in reversed(chain):
+    for node in reversed(chain):
         base = None if base is None else base + 1
-        depth[dn] = base
+        depth[node] = base
+        done[node] = 1

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from persona_sync.employee import Employee
 from persona_sync.rules.engine import Decision, Engine
@@ -301,3 +303,105 @@ def test_decide_without_position_has_no_org_chart_value(write: Write) -> None:
     assert engine.decide(person("ceo")) == (
         Decision("persona", "matched", "unknown", "unknown-seniority"),
     )
+
+
+def _reference_chart(people: list[Employee]) -> OrgChart:
+    """The org chart as it was computed before ChartBuilder (DN-keyed dicts): the oracle
+    the builder must agree with, problems and their order included."""
+    key_of: dict[str, str] = {}
+    name_of: dict[str, str] = {}
+    for p in people:
+        name_of[p.dn] = p.id
+        key_of[normalize_dn(p.dn)] = p.dn
+        key_of.setdefault(p.id.casefold(), p.dn)
+    manager_of: dict[str, str | None] = {}
+    missing: dict[str, str] = {}
+    reports: dict[str, int] = {}
+    for p in people:
+        link = p.get("manager")
+        if not link or link.isspace():
+            manager_of[p.dn] = None
+            continue
+        target = key_of.get(normalize_dn(link)) or key_of.get(link.casefold())
+        if target == p.dn:
+            manager_of[p.dn] = None
+            continue
+        if target is None:
+            missing[p.dn] = link
+            continue
+        manager_of[p.dn] = target
+        reports[target] = reports.get(target, 0) + 1
+    chart = OrgChart()
+    depth: dict[str, int | None] = {}
+    for p in people:
+        chain: list[str] = []
+        current = p.dn
+        base: int | None
+        while True:
+            if current in depth:
+                base = depth[current]
+                break
+            if current in chain:
+                cycle = [*chain[chain.index(current) :], current]
+                chart.problems.append("manager cycle: " + " -> ".join(name_of[d] for d in cycle))
+                base = None
+                break
+            if current in missing:
+                chart.problems.append(
+                    f"manager of {name_of[current]} not found: {missing[current]}"
+                )
+                depth[current] = base = None
+                break
+            chain.append(current)
+            parent = manager_of.get(current)
+            if parent is None:
+                base = 0 if reports.get(current, 0) > 0 else None
+                depth[current] = base
+                chain.pop()
+                break
+            current = parent
+        for d in reversed(chain):
+            base = None if base is None else base + 1
+            depth[d] = base
+    for p in people:
+        chart.positions[p.dn] = Position(depth.get(p.dn), reports.get(p.dn, 0))
+    return chart
+
+
+_NAMES = ["ann", "bob", "cy", "dee", "ed", "flo", "gus", "hal"]
+
+
+def _spelling(name: str, style: int) -> str:
+    return [dn(name), dn(name).lower(), f"cn = {name.upper()} , ou=staff,dc=example,dc=com"][style]
+
+
+@settings(derandomize=True, max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_NAMES),  # whose DN
+            st.sampled_from(_NAMES),  # id (an id may repeat, or be another's name)
+            st.one_of(
+                st.none(),
+                st.just(""),
+                st.just("  "),
+                st.tuples(st.sampled_from([*_NAMES, "ghost"]), st.integers(0, 2)).map(
+                    lambda t: _spelling(*t)
+                ),
+                st.sampled_from(_NAMES).map(str.upper),  # a link by id
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_the_builder_agrees_with_the_reference(
+    rows: list[tuple[str, str, str | None]],
+) -> None:
+    people = [
+        Employee(id_, dn(who), {"manager": link} if link is not None else {})
+        for who, id_, link in rows
+    ]
+    expected = _reference_chart(people)
+    chart = build_org_chart(people)
+    assert chart.problems == expected.problems
+    assert positions(chart) == positions(expected)

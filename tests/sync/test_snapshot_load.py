@@ -1,0 +1,61 @@
+"""The snapshot's full-read load: rows in the order read, the key's index made after, a
+key read twice kept once (the last), and snapshots of the previous layout rebuilt."""
+
+from __future__ import annotations
+
+import marshal
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from persona_sync.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_NAME, Snapshot
+from tests.sync.conftest import Workspace
+
+Run = Callable[..., Any]
+
+
+def _row(key: str, dn: str, title: str) -> tuple[str, str, str, str | None, bytes]:
+    return (key, key, dn, None, marshal.dumps({"title": title}))
+
+
+def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
+    with Snapshot.in_memory() as store:
+        store.begin()
+        store.start_load()
+        store.load([_row("k2", "cn=b", "two"), _row("k1", "cn=a", "one")])
+        assert store.end_load() is False
+        assert [key for _, key, *_ in next(store.loaded())] == ["k2", "k1"]
+        store.decide_loaded([(1, 0, "p", 0, None, 1), (0, 1, "p", 1, b"x", 2)])
+        assert [(r.key, r.depth, r.reports) for r in store.rows(["k1", "k2"])] == [
+            ("k1", 0, 1),
+            ("k2", 1, 0),
+        ]
+        assert store.pending() == 1
+        # the index is back: an upsert by key replaces the row
+        row = store.row("k1")
+        assert row is not None
+        store.put([row])
+        assert store.count() == 2
+
+
+def test_a_key_read_twice_keeps_its_last_row() -> None:
+    with Snapshot.in_memory() as store:
+        store.begin()
+        store.start_load()
+        store.load([_row("k1", "cn=a", "old"), _row("k2", "cn=b", "b"), _row("k1", "cn=a", "new")])
+        assert store.end_load() is True
+        assert store.count() == 2
+        row = store.row("k1")
+        assert row is not None and row.attributes == {"title": "new"}
+
+
+def test_a_snapshot_of_the_previous_layout_is_rebuilt(workspace: Workspace, run_cli: Run) -> None:
+    assert run_cli("plan", "-q").exit_code == 2
+    with sqlite3.connect(workspace.state / SNAPSHOT_NAME) as db:
+        db.execute("UPDATE meta SET value = '1' WHERE name = 'format'")
+    result = run_cli("plan", "--delta", "--format", "json")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"read: the snapshot has format 1, this version reads {SNAPSHOT_FORMAT}: full read; "
+        "6 entries"
+    )
