@@ -70,6 +70,13 @@ _PLAIN_ASCII = re.compile(
 )
 # Every long name ends so; a DN holding one of these takes the general path.
 _LONG_ENDINGS = ("name=", "userid=", "address=", "component=")
+# The same shape for any text: every character str.isspace() calls white space but the
+# ASCII space is out, as \s is in _PLAIN_VALUE.
+_SPACES = "\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PLAIN_TEXT_VALUE = rf'[^=,\\"+#;<>{_SPACES}]+'
+_PLAIN_TEXT = re.compile(
+    rf"[A-Za-z][A-Za-z0-9-]*={_PLAIN_TEXT_VALUE}(?:,[A-Za-z][A-Za-z0-9-]*={_PLAIN_TEXT_VALUE})*"
+)
 # One type=value of a DN with every special character escaped, and the separator after it.
 _AVA = re.compile(
     r"[ ]*((?i:oid\.)?[A-Za-z0-9][A-Za-z0-9.-]*)[ ]*="
@@ -125,6 +132,10 @@ def normalize_new_dn(dn: str) -> str:
         lowered = dn.lower()
         if _plain_ascii(dn, lowered):
             return lowered
+    else:
+        folded = _plain_folded(dn)
+        if folded is not None:
+            return folded
     return _normalize(dn)
 
 
@@ -133,14 +144,39 @@ def _plain_ascii(dn: str, lowered: str) -> bool:
     accepts), so that its key is ``lowered``."""
     return (
         _PLAIN_ASCII.fullmatch(lowered) is not None
-        and not dn.endswith(" ")
-        and "  " not in dn
-        and ", " not in dn
-        and " ," not in dn
-        and "= " not in dn
-        and " =" not in dn
+        and _plainly_spaced(dn)
         and not any(ending in lowered for ending in _LONG_ENDINGS)
     )
+
+
+def _plainly_spaced(text: str) -> bool:
+    return not (
+        text.endswith(" ")
+        or "  " in text
+        or ", " in text
+        or " ," in text
+        or "= " in text
+        or " =" in text
+    )
+
+
+def _plain_folded(dn: str) -> str | None:
+    """The key of a non-ASCII DN that :data:`_CANONICAL` accepts, folded whole rather than
+    value by value (:func:`_normalize_plain`), when that gives the same: when the folding
+    made no separator, special character or space (NFKC makes "," of U+FF0C, " " of
+    U+00A0, "≠" of "=" + U+0338). NFKC and case folding act character by character between
+    ASCII separators, so then each value was folded as on its own; and as they never take
+    an ASCII space, comma or "=" away, the folded DN's spacing is the original's or worse."""
+    if _PLAIN_TEXT.fullmatch(dn) is None:
+        return None
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", dn).casefold())
+    if (
+        _PLAIN_TEXT.fullmatch(folded) is None
+        or not _plainly_spaced(folded)
+        or any(ending in folded for ending in _LONG_ENDINGS)
+    ):
+        return None
+    return folded
 
 
 def _normalize(dn: str) -> str:

@@ -271,13 +271,40 @@ TRICKY = [
     "2.5.4.3=a",
     "",
     " ",
+    # Non-ASCII: folded whole when that folds each value as on its own.
+    "cn=René Müller,ou=München,ou=People,dc=example,dc=com",
+    "CN=STRASSE Straße,OU=Ämter",
+    "cn=ΣΊΣΥΦΟΣ,ou=x",
+    "cn=İstanbul,ou=x",
+    "cn=a\uff0cb,ou=x",  # a fullwidth comma: NFKC makes it a separator
+    "cn=a\uff0cou=b,dc=é",  # ... that would even make another value
+    "cn=a\uff1db,ou=x",  # fullwidth equals
+    "cn=a\uff0bb,ou=x",  # fullwidth plus
+    "cn=\uff03a,ou=x",  # fullwidth number sign
+    "cn=a\u0338,ou=x",
+    "cn=\u0338a,ou=x",  # "=" + U+0338 composes to U+2260
+    "cn=a\u00a0b,ou=x",  # no-break space
+    "cn=a\u3000,ou=x",
+    "cn=\u00a8a,ou=x",  # diaeresis: NFKC makes it a space and a combining mark
+    "cn=a\u00a8,ou=x",
+    "cn=a\u2002\u2002b,ou=x",
+    "ｃｎ=a,ou=é",  # fullwidth type
+    "cn=é,ｏｕ=x",
+    "cn=\u1680é,ou=x",
+    "cn=é\u2028,ou=x",
+    "cn=Rene\u0301,ou=x",
+    "cn=ﬁle é,ou=x",
+    "cn=é,commonName=x",
+    "cn=é,ou=x,",
 ]
 
 
 @pytest.mark.parametrize("text", TRICKY)
 def test_the_fast_path_agrees_with_the_general_one(text: str) -> None:
     assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
-    if dn_module._plain_ascii(text, text.lower()):
+    if text.isascii() and dn_module._plain_ascii(text, text.lower()):
+        assert dn_module._CANONICAL.fullmatch(text) is not None
+    if not text.isascii() and dn_module._plain_folded(text) is not None:
         assert dn_module._CANONICAL.fullmatch(text) is not None
 
 
@@ -285,8 +312,18 @@ def test_the_fast_path_agrees_with_the_general_one(text: str) -> None:
 @given(st.text(alphabet='cnouCNOU=,+ #;\\"<>\tab=-1.\x1fé', max_size=30))
 def test_the_fast_path_agrees_on_any_text(text: str) -> None:
     assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
-    if dn_module._plain_ascii(text, text.lower()):
-        assert text.isascii() and dn_module._CANONICAL.fullmatch(text) is not None
+    if text.isascii() and dn_module._plain_ascii(text, text.lower()):
+        assert dn_module._CANONICAL.fullmatch(text) is not None
+
+
+@PROPERTIES
+@given(
+    st.text(alphabet="cnoCN=, +#\\a\u00a0\u00a8\u0338\u0301\uff0c\uff1d\u3000éΣßİﬁｃ", max_size=24)
+)
+def test_the_fast_path_agrees_on_any_unicode_text(text: str) -> None:
+    assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
+    if not text.isascii() and dn_module._plain_folded(text) is not None:
+        assert dn_module._CANONICAL.fullmatch(text) is not None
 
 
 @PROPERTIES
