@@ -138,9 +138,8 @@ def report_cmd(
     group every in-scope employee; a journal report reads it to count back from the
     current values (else it shows net change), unless --no-directory.
     """
-    import structlog
-
     from persona_sync.journal import JOURNAL_DIR, list_runs
+    from persona_sync.logs import get_logger
     from persona_sync.report import (
         DEFAULT_DIMENSIONS,
         build_employee_report,
@@ -193,7 +192,7 @@ def report_cmd(
     else:
         _save(text, output)
         click.echo(f"report: wrote {output} ({len(text.encode()) / 1024:,.0f} KiB)", err=True)
-    structlog.get_logger(__name__).info("report_written", format=fmt, bytes=len(text.encode()))
+    get_logger(__name__).info("report_written", format=fmt, bytes=len(text.encode()))
     return EXIT_OK
 
 

@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-import structlog
-
 from persona_sync.config import EntraDirectoryConfig
 from persona_sync.directory.base import (
     Cancel,
@@ -40,10 +38,11 @@ from persona_sync.directory.entra_graph import Clock, GraphClient, Reply, graph_
 from persona_sync.directory.entra_write import Writer, flatten, read_back
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
 __all__ = ["Credential", "EntraDirectory", "load_credential"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PAGE_SIZE = 999
 ALWAYS_SELECTED = ("id", "userPrincipalName", "accountEnabled", "onPremisesSyncEnabled")

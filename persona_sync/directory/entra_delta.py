@@ -39,17 +39,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import structlog
-
 from persona_sync.directory.base import Cursor, DeltaEnd, DeltaRead
 from persona_sync.directory.entra_graph import Reply, graph_error
 from persona_sync.employee import Employee
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
 if TYPE_CHECKING:
     from persona_sync.directory.entra import EntraDirectory
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 KIND = "graph-delta"
 TOKEN_DAYS = 7  # Graph's lifetime of a directory delta token

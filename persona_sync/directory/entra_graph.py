@@ -33,8 +33,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import structlog
-
 from persona_sync.config import EntraDirectoryConfig
 from persona_sync.directory.entra_auth import (
     Credential,
@@ -46,9 +44,10 @@ from persona_sync.directory.entra_auth import (
     unreachable,
 )
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 from persona_sync.notices import notice
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 BATCH_LIMIT = 20
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})

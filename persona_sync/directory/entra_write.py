@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import structlog
-
 from persona_sync.directory.base import (
     GONE,
     Cancel,
@@ -49,8 +47,9 @@ from persona_sync.directory.entra_graph import (
     Reply,
 )
 from persona_sync.errors import DirectoryError
+from persona_sync.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FRESH_SECONDS = 5.0  # a compare-and-swap read this recent is reused after a 429
 CUSTOM_SECURITY = "customsecurityattributes."

@@ -104,3 +104,16 @@ def test_a_plan_that_logs_loads_structlog_and_logs(workspace: Workspace) -> None
 
 def test_plan_formats_are_the_renderers() -> None:
     assert list(PLAN_FORMATS) == sorted(RENDERERS)
+
+
+def test_only_the_logging_set_up_imports_structlog() -> None:
+    """Every module logs through persona_sync.logs.get_logger: one that imported structlog
+    itself would log with structlog's defaults while the CLI's configuration waits for the
+    first message worth printing."""
+    package = Path(__file__).resolve().parents[2] / "persona_sync"
+    users = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "structlog" in path.read_text(encoding="utf-8")
+    )
+    assert users == ["logs.py"]
