@@ -58,6 +58,9 @@ class PlannedChange:
     persona: str | None
     rule: str | None
     facts: Mapping[str, Any] = field(default_factory=dict)
+    # The employee's stable id in the snapshot (objectGUID, entryUUID, Graph object id):
+    # an apply records its results by it. None in plans made before it was written.
+    key: str | None = None
 
     def to_change(self) -> Change:
         return Change(
@@ -69,6 +72,7 @@ class PlannedChange:
             self.persona,
             self.rule,
             self.scenario,
+            self.key,
         )
 
 
@@ -172,6 +176,8 @@ def _change_dict(change: PlannedChange) -> dict[str, Any]:
         "persona": change.persona,
         "rule": change.rule,
         "facts": dict(change.facts),
+        # only when known, so that a plan written without it keeps its checksum
+        **({"key": change.key} if change.key is not None else {}),
     }
 
 
@@ -337,6 +343,7 @@ class Evaluator:
                     decision.persona,
                     decision.rule,
                     _read_by(decision, self.rule_facts, facts),
+                    self.directory.key(employee),
                 )
             )
         return Evaluated(tuple(labels), tuple(changes), tuple(foreign), tuple(skipped))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import marshal
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -93,16 +93,18 @@ class Refresh:
         evaluate: Callable[[Iterable[str] | None], int],
         cursor: Cursor | None,
         summary: ReadSummary,
+        facts_read: Collection[str] = (),
     ) -> None:
         self.plan = plan
         self.snapshot = snapshot
         self._evaluate = evaluate
         self.cursor = cursor
         self.summary = summary
+        self._facts_read = facts_read
 
     def record(self, results: Iterable[ChangeResult], run_id: str) -> None:
         """Put what the run found and wrote into the rows (see :func:`record_results`)."""
-        record_results(self.snapshot, results, run_id, self._evaluate)
+        record_results(self.snapshot, results, run_id, self._evaluate, self._facts_read)
 
     def commit(self) -> None:
         self.snapshot.set_meta(cursor=_cursor_dict(self.cursor))
@@ -212,7 +214,7 @@ def compute_plan(
         summary.as_dict(),
     )
     log.info("snapshot_refreshed", **summary.as_dict())
-    return Refresh(plan, store, evaluate, end, summary)
+    return Refresh(plan, store, evaluate, end, summary, frozenset(engine.attributes))
 
 
 def row_evaluator(
@@ -247,28 +249,40 @@ def record_results(
     results: Iterable[ChangeResult],
     run_id: str,
     evaluate: Callable[[Iterable[str] | None], int],
+    read_attributes: Collection[str] = (),
 ) -> int:
     """Put what a run found and wrote into the rows, so the writes' echo in the next delta
-    is no change, and re-evaluate those employees. Returns how many rows it touched."""
+    is no change. Returns how many rows it touched.
+
+    A change written (or found already there) leaves the row's plan items and nothing else
+    moves, unless the rules read the attribute written (``read_attributes``, lower case):
+    those rows, and those where a conflict found another value, are evaluated again.
+    """
     results = list(results)
-    keys = store.keys_of_dns(r.change.dn for r in results)
+    unkeyed = [r.change.dn for r in results if r.change.key is None]
+    keys = store.keys_of_dns(unkeyed) if unkeyed else {}  # plans made before changes had keys
     writes = []
+    settled: list[tuple[str, str, str | None]] = []
+    again: set[str] = set()
     for result in results:
         change = result.change
-        if result.status in ("applied", "unchanged"):
-            value = change.new
-        elif result.status == "conflict":
-            value = result.found
-        else:
+        key = change.key if change.key is not None else keys.get(change.dn)
+        if key is None:
             continue
-        key = keys.get(change.dn)
-        if key is not None:
-            writes.append((key, change.attribute.lower(), value, run_id))
-    store.record_written(writes)
-    touched = {key for key, *_ in writes}
-    if touched:
-        evaluate(touched)
-    return len(touched)
+        attribute = change.attribute.lower()
+        if result.status in ("applied", "unchanged"):
+            writes.append((key, attribute, change.new, run_id))
+            if attribute in read_attributes:
+                again.add(key)
+            else:
+                settled.append((key, attribute, change.new))
+        elif result.status == "conflict":
+            writes.append((key, attribute, result.found, run_id))
+            again.add(key)
+    again |= store.record_written(writes, settled)
+    if again:
+        evaluate(again)
+    return len({key for key, *_ in writes})
 
 
 @dataclass

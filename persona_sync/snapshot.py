@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_sync import __version__
+from persona_sync.directory.base import same_value
 from persona_sync.logs import get_logger
 
 log = get_logger(__name__)
@@ -389,23 +390,37 @@ class Snapshot:
             ((p, c, None if i is None else _pack(i), k) for p, c, i, k in decided),
         )
 
-    def record_written(self, writes: Iterable[tuple[str, str, str | None, str]]) -> int:
+    def record_written(
+        self,
+        writes: Iterable[tuple[str, str, str | None, str]],
+        settled: Iterable[tuple[str, str, str | None]] = (),
+    ) -> set[str]:
         """What this tool wrote, as (key, attribute, value, run id): the rows now hold it,
-        so its echo in the next delta is no change. Rows are read and updated in batches,
-        not one statement per write. Returns how many rows were updated."""
+        so its echo in the next delta is no change.
+
+        ``settled``: (key, attribute, value) of changes now done, whose decision the caller
+        knows did not move: the row's planned change of that attribute to that value leaves
+        its plan items, which otherwise stand. Returns the keys of those that found no such
+        planned change (the row was planned since, differently): evaluate them again. Rows
+        are read and updated in batches of 500.
+        """
         by_key: dict[str, list[tuple[str, str | None, str]]] = {}
         for key, attribute, value, run_id in writes:
             by_key.setdefault(key, []).append((attribute, value, run_id))
+        done: dict[str, list[tuple[str, str | None]]] = {}
+        for key, attribute, value in settled:
+            done.setdefault(key, []).append((attribute, value))
+        unsettled: set[str] = set()
         wanted = sorted(by_key)
-        updated = 0
         for start in range(0, len(wanted), 500):
             part = wanted[start : start + 500]
             marks = ",".join("?" * len(part))
             found = self._db.execute(
-                f"SELECT key, attrs, written FROM employees WHERE key IN ({marks})", part
+                f"SELECT key, attrs, written, items, changed FROM employees WHERE key IN ({marks})",
+                part,
             ).fetchall()
             updates = []
-            for key, blob, stored in found:
+            for key, blob, stored, packed, changed in found:
                 attrs = marshal.loads(blob)
                 written = json.loads(stored) if stored else {}
                 for attribute, value, run_id in by_key[key]:
@@ -414,12 +429,21 @@ class Snapshot:
                     else:
                         attrs.pop(attribute, None)
                     written[attribute] = {"value": value, "run": run_id}
-                updates.append((_pack(attrs), _dump(written), key))
+                if key in done:
+                    items = marshal.loads(packed) if packed is not None else {}
+                    if _settle(items, done[key]):
+                        packed, changed = (
+                            (_pack(items) if items else None),
+                            int(bool(items.get("changes"))),
+                        )
+                    else:
+                        unsettled.add(key)
+                updates.append((_pack(attrs), _dump(written), packed, changed, key))
             self._db.executemany(
-                "UPDATE employees SET attrs = ?, written = ? WHERE key = ?", updates
+                "UPDATE employees SET attrs = ?, written = ?, items = ?, changed = ? WHERE key = ?",
+                updates,
             )
-            updated += len(updates)
-        return updated
+        return unsettled
 
     def written(self, key: str) -> dict[str, Any]:
         row = self._db.execute("SELECT written FROM employees WHERE key = ?", (key,)).fetchone()
@@ -492,6 +516,29 @@ def _connect(path: Path) -> sqlite3.Connection:
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     uri = f"{path.resolve().as_uri()}?mode=ro"
     return sqlite3.connect(uri, uri=True, isolation_level=None)
+
+
+def _settle(items: dict[str, Any], done: list[tuple[str, str | None]]) -> bool:
+    """Take the planned changes ``done`` (attribute in lower case, value written) out of a
+    row's plan items; False, leaving the items as they were, when one is not there."""
+    changes = list(items.get("changes", ()))
+    for attribute, value in done:
+        match = next(
+            (
+                c
+                for c in changes
+                if c["attribute"].lower() == attribute and same_value(c["new"], value)
+            ),
+            None,
+        )
+        if match is None:
+            return False
+        changes.remove(match)
+    if changes:
+        items["changes"] = changes
+    else:
+        items.pop("changes", None)
+    return True
 
 
 def _pack(value: Any) -> bytes:

@@ -206,7 +206,11 @@ def _record(session: Session, directory: Directory, report: RunReport) -> None:
         evaluator = Evaluator(session.config, session.engine, directory)
         uses_chart = session.engine.rule_set.uses_org_chart
         record_results(
-            store, report.results, report.run_id, row_evaluator(store, evaluator, uses_chart)
+            store,
+            report.results,
+            report.run_id,
+            row_evaluator(store, evaluator, uses_chart),
+            frozenset(session.engine.attributes),
         )
         store.commit()
 

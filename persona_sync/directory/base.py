@@ -94,6 +94,7 @@ class Change:
     persona: str | None = None
     rule: str | None = None
     scenario: str | None = None
+    key: str | None = None  # the snapshot's stable id of the employee, when the plan knew it
 
     def reversed(self) -> Change:
         return Change(

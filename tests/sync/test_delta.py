@@ -8,6 +8,7 @@ servers' own change tracking is tested in tests/ldap and tests/entra.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sqlite3
@@ -19,9 +20,10 @@ from typing import Any
 import pytest
 
 from persona_sync.demo.generate import generate_company, ldif_bytes
+from persona_sync.directory.base import ChangeResult
 from persona_sync.lock import RunLock
-from persona_sync.plan import Plan
-from persona_sync.refresh import Refresh, compute_plan
+from persona_sync.plan import Plan, load_plan
+from persona_sync.refresh import Refresh, compute_plan, record_results
 from persona_sync.session import Session, open_session
 from persona_sync.snapshot import SNAPSHOT_LOCK, SNAPSHOT_NAME, Snapshot
 from persona_sync.workflow import make_plan
@@ -353,7 +355,7 @@ def test_recorded_writes_update_their_rows_in_batches() -> None:
     writes = [(f"k{i:04d}", "persona", f"p{i}", "run-1") for i in range(1200)]
     writes += [("k0007", "extra", "x", "run-1"), ("k0008", "persona", None, "run-1")]
     writes.append(("missing", "persona", "p", "run-1"))
-    assert store.record_written(writes) == 1200
+    assert store.record_written(writes) == set()
     rows = {row.key: row for row in store.rows()}
     assert rows["k1199"].attributes == {"title": "Nurse", "persona": "p1199"}
     assert rows["k0007"].attributes == {"title": "Nurse", "persona": "p7", "extra": "x"}
@@ -364,3 +366,71 @@ def test_recorded_writes_update_their_rows_in_batches() -> None:
     }
     assert store.written("k0008") == {"persona": {"run": "run-1", "value": None}}
     assert "missing" not in rows
+
+
+def test_a_recorded_apply_evaluates_again_only_what_it_cannot_settle(
+    workspace: Workspace,
+) -> None:
+    """Written changes leave their rows' plan items without an evaluation; a conflict, or
+    a row planned since to another value, is evaluated again; the plan assembled after it
+    is the plan a full read makes."""
+    session = open_session(workspace.config)
+    store, _ = Snapshot.open(session.config.state_dir)
+    with store, session.directory() as directory:
+        refresh = compute_plan(session.config, session.engine, directory, snapshot=store)
+        refresh.commit()
+        changes = {c.employee: c for c in refresh.plan.changes}
+        assert sorted(changes) == ["boss", "jsmith"] and all(c.key for c in changes.values())
+        evaluated: list[set[str]] = []
+        real = refresh._evaluate
+
+        def evaluate(keys: Any) -> int:
+            evaluated.append(set(keys))
+            return int(real(keys))
+
+        boss, jsmith = changes["boss"].to_change(), changes["jsmith"].to_change()
+        store.begin()
+        record_results(store, [ChangeResult(boss, "applied")], "run-1", evaluate)
+        assert evaluated == []  # settled: boss's change left the items
+        # jsmith's row plans clinician; an older plan's write of vip cannot settle it
+        stale = dataclasses.replace(jsmith, new="vip")
+        record_results(store, [ChangeResult(stale, "applied")], "run-1", evaluate)
+        assert evaluated == [{jsmith.key}]
+        record_results(store, [ChangeResult(jsmith, "conflict", "", "other")], "r", evaluate)
+        assert evaluated == [{jsmith.key}, {jsmith.key}]
+        # a rule that reads the attribute written: evaluated again, however it went
+        record_results(
+            store,
+            [ChangeResult(boss, "applied")],
+            "run-1",
+            evaluate,
+            {TARGET.lower()},
+        )
+        assert evaluated[-1] == {boss.key}
+        store.commit()
+    # the directory as recorded: boss written, jsmith's conflict found "other"
+    edit(workspace, "userAccountControl: 512\n", f"userAccountControl: 512\n{TARGET}: vip\n")
+    edit(workspace, f"North Clinic\n{TARGET}: engineer\n", f"North Clinic\n{TARGET}: other\n")
+    after = delta(session)
+    assert keys(after) == []  # the snapshot already held what the file now says
+    assert comparable(after.plan) == comparable(full(session))
+
+
+def test_a_plan_without_keys_is_recorded_by_dn(workspace: Workspace, run_cli: Run) -> None:
+    """Plans written before changes carried the snapshot's key still apply, and their
+    results still reach the snapshot (looked up by DN)."""
+    assert run_cli("plan", "-q", "-o", "plan.json").exit_code == 2
+    path = workspace.root / "plan.json"
+    plan = load_plan(path.read_text(encoding="utf-8"), str(path))
+    keyless = dataclasses.replace(
+        plan, changes=tuple(dataclasses.replace(c, key=None) for c in plan.changes)
+    )
+    assert "key" not in json.dumps(keyless.to_dict()["changes"])
+    path.write_text(json.dumps(keyless.to_dict()), encoding="utf-8")
+    assert run_cli("apply", "plan.json", "-q").exit_code == 0
+    result = run_cli("plan", "--delta", "--format", "json")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines()[0] == (
+        "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
+        "0 employees re-evaluated"
+    )
