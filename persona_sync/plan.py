@@ -510,9 +510,7 @@ def outside_managers(directory: Directory, chart: ChartBuilder) -> list[Employee
         if not found:
             break
         for manager in found:
-            chart.link(
-                chart.add(manager.id, normalize_dn(manager.dn)), manager.get(MANAGER_ATTRIBUTE)
-            )
+            chart.add(manager.id, normalize_dn(manager.dn), manager.get(MANAGER_ATTRIBUTE))
         extra.extend(found)
     return extra
 

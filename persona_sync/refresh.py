@@ -439,7 +439,7 @@ def _read_full(
             attributes = dict(attributes)
         batch.append((key_of(employee), employee.id, employee.dn, manager, pack(attributes)))
         if chart is not None:
-            chart.link(chart.add(employee.id, normalize(employee.dn)), manager)
+            chart.add(employee.id, normalize(employee.dn), manager)
         if len(batch) >= BATCH:
             summary.read += len(batch)
             store.load(batch)
@@ -457,7 +457,7 @@ def _chart_of_rows(store: Snapshot) -> tuple[ChartBuilder, list[int]]:
     chart = ChartBuilder()
     rowids = []
     for rowid, id_, dn, manager in store.links_loaded():
-        chart.link(chart.add(id_, normalize_new_dn(dn)), manager)
+        chart.add(id_, normalize_new_dn(dn), manager)
         rowids.append(rowid)
     return chart, rowids
 
@@ -601,16 +601,14 @@ def _org_chart(
     for key, id_, dn, manager, depth, reports in store.links():
         node = node_of.get(dn)
         if node is None:
-            node = node_of[dn] = chart.add(id_, normalize_new_dn(dn))
+            node_of[dn] = chart.add(id_, normalize_new_dn(dn), manager)
             stored.append((key, depth, reports))
         else:
-            chart.rename(node, id_, normalize_new_dn(dn))
+            chart.again(node, id_, normalize_new_dn(dn), manager)
             stored[node] = (key, depth, reports)
-        chart.link(node, manager)
     for dn, id_, manager in store.outside():
         if dn not in node_of:
-            node_of[dn] = chart.add(id_, normalize_dn(dn))
-            chart.link(node_of[dn], manager)
+            node_of[dn] = chart.add(id_, normalize_dn(dn), manager)
     extra = outside_managers(directory, chart)
     if extra:
         store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)

@@ -9,6 +9,7 @@ source.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -59,11 +60,11 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
     node_of: dict[str, int] = {}
     for person in people:
         node = node_of.get(person.dn)
+        key, link = normalize_dn(person.dn), person.get(MANAGER_ATTRIBUTE)
         if node is None:
-            node = node_of[person.dn] = builder.add(person.id, normalize_dn(person.dn))
+            node_of[person.dn] = builder.add(person.id, key, link)
         else:
-            builder.rename(node, person.id, normalize_dn(person.dn))
-        builder.link(node, person.get(MANAGER_ATTRIBUTE))
+            builder.again(node, person.id, key, link)
     depths, reports, problems = builder.build([node_of[p.dn] for p in people])
     chart = OrgChart(problems=problems)
     for person in people:
@@ -81,26 +82,29 @@ class ChartBuilder:
     as rows rather than as :class:`Employee` values (the snapshot: 1,000,000 Employee
     values cost more memory than the chart itself).
 
-    Add every node with :meth:`add` (its id, its normalized DN), then each manager link
-    with :meth:`link` in the order the entries were given, then :meth:`build`. A link is
-    matched as :func:`build_org_chart` always matched it: as a normalized DN (the last
-    node with that DN), else as an id ignoring case (the first node with that id).
+    Add every node with :meth:`add` (its id, its normalized DN, its manager link), an
+    entry given again with :meth:`again`, then :meth:`build`. A link is matched as
+    :func:`build_org_chart` always matched it: as a normalized DN (the last node with that
+    DN), else as an id ignoring case (the first node with that id).
     """
 
     def __init__(self) -> None:
         self._keys: dict[str, int] = {}  # normalized DN -> node (the last added)
         self._names: list[str] = []  # node -> id
-        self._links: list[tuple[int, str | None]] = []  # (node, link) as given
+        self._links: list[str | None] = []  # node -> its manager link as first given
+        self._relinks: list[tuple[int, str | None]] = []  # links of entries given again
         self._ids: dict[str, int] | None = None  # folded id -> node, made when needed
         self._found: dict[str, int | None] = {}  # link -> node, per distinct link
 
     def __len__(self) -> int:
         return len(self._names)
 
-    def add(self, id_: str, key: str) -> int:
-        """A new node: its id (problems name it so) and normalized DN; returns its number."""
+    def add(self, id_: str, key: str, link: str | None) -> int:
+        """A new node: its id (problems name it so), normalized DN and manager link as
+        read (DN or id; None or blank: none); returns its number."""
         node = len(self._names)
         self._names.append(id_)
+        self._links.append(link)
         self._keys[key] = node
         if self._ids is not None:
             self._ids.setdefault(id_.casefold(), node)
@@ -108,18 +112,15 @@ class ChartBuilder:
             self._found = {}  # a link that named nobody may name this node
         return node
 
-    def rename(self, node: int, id_: str, key: str) -> None:
-        """The node given again (the same entry): it takes this id and DN key too."""
+    def again(self, node: int, id_: str, key: str, link: str | None) -> None:
+        """The node's entry given again: it takes this id, DN key and link too."""
         ids = self._id_index()  # of the ids so far, in the order given
         self._names[node] = id_
         self._keys[key] = node
         ids.setdefault(id_.casefold(), node)
+        self._relinks.append((node, link))
         if self._found:
             self._found = {}
-
-    def link(self, node: int, manager: str | None) -> None:
-        """The node's manager link as read (DN or id; None or blank: none)."""
-        self._links.append((node, manager))
 
     def node_of(self, link: str) -> int | None:
         """The node a manager link names, or None."""
@@ -149,7 +150,8 @@ class ChartBuilder:
 
     def unresolved(self) -> list[str]:
         """The distinct manager links (sorted) that name no node."""
-        links = {link for _, link in self._links if link}
+        links = {link for link in self._links if link}
+        links.update(link for _, link in self._relinks if link)
         return sorted(link for link in links if self.node_of(link) is None)
 
     def build(
@@ -161,7 +163,8 @@ class ChartBuilder:
         manager = [_TOP] * count
         missing: dict[int, str] = {}
         reports = [0] * count
-        for node, link in self._links:
+        # Links of different nodes are independent; a node's own come in the order given.
+        for node, link in itertools.chain(enumerate(self._links), self._relinks):
             if not link or link.isspace():
                 manager[node] = _TOP
                 continue
