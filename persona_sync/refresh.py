@@ -154,7 +154,7 @@ def compute_plan(
         end = _read_full(store, directory, read, summary, progress, chart)
         rowids = None
         if store.end_load() and chart is not None:
-            chart, rowids = _chart_of_rows(store)  # a key read twice: its last row only
+            chart, rowids = _chart_of_rows(store)  # e.g. a key read twice: its last row only
         positions = (
             _loaded_positions(store, directory, chart, rowids) if chart is not None else None
         )
@@ -312,7 +312,7 @@ def _evaluate_all(
     collected = _Collected()
     counts: Counter[tuple[tuple[str, ...] | None, bool]] = Counter()
     unpack, pack = marshal.loads, _pack_items
-    labels: dict[tuple[str, ...] | None, str | None] = {}
+    joined: dict[tuple[str, ...] | None, str | None] = {}
     for chunk in store.loaded():
         decided = []
         for rowid, _key, id_, dn, attrs in chunk:
@@ -327,9 +327,9 @@ def _evaluate_all(
             else:
                 items = None
             depth, reports = (position.depth, position.direct_reports) if position else (None, 0)
-            label = labels.get(population, "")
+            label = joined.get(population, "")
             if label == "":
-                label = labels[population] = _labels(population)
+                label = joined[population] = _labels(population)
             decided.append((depth, reports, label, int(changed), items, rowid))
         store.decide_loaded(decided)
         collected.count += len(chunk)

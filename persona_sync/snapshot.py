@@ -294,10 +294,10 @@ class Snapshot:
 
     def end_load(self) -> bool:
         """Index the loaded rows by key; when a key came twice, the last row read wins (as
-        in :meth:`put`). Returns whether rows were dropped so."""
+        in :meth:`put`). Returns whether the rows are not numbered 1, 2, ... in the order
+        read (a row was dropped so), which callers that number them must know."""
         try:
             self._db.execute(_KEY_INDEX)
-            return False
         except sqlite3.IntegrityError:
             self._db.execute(
                 "DELETE FROM employees WHERE rowid NOT IN "
@@ -305,6 +305,10 @@ class Snapshot:
             )
             self._db.execute(_KEY_INDEX)
             return True
+        low, high, count = self._db.execute(
+            "SELECT min(rowid), max(rowid), count(*) FROM employees"
+        ).fetchone()
+        return count > 0 and (low, high) != (1, count)
 
     def loaded(self, size: int = 2000) -> Iterator[list[tuple[int, str, str, str, bytes]]]:
         """The loaded rows as (rowid, key, id, dn, packed attributes), in lists of up to

@@ -3,6 +3,7 @@ key read twice kept once (the last), and snapshots of the previous layout rebuil
 
 from __future__ import annotations
 
+import json
 import marshal
 import sqlite3
 from collections.abc import Callable
@@ -38,6 +39,15 @@ def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
         assert store.count() == 2
 
 
+def test_rows_not_numbered_from_one_are_said_so() -> None:
+    with Snapshot.in_memory() as store:
+        store.begin()
+        store.start_load()
+        store.load([_row("k1", "cn=a", "one"), _row("k2", "cn=b", "two")])
+        store._db.execute("UPDATE employees SET rowid = rowid + 10")
+        assert store.end_load() is True
+
+
 def test_a_key_read_twice_keeps_its_last_row() -> None:
     with Snapshot.in_memory() as store:
         store.begin()
@@ -59,3 +69,37 @@ def test_a_snapshot_of_the_previous_layout_is_rebuilt(workspace: Workspace, run_
         f"read: the snapshot has format 1, this version reads {SNAPSHOT_FORMAT}: full read; "
         "6 entries"
     )
+
+
+def test_an_entry_read_twice_is_planned_once_as_last_read(
+    workspace: Workspace, run_cli: Run
+) -> None:
+    # The same DN twice (the file's key is the normalized DN): the org chart and the plan
+    # are those of a directory holding the second entry only; the first one's manager
+    # link (to Legacy) counts for nobody.
+    first_boss = (
+        "dn: CN=Boss,OU=People,DC=example,DC=com\nchangetype: add\ncn: Boss\n"
+        "sAMAccountName: boss\ntitle: Chief Executive Officer\n"
+        "physicalDeliveryOfficeName: Munich HQ\nuserAccountControl: 512\n"
+    )
+    assert first_boss in workspace.text()
+    once = workspace.text().replace(
+        "dn: CN=Gone,",
+        "dn: CN=Boss,OU=People,DC=example,DC=com\nsAMAccountName: boss\n"
+        "title: Chief Executive Officer\n\ndn: CN=Gone,",
+    )
+    twice = once.replace(
+        first_boss, first_boss + "manager: CN=Legacy,OU=People,DC=example,DC=com\n"
+    )
+    once = once.replace(first_boss + "\n", "")
+    workspace.directory.write_text(twice, encoding="utf-8")
+    doubled = run_cli("plan", "--format", "json")
+    workspace.directory.write_text(once, encoding="utf-8")
+    single = run_cli("plan", "--format", "json")
+    assert doubled.exit_code == single.exit_code
+    first, second = json.loads(doubled.stdout), json.loads(single.stdout)
+    for plan in (first, second):
+        plan.pop("checksum")
+        plan["provenance"].pop("created")
+        plan["summary"].pop("read")  # 7 entries read against 6
+    assert first == second
