@@ -68,8 +68,6 @@ _PLAIN_ASCII_VALUE = r'[^=,\\"+#;<>\t\n\r\x0b\x0c\x1c-\x1f]+'
 _PLAIN_ASCII = re.compile(
     rf"[a-z][a-z0-9-]*={_PLAIN_ASCII_VALUE}(?:,[a-z][a-z0-9-]*={_PLAIN_ASCII_VALUE})*"
 )
-# Every long name ends so; a DN holding one of these takes the general path.
-_LONG_ENDINGS = ("name=", "userid=", "address=", "component=")
 # The same shape for any text: every character str.isspace() calls white space but the
 # ASCII space is out, as \s is in _PLAIN_VALUE.
 _SPACES = "\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -145,7 +143,18 @@ def _plain_ascii(dn: str, lowered: str) -> bool:
     return (
         _PLAIN_ASCII.fullmatch(lowered) is not None
         and _plainly_spaced(dn)
-        and not any(ending in lowered for ending in _LONG_ENDINGS)
+        and not _long_name(lowered)
+    )
+
+
+def _long_name(lowered: str) -> bool:
+    """Whether a lower-cased DN may hold a long type name: every one ends so (written out,
+    as any() over a tuple costs a generator a DN)."""
+    return (
+        "name=" in lowered
+        or "userid=" in lowered
+        or "address=" in lowered
+        or "component=" in lowered
     )
 
 
@@ -170,11 +179,7 @@ def _plain_folded(dn: str) -> str | None:
     if _PLAIN_TEXT.fullmatch(dn) is None:
         return None
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", dn).casefold())
-    if (
-        _PLAIN_TEXT.fullmatch(folded) is None
-        or not _plainly_spaced(folded)
-        or any(ending in folded for ending in _LONG_ENDINGS)
-    ):
+    if _PLAIN_TEXT.fullmatch(folded) is None or not _plainly_spaced(folded) or _long_name(folded):
         return None
     return folded
 
