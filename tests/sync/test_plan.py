@@ -86,3 +86,19 @@ def test_any_edit_is_refused(edit: Any) -> None:
         "plan.json: plan checksum does not match its contents: the file was edited or "
         "damaged; make a new plan"
     )
+
+
+def test_a_field_left_out_is_an_edit_even_where_it_has_a_default() -> None:
+    """The checksum covers the changes as the file holds them: a change without its (empty)
+    facts reads as the same change, but the file is not the one plan wrote."""
+    plan = sample_plan()
+    plan = dataclasses.replace(
+        plan, changes=(*plan.changes[:-1], dataclasses.replace(plan.changes[-1], facts={}))
+    )
+    data = saved(plan)
+    assert load_plan(json.dumps(data), "plan.json") == plan
+    del data["changes"][-1]["facts"]
+    assert refusal(data) == (
+        "plan.json: plan checksum does not match its contents: the file was edited or "
+        "damaged; make a new plan"
+    )
