@@ -462,18 +462,27 @@ def _chart_of_rows(store: Snapshot) -> tuple[ChartBuilder, list[int]]:
     return chart, rowids
 
 
-def _loaded_positions(
-    store: Snapshot, directory: Directory, chart: ChartBuilder, rowids: list[int] | None
-) -> list[Position | None]:
-    """Every loaded row's position by rowid (``rowids``: each node's; None: node n is
-    rowid n + 1), with the managers outside the scope added to the chart."""
-    rows = len(chart)
+def _build_chart(
+    store: Snapshot, directory: Directory, chart: ChartBuilder
+) -> tuple[list[int | None], list[int]]:
+    """Add the managers outside the scope (kept in the snapshot), build the chart, log and
+    count its problems: each node's depth and direct reports."""
     extra = outside_managers(directory, chart)
     if extra:
         store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)
     depths, reports, problems = chart.build()
     log_problems(problems)
     store.set_meta(org_chart_problems=len(problems))
+    return depths, reports
+
+
+def _loaded_positions(
+    store: Snapshot, directory: Directory, chart: ChartBuilder, rowids: list[int] | None
+) -> list[Position | None]:
+    """Every loaded row's position by rowid (``rowids``: each node's; None: node n is
+    rowid n + 1), with the managers outside the scope added to the chart."""
+    rows = len(chart)
+    depths, reports = _build_chart(store, directory, chart)
     shared: dict[tuple[int | None, int], Position] = {}
     positions: list[Position | None] = [None] * ((rowids[-1] if rowids else rows) + 1)
     for node in range(rows):
@@ -609,12 +618,7 @@ def _org_chart(
     for dn, id_, manager in store.outside():
         if dn not in node_of:
             node_of[dn] = chart.add(id_, normalize_dn(dn), manager)
-    extra = outside_managers(directory, chart)
-    if extra:
-        store.put_outside((e.dn, e.id, e.get(MANAGER_ATTRIBUTE)) for e in extra)
-    depths, reports_of, problems = chart.build()
-    log_problems(problems)
-    store.set_meta(org_chart_problems=len(problems))
+    depths, reports_of = _build_chart(store, directory, chart)
     moved: list[tuple[int | None, int, str]] = []
     by_key: dict[str, Position] = {}
     for node, (key, depth, reports) in enumerate(stored):

@@ -131,23 +131,27 @@ def render_plan_markdown(report: PlanReport, max_rows: int = MAX_ROWS) -> str:
             ],
         )
         lines += _more(len(shown), len(plan.changes), "the plan's CSV has every change.")
-    if plan.skipped:
-        shown_skipped = plan.skipped[:max_rows]
-        lines += ["### Skipped (cannot be written here)", ""]
-        lines += _table(
-            ["Employee", "Attribute", "New", "Reason"],
-            [(k.employee, k.attribute, k.new, k.reason) for k in shown_skipped],
-        )
-        lines += _more(len(shown_skipped), len(plan.skipped), "see the plan's JSON.")
-    if plan.foreign:
-        shown_foreign = plan.foreign[:max_rows]
-        lines += ["### Foreign values left alone", ""]
-        lines += _table(
-            ["Employee", "Attribute", "Value", "Would be"],
-            [(f.employee, f.attribute, f.value, f.wanted) for f in shown_foreign],
-        )
-        lines += _more(len(shown_foreign), len(plan.foreign), "see the plan's JSON.")
+    lines += _listed(
+        "Skipped (cannot be written here)",
+        ["Employee", "Attribute", "New", "Reason"],
+        [(k.employee, k.attribute, k.new, k.reason) for k in plan.skipped[:max_rows]],
+        len(plan.skipped),
+    )
+    lines += _listed(
+        "Foreign values left alone",
+        ["Employee", "Attribute", "Value", "Would be"],
+        [(f.employee, f.attribute, f.value, f.wanted) for f in plan.foreign[:max_rows]],
+        len(plan.foreign),
+    )
     return "\n".join(lines)
+
+
+def _listed(title: str, head: Sequence[str], rows: list[Sequence[object]], total: int) -> list[str]:
+    """A section listing the plan's items (the first ``max_rows``); none when empty."""
+    if not total:
+        return []
+    lines = [f"### {title}", "", *_table(head, rows)]
+    return lines + _more(len(rows), total, "see the plan's JSON.")
 
 
 def render_history_markdown(report: HistoryReport, max_rows: int = MAX_ROWS) -> str:
