@@ -240,3 +240,26 @@ def test_unusable_rules_path(workspace: Workspace, variable: str, reason: str) -
     assert str(caught.value) == (
         f"environment variable PERSONA_SYNC_RULES: rules path cannot be used: {reason}"
     )
+
+
+def test_openldap_delta_settings_are_checked(workspace: Workspace, run_cli: Run) -> None:
+    """The two settings for OpenLDAP without syncprov: located errors before any bind, and
+    nothing written."""
+    workspace.config.write_text(
+        f"rules: {DEFAULT_RULES}\n"
+        "directory:\n  type: ldap\n  preset: openldap\n  urls: [ldaps://ldap.example.com]\n"
+        "  base_dns: ['ou=People,dc=example,dc=com']\n"
+        "  entrycsn_margin_seconds: -5\n  deletion_sweep_every_minutes: hourly\n"
+        "targets:\n  persona: personaName\n"
+        "state_dir: state\n"
+    )
+    result = run_cli("plan", "--delta")
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "persona-sync.yaml:7:28: entrycsn_margin_seconds: input should be greater than or "
+        "equal to 0\n"
+        "persona-sync.yaml:8:33: deletion_sweep_every_minutes: input should be a valid number, "
+        "unable to parse string as a number\n"
+        "2 errors\n"
+    )
+    assert not workspace.state.exists()
