@@ -365,16 +365,6 @@ def encode_items(evaluated: Evaluated) -> dict[str, Any] | None:
     return items
 
 
-def decode_items(items: Mapping[str, Any]) -> Evaluated:
-    """The inverse of :func:`encode_items` (the population is not part of the items)."""
-    return Evaluated(
-        None,
-        tuple(PlannedChange(**c) for c in items.get("changes", ())),
-        tuple(ForeignValue(**f) for f in items.get("foreign", ())),
-        tuple(SkippedChange(**k) for k in items.get("skipped", ())),
-    )
-
-
 def assemble_plan(
     rule_set: RuleSet,
     config: LoadedConfig,

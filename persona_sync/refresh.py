@@ -341,7 +341,7 @@ def _collected_from(store: Snapshot) -> _Collected:
     """Every row's population and plan items, as stored (a delta plan's input).
 
     The items of 10,000 rows with changes are decoded straight into the plan's lists
-    (what :func:`decode_items` does, without an Evaluated per row: half the time).
+    (the inverse of :func:`encode_items`, without an Evaluated per row: half the time).
     """
     collected = _Collected()
     collected.population = list(_population(store))
