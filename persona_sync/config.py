@@ -301,6 +301,58 @@ class SnapshotConfig(StrictModel):
     )
 
 
+FEED_NAME = r"^[a-z][a-z0-9_]*$"
+#: Prefixes of dotted directory attribute names (Entra ID): never a feed's name.
+DIRECTORY_PREFIXES = frozenset({"onpremisesextensionattributes", "customsecurityattributes"})
+
+
+def _feed_name(value: str) -> str:
+    if not re.match(FEED_NAME, value):
+        raise ValueError(
+            f"feed name {value!r}: use lower-case letters, digits and '_', starting with a "
+            "letter (rules read its columns as <feed>.<column>, so no dots)"
+        )
+    if value in DIRECTORY_PREFIXES:
+        raise ValueError(
+            f"feed name {value!r} is taken: rules read {value}.<name> from the directory"
+        )
+    return value
+
+
+FeedName = Annotated[str, AfterValidator(_feed_name)]
+
+
+class FeedConfig(StrictModel):
+    """An HR (or other) export whose rows are joined to the employees: rules read its
+    columns as ``<feed>.<column>``, e.g. ``hr.grade``."""
+
+    path: Path = Field(
+        description="CSV with a header row (UTF-8, with or without BOM) or JSON Lines; "
+        "relative to this file."
+    )
+    key: str = Field(min_length=1, description="The feed's column that holds the join value.")
+    matches: AttributeName = Field(
+        description="The directory attribute holding the same value (compared trimmed and "
+        "ignoring case), e.g. employeeNumber or employeeId."
+    )
+    format: Literal["auto", "csv", "jsonl"] = Field(
+        "auto", description="auto: .jsonl/.ndjson -> JSON Lines, anything else CSV."
+    )
+    delimiter: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1,
+        description="CSV field delimiter; default: sniffed from the header (, ; tab |).",
+    )
+    max_shrink_percent: float = Field(
+        10,
+        ge=0,
+        le=100,
+        description="A run stops (unless --force) when the feed has fewer rows than at the "
+        "last run by more than this share: a truncated export must not demote thousands.",
+    )
+
+
 class SyncConfig(StrictModel):
     """persona-sync.yaml: what to evaluate, where to write, and how carefully."""
 
@@ -325,6 +377,13 @@ class SyncConfig(StrictModel):
                     "needs an attribute of its own (attribute names ignore case)"
                 )
         return targets
+
+    feeds: dict[FeedName, FeedConfig] = Field(
+        default_factory=dict,
+        description="Feed name -> an HR (or other) export joined to the employees, e.g. "
+        "{hr: {path: hr-export.csv, key: employee_id, matches: employeeNumber}}; rules read "
+        "its columns as <feed>.<column> (hr.grade).",
+    )
     owns_attribute: bool = Field(
         False,
         description="true: persona-sync owns the target attributes and overwrites values "
@@ -353,6 +412,10 @@ class LoadedConfig:
     @property
     def state_dir(self) -> Path:
         return self.resolve(self.spec.state_dir)
+
+    def feed_path(self, name: str) -> Path:
+        """Where feed ``name``'s file is (relative paths are relative to the config)."""
+        return self.resolve(self.spec.feeds[name].path)
 
     def resolve(self, path: Path) -> Path:
         return path if path.is_absolute() else (self.base / path).resolve()
@@ -395,7 +458,24 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raise doc.error(
             ("rules",), f"rules not found: {rules} (the path is relative to {config_path})"
         )
+    ValidationFailed.raise_if_any(_feed_problems(doc, spec))
     return loaded
+
+
+def _feed_problems(doc: LocatedDocument, spec: SyncConfig) -> list[RuleError]:
+    """A feed's ``matches`` must name a directory attribute, not another feed's column."""
+    problems = []
+    for name, feed in spec.feeds.items():
+        prefix = feed.matches.split(".", 1)[0].lower()
+        if "." in feed.matches and prefix in spec.feeds:
+            problems.append(
+                doc.error(
+                    ("feeds", name, "matches"),
+                    f"matches: {feed.matches} is a column of feed {prefix}; matches names the "
+                    "directory attribute that holds the key",
+                )
+            )
+    return problems
 
 
 def _apply_env(doc: LocatedDocument, env: Mapping[str, str]) -> None:

@@ -69,6 +69,8 @@ def _located(doc: LocatedDocument, err: Any, known_keys: frozenset[str]) -> Rule
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     message = message[:1].lower() + message[1:]
+    if last == "[key]":  # a mapping's key that did not validate: point at the key
+        return doc.error(path, message, key=True)
     field = next((p for p in reversed(path) if isinstance(p, str)), None)
     if kind in ("value_error", "condition") or field is None:
         return doc.error(path, message)

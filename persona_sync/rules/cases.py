@@ -41,7 +41,11 @@ class CaseSpec(StrictModel):
     name: str = Field(min_length=1)
     id: str | None = Field(None, description="Account name shown in output (default: the name).")
     dn: str | None = None
-    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    attributes: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Attribute name -> value, as the directory would hold it; a feed's "
+        "columns as <feed>.<column>, e.g. {title: Nurse, hr.grade: 7}.",
+    )
     org: OrgSpec | None = None
     expect: str | dict[str, str] = Field(
         description="Persona id, out-of-scope, leave or clear; or scenario id -> one of those."
