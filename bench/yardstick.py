@@ -122,6 +122,15 @@ def _first(table: Sequence[tuple[re.Pattern[str], Any]], text: str) -> Any:
     return None
 
 
+# facts.yaml, seniority's first source: the HR feed's grade (hr.grade), capture (\d+)
+GRADE_DIGITS = re.compile(r"(\d+)", _I)
+
+
+def _grade(raw: str) -> float | None:
+    match = GRADE_DIGITS.search(raw)
+    return None if match is None else _number(match.group(1))
+
+
 def _number(raw: str) -> float | None:
     try:
         return float(raw.strip().replace(",", "."))
@@ -207,6 +216,7 @@ def hand_written_decider() -> Decide:  # noqa: C901 - one branch per rule, as wr
     sites: dict[str | None, tuple[str, bool]] = {}
     employee_types: dict[str | None, tuple[bool, bool, bool | None]] = {}
     controls: dict[str, bool | None] = {}
+    grades: dict[str, float | None] = {}
     levels: dict[str, float | None] = {}
     facing: dict[str, bool | None] = {}
 
@@ -258,7 +268,13 @@ def hand_written_decider() -> Decide:  # noqa: C901 - one branch per rule, as wr
             site = sites[raw] = _site_info(raw)
         site_type, site_missing = site
         seniority: float | None = None
-        raw = get("senioritylevel")
+        raw = get("hr.grade")
+        if raw:
+            if raw in grades:
+                seniority = grades[raw]
+            else:
+                seniority = grades[raw] = _grade(raw)
+        raw = get("senioritylevel") if seniority is None else None
         if raw:
             if raw in levels:
                 seniority = levels[raw]

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from persona_sync.directory.base import Directory, Finding
 from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
+from persona_sync.feed_join import load_feeds
 from persona_sync.plan import read_attributes
 from persona_sync.session import Session
 
@@ -36,7 +37,14 @@ def diagnose(session: Session, directory: Directory) -> Iterator[Finding]:
     except PersonaSyncError as exc:
         yield Finding("read", False, str(exc))
         return
-    in_scope = [p for p in people if session.engine.in_scope(session.engine.facts(p))]
+    try:
+        feeds = load_feeds(session.config)
+    except PersonaSyncError as exc:
+        yield Finding("feeds", False, str(exc))
+        return
+    for joined in feeds.feeds:
+        yield Finding("feeds", True, f"{joined.name}: {joined.rows} rows in {joined.shown}")
+    in_scope = [p for p in people if session.engine.in_scope(session.engine.facts(feeds.join(p)))]
     yield Finding(
         "employees",
         bool(people),

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from persona_sync.errors import FileFormatError, Location, PersonaSyncError
 
@@ -66,6 +66,22 @@ class Feed:
             "rows": len(self.rows),
             "modified": self.modified,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCell:
+    """Where a value came from in a feed: ``hr-export.csv:17, column grade``."""
+
+    feed: str
+    file: str
+    line: int
+    column: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}, column {self.column}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"feed": self.feed, "file": self.file, "line": self.line, "column": self.column}
 
 
 def join_key(value: str | None) -> str:

@@ -27,6 +27,7 @@ from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Change, Directory, same_value
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError, PlanError
+from persona_sync.feed_join import feed_of
 from persona_sync.logs import get_logger
 from persona_sync.rules.engine import Decision, Engine, walk_tests
 from persona_sync.rules.model import RuleSet
@@ -108,6 +109,16 @@ class Provenance:
     config_checksum: str
     directory: str
     created: str
+    # Feed name -> path, checksum, rows, modified (None without feeds: the plan keeps the
+    # shape and checksum it had before feeds existed).
+    feeds: Mapping[str, Any] | None = None
+
+
+def _provenance_dict(provenance: Provenance) -> dict[str, Any]:
+    data = asdict(provenance)
+    if data["feeds"] is None:
+        del data["feeds"]
+    return data
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,7 @@ class Plan:
         return {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
-            "provenance": asdict(self.provenance),
+            "provenance": _provenance_dict(self.provenance),
             "summary": self.summary,
             "changes": self.change_dicts,
             "foreign": [asdict(f) for f in self.foreign],
@@ -194,8 +205,11 @@ def plan_checksum(body: Mapping[str, Any]) -> str:
 
 
 def read_attributes(engine: Engine, config: LoadedConfig) -> list[str]:
-    """Everything a plan must read: the facts' attributes, targets, and the manager link."""
-    wanted = dict.fromkeys(engine.attributes)
+    """Everything a plan must read: the facts' attributes, targets, the feeds' join
+    attributes, and the manager link; never a feed's columns (``hr.grade``)."""
+    wanted = dict.fromkeys(a for a in engine.attributes if feed_of(a) is None)
+    for feed in config.spec.feeds.values():
+        wanted.setdefault(feed.matches.lower(), None)
     for attribute in config.spec.targets.values():
         wanted.setdefault(attribute.lower(), None)
     if engine.rule_set.uses_org_chart:
@@ -255,8 +269,16 @@ class _Outcome:
 class Evaluator:
     """Decides one employee and diffs the targets: the per-employee half of a plan."""
 
-    def __init__(self, config: LoadedConfig, engine: Engine, directory: Directory) -> None:
+    def __init__(
+        self,
+        config: LoadedConfig,
+        engine: Engine,
+        directory: Directory,
+        join: Callable[[Employee], Employee] | None = None,
+    ) -> None:
         rule_set = engine.rule_set
+        # the feeds' rows as attributes (persona_sync.feed_join.FeedSet.join), or None
+        self._join = join
         self.engine = engine
         self.directory = directory
         self.targets = {s: a.lower() for s, a in config.spec.targets.items()}
@@ -270,6 +292,8 @@ class Evaluator:
         self._outcomes: dict[int, _Outcome] = {}
 
     def __call__(self, employee: Employee, position: Position | None) -> Evaluated:
+        if self._join is not None:
+            employee = self._join(employee)
         decisions = self.engine.decide(employee, position)
         outcome = self._outcomes.get(id(decisions))
         if outcome is None or outcome.decisions is not decisions:
@@ -375,6 +399,9 @@ def assemble_plan(
     skipped: list[SkippedChange],
     org_chart_problems: int,
     read: Mapping[str, Any] | None = None,
+    *,
+    feeds: Mapping[str, Any] | None = None,
+    feed_provenance: Mapping[str, Any] | None = None,
 ) -> Plan:
     """The plan from every employee's population labels and items, however they were
     computed (a full read, or a delta over the snapshot): the same inputs give the same plan.
@@ -423,12 +450,15 @@ def assemble_plan(
     }
     if read is not None:
         summary["read"] = dict(read)
+    if feeds:
+        summary["feeds"] = dict(feeds)
     provenance = Provenance(
         tool_version=__version__,
         rules_checksum=rule_set.checksum,
         config_checksum=config.checksum,
         directory=directory.identity,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
+        feeds=dict(feed_provenance) if feed_provenance else None,
     )
     plan = Plan(tuple(changes), tuple(foreign), summary, provenance, tuple(skipped))
     log.info(

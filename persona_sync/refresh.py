@@ -31,6 +31,14 @@ from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
 from persona_sync.dn import normalize_new_dn
 from persona_sync.employee import Employee
+from persona_sync.errors import ValidationFailed
+from persona_sync.feed_join import (
+    FeedSet,
+    check_shrink,
+    feed_summary,
+    load_feeds,
+    refresh_feeds,
+)
 from persona_sync.logs import get_logger
 from persona_sync.plan import (
     Evaluated,
@@ -124,17 +132,24 @@ def compute_plan(
     delta: bool = False,
     full_reason: str | None = None,
     fresh_reason: str | None = None,
+    feeds: FeedSet | None = None,
+    force: bool = False,
 ) -> Refresh:
     """Read (in full, or the changes since the snapshot's cursor) and plan.
 
     ``snapshot`` None: a throw-away one in memory. ``full_reason``: read in full although a
     delta was asked (the last full read is too old). ``fresh_reason``: why the snapshot is
     empty (it was missing, damaged, of another version), said when a delta was asked.
+    ``feeds``: the config's feeds, loaded (None: loaded here); ``force``: plan although a
+    feed shrank more than its limit since the last run.
     """
     rule_set = engine.rule_set
     check_targets(rule_set, config)
     directory.check_targets(list(config.spec.targets.values()))
+    feeds = load_feeds(config) if feeds is None else feeds
+    ValidationFailed.raise_if_any(feeds.problems(rule_set, unknown_feeds=False))
     store = snapshot if snapshot is not None else Snapshot.in_memory()
+    check_shrink(feeds, store.get("feeds"), force)
     attributes = read_attributes(engine, config)
     cursor, reason = _cursor_to_use(store, directory, attributes, delta, full_reason, fresh_reason)
     store.begin()
@@ -144,7 +159,7 @@ def compute_plan(
         summary.reason = reason
     summary.notes.extend(read.notes)
     uses_chart = rule_set.uses_org_chart
-    evaluator = Evaluator(config, engine, directory)
+    evaluator = Evaluator(config, engine, directory, feeds.join if feeds else None)
     evaluate = row_evaluator(store, evaluator, uses_chart)
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -162,6 +177,8 @@ def compute_plan(
         summary.re_evaluated = collected.count
         store.set_meta(last_full=now)
         summary.evaluated = None
+        if feeds or store.get("feeds"):
+            refresh_feeds(store, feeds, None)
     else:
         affected, chart_dirty, end, stale = _read_changes(store, directory, read, summary, progress)
         if uses_chart:
@@ -171,6 +188,10 @@ def compute_plan(
         relinked = _reread_links(store, directory, attributes, stale, affected, summary)
         affected |= relinked
         chart_dirty = chart_dirty or bool(relinked)
+        if feeds or store.get("feeds"):
+            joined, notes = refresh_feeds(store, feeds, affected)
+            affected |= joined
+            summary.notes.extend(notes)
         rules_changed = (
             store.get("rules_checksum") != rule_set.checksum
             or store.get("config_checksum") != config.checksum
@@ -212,6 +233,8 @@ def compute_plan(
         collected.skipped,
         int(store.get("org_chart_problems", 0)) if uses_chart else 0,
         summary.as_dict(),
+        feeds=feed_summary(store, feeds),
+        feed_provenance=feeds.provenance(),
     )
     log.info("snapshot_refreshed", **summary.as_dict())
     return Refresh(plan, store, evaluate, end, summary, frozenset(engine.attributes))

@@ -49,6 +49,34 @@ def read_line(plan: Plan) -> str:
     return "\n".join([text, *(f"read: {note}" for note in read.get("notes", ()))])
 
 
+def feed_lines(plan: Plan) -> list[str]:
+    """One line per feed: its rows, the employees in scope without a row and the rows that
+    match no employee, with the plan's examples."""
+    lines = []
+    for name, feed in (plan.summary.get("feeds") or {}).items():
+        without = feed["employees_without_row"]
+        orphans = feed["rows_without_employee"]
+        rows = [f"{r['key']} at line {r['line']}" for r in feed["rows_without_employee_examples"]]
+        lines.append(
+            f"feed {name} ({feed['path']}): {_count(feed['rows'], 'row')}; "
+            f"{_count(without, 'employee')} in scope without a row"
+            f"{_examples(feed['employees_without_row_examples'], without)}; "
+            f"{_count(orphans, 'row')} matching no employee{_examples(rows, orphans)}"
+        )
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def _examples(shown: list[str], total: int) -> str:
+    if not shown:
+        return ""
+    more = ", ..." if total > len(shown) else ""
+    return f" ({', '.join(shown)}{more})"
+
+
 def _shown(value: str | None) -> str:
     return EMPTY if value is None else value
 
@@ -83,6 +111,11 @@ def render_table(plan: Plan) -> str:
             lines.append(
                 f"  {f.employee}  {f.attribute} = {f.value!r} (would be {_shown(f.wanted)})"
             )
+        lines.append("")
+    feeds = feed_lines(plan)
+    if feeds:
+        lines.append("Feeds:")
+        lines.extend(f"  {line}" for line in feeds)
         lines.append("")
     if plan.skipped:
         lines.append("Skipped (cannot be written in this directory):")

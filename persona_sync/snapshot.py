@@ -23,7 +23,7 @@ import json
 import marshal
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,19 @@ CREATE TABLE IF NOT EXISTS outside (
 """
 )
 
+#: Feeds (persona_sync.feed_join): each row's join key and a digest of what it gives the
+#: engine, to diff the next export against; and each employee's join value per feed (the
+#: ``matches`` attribute, trimmed and case-folded), to find whom a changed row joins.
+_FEEDS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feed_rows (
+    feed TEXT NOT NULL, key TEXT NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (feed, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS feed_links (
+    feed TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (feed, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feed_links_value ON feed_links (feed, value);
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -97,6 +110,7 @@ class Snapshot:
         self.path = path
         if not read_only:
             self._db.executescript(_SCHEMA)
+            self._db.executescript(_FEEDS_SCHEMA)
         self._meta: dict[str, Any] = {
             name: json.loads(value) for name, value in self._db.execute("SELECT * FROM meta")
         }
@@ -505,6 +519,123 @@ class Snapshot:
 
     def outside(self) -> list[tuple[str, str, str | None]]:
         return list(self._db.execute("SELECT dn, id, manager FROM outside"))
+
+    # --- feeds (persona_sync.feed_join) ------------------------------------------------------
+
+    def feed_digests(self, feed: str) -> dict[str, bytes]:
+        """The feed's rows as stored: join key -> digest."""
+        return dict(self._db.execute("SELECT key, digest FROM feed_rows WHERE feed = ?", (feed,)))
+
+    def put_feed_rows(
+        self, feed: str, rows: Mapping[str, bytes], removed: Iterable[str] = ()
+    ) -> None:
+        """Insert or replace rows (join key -> digest) and delete ``removed`` keys."""
+        self._db.executemany(
+            "DELETE FROM feed_rows WHERE feed = ? AND key = ?", ((feed, k) for k in removed)
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO feed_rows VALUES (?, ?, ?)",
+            ((feed, key, digest) for key, digest in rows.items()),
+        )
+
+    def drop_feed(self, feed: str) -> None:
+        self._db.execute("DELETE FROM feed_rows WHERE feed = ?", (feed,))
+        self._db.execute("DELETE FROM feed_links WHERE feed = ?", (feed,))
+
+    def link_feed(
+        self,
+        feed: str,
+        attribute: str,
+        join: Callable[[str | None], str],
+        keys: Iterable[str] | None = None,
+    ) -> None:
+        """Record each employee's join value for ``feed`` (``join`` of its ``attribute``):
+        every row's (``keys`` None, after a full read) or those keys'. Rows are read in
+        lists of 2,000 (bounded memory), each written before the next is read."""
+        unpack = marshal.loads
+        for found in self._key_attrs(feed, keys):
+            self._db.executemany(
+                "INSERT INTO feed_links VALUES (?, ?, ?)",
+                [
+                    (feed, key, value)
+                    for key, blob in found
+                    if (value := join(unpack(blob).get(attribute)))
+                ],
+            )
+
+    def _key_attrs(
+        self, feed: str, keys: Iterable[str] | None
+    ) -> Iterator[list[tuple[str, bytes]]]:
+        """(key, packed attributes) in lists, their links for ``feed`` deleted first."""
+        if keys is None:
+            self._db.execute("DELETE FROM feed_links WHERE feed = ?", (feed,))
+            last = 0
+            while True:
+                found = self._db.execute(
+                    "SELECT rowid, key, attrs FROM employees WHERE rowid > ? "
+                    "ORDER BY rowid LIMIT 2000",
+                    (last,),
+                ).fetchall()
+                if not found:
+                    return
+                last = found[-1][0]
+                yield [(key, blob) for _rowid, key, blob in found]
+        wanted = sorted(set(keys or ()))
+        self._db.executemany(
+            "DELETE FROM feed_links WHERE feed = ? AND key = ?", ((feed, k) for k in wanted)
+        )
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            yield self._db.execute(
+                f"SELECT key, attrs FROM employees WHERE key IN ({marks})", part
+            ).fetchall()
+
+    def joined_to(self, feed: str, values: Iterable[str]) -> set[str]:
+        """Keys of the employees in the snapshot whose join value for ``feed`` is one of
+        ``values`` (the links of employees removed since are left for the next full read
+        to drop)."""
+        wanted = sorted(set(values))
+        keys: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            keys.update(
+                key
+                for (key,) in self._db.execute(
+                    "SELECT l.key FROM feed_links l JOIN employees e ON e.key = l.key "
+                    f"WHERE l.feed = ? AND l.value IN ({marks})",
+                    [feed, *part],
+                )
+            )
+        return keys
+
+    def joined_values(self, feed: str) -> set[str]:
+        """The join values of ``feed`` that some employee in the snapshot holds."""
+        return {
+            value
+            for (value,) in self._db.execute(
+                "SELECT DISTINCT l.value FROM feed_links l JOIN employees e ON e.key = l.key "
+                "WHERE l.feed = ?",
+                (feed,),
+            )
+        }
+
+    def unjoined(self, feed: str, examples: int) -> tuple[int, list[str]]:
+        """In-scope employees that no row of ``feed`` joins: how many, and the first ids."""
+        query = (
+            "FROM employees e WHERE e.population IS NOT NULL AND NOT EXISTS ("
+            "SELECT 1 FROM feed_links l JOIN feed_rows r ON r.feed = l.feed AND r.key = l.value "
+            "WHERE l.feed = ? AND l.key = e.key)"
+        )
+        count = int(self._db.execute(f"SELECT count(*) {query}", (feed,)).fetchone()[0])
+        first = [
+            id_
+            for (id_,) in self._db.execute(
+                f"SELECT e.id {query} ORDER BY e.id LIMIT ?", (feed, examples)
+            )
+        ]
+        return count, first
 
 
 def _connect(path: Path) -> sqlite3.Connection:

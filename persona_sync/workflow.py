@@ -20,6 +20,7 @@ from persona_sync.apply import Progress, RunReport, rollback_changes, run_change
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import Cancel, Change, Directory
 from persona_sync.errors import LockHeld, PersonaSyncError, PlanError, SafetyLimitExceeded
+from persona_sync.feed_join import FeedSet, load_feeds, verify_feeds
 from persona_sync.journal import Journal, read_run
 from persona_sync.lock import RunLock
 from persona_sync.logs import get_logger
@@ -66,12 +67,17 @@ def make_plan(
     cancel: Cancel | None = None,
     *,
     delta: bool = False,
+    force: bool = False,
 ) -> Plan:
     """Read (all, or the changes since the snapshot's cursor with ``delta``), evaluate and
     diff. It writes nothing in the directory, so it takes no run lock; it saves the
-    snapshot unless another run is updating it (then it plans against a private copy)."""
+    snapshot unless another run is updating it (then it plans against a private copy).
+    ``force``: plan although a feed shrank more than its limit since the last run."""
+    feeds = load_feeds(session.config)  # a bad feed stops the plan before any read
     with _snapshot(session.config, "plan", wait=False) as (store, fresh):
-        refresh = _refresh(session, directory, store, fresh, progress, cancel, delta)
+        refresh = _refresh(
+            session, directory, store, fresh, progress, cancel, delta, feeds=feeds, force=force
+        )
         refresh.commit()
     return refresh.plan
 
@@ -84,6 +90,9 @@ def _refresh(
     progress: ReadProgress | None,
     cancel: Cancel | None,
     delta: bool,
+    *,
+    feeds: FeedSet | None = None,
+    force: bool = False,
 ) -> Refresh:
     def read(count: int) -> None:
         if cancel is not None and cancel.requested:
@@ -101,6 +110,8 @@ def _refresh(
         delta=delta,
         full_reason=full_read_due(store, every) if delta else None,
         fresh_reason=fresh,
+        feeds=feeds,
+        force=force,
     )
     read(refresh.summary.read)  # a signal during a short read is seen here
     return refresh
@@ -148,9 +159,14 @@ def _private_copy(config: LoadedConfig) -> tuple[Snapshot, str | None]:
 
 
 def verify_plan(
-    plan: Plan, config: LoadedConfig, rules_checksum: str, directory: Directory
+    plan: Plan,
+    config: LoadedConfig,
+    rules_checksum: str,
+    directory: Directory,
+    feeds: FeedSet | None = None,
 ) -> None:
-    """Refuse a plan made for other rules, another config or another directory."""
+    """Refuse a plan made for other rules, another config, another directory, or from
+    feeds that changed since (``feeds``: loaded now)."""
     prov = plan.provenance
     if prov.directory != directory.identity:
         raise PlanError(
@@ -161,6 +177,7 @@ def verify_plan(
         raise PlanError("the rules changed since this plan was made: make a new plan")
     if prov.config_checksum != config.checksum:
         raise PlanError("the config changed since this plan was made: make a new plan")
+    verify_feeds(prov.feeds, feeds if feeds is not None else load_feeds(config))
 
 
 def apply_plan(
@@ -176,7 +193,8 @@ def apply_plan(
 ) -> Outcome:
     """Apply exactly the reviewed plan: verified, within the limits, journalled."""
     config = session.config
-    verify_plan(plan, config, session.rules_checksum, directory)
+    feeds = load_feeds(config)
+    verify_plan(plan, config, session.rules_checksum, directory, feeds)
     check_safety(plan, config.spec.safety, force)
     with RunLock(config.state_dir, command):
         settled = _settle(directory, config, on_settled, command)
@@ -192,18 +210,20 @@ def apply_plan(
             cancel,
             plan_checksum=plan.checksum,
         )
-        _record(session, directory, report)
+        _record(session, directory, report, feeds)
     return Outcome(settled, plan, report)
 
 
-def _record(session: Session, directory: Directory, report: RunReport) -> None:
+def _record(session: Session, directory: Directory, report: RunReport, feeds: FeedSet) -> None:
     """Put an applied plan's results into the snapshot (when it is of this directory), so
     the writes' echo in the next delta read is no change."""
     with _snapshot(session.config, "apply", wait=True) as (store, fresh):
         if fresh is not None or store.get("directory") != directory.identity:
             return
         store.begin()
-        evaluator = Evaluator(session.config, session.engine, directory)
+        evaluator = Evaluator(
+            session.config, session.engine, directory, feeds.join if feeds else None
+        )
         uses_chart = session.engine.rule_set.uses_org_chart
         record_results(
             store,
@@ -233,10 +253,21 @@ def sync(
     the writes are journalled: a run killed in between reads those changes again.
     """
     config = session.config
+    feeds = load_feeds(config)  # a bad feed stops the run before it takes the lock
     with RunLock(config.state_dir, "sync"):
         settled = _settle(directory, config, on_settled, "sync")
         with _snapshot(config, "sync", wait=True) as (store, fresh):
-            refresh = _refresh(session, directory, store, fresh, read_progress, cancel, delta)
+            refresh = _refresh(
+                session,
+                directory,
+                store,
+                fresh,
+                read_progress,
+                cancel,
+                delta,
+                feeds=feeds,
+                force=force,
+            )
             plan = refresh.plan
             if on_plan is not None:
                 on_plan(plan)

@@ -45,14 +45,24 @@ def _load(paths: tuple[Path, ...] | list[Path]) -> RuleSet:
     show_default=True,
     help="json prints {valid, errors: [{path, line, column, message}]} on stdout.",
 )
-def validate(paths: tuple[Path, ...], fmt: str) -> int:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="A sync configuration: its rules (unless PATHS are given), and its feeds, whose "
+    "files are read so that each feed column the rules name (hr.grade) is checked.",
+)
+def validate(paths: tuple[Path, ...], fmt: str, config_path: Path | None) -> int:
     """Check rule files and report every error, one per line as path:line:col: message.
 
-    PATHS are rule files or folders (every *.yaml / *.yml directly inside); default: rules/.
-    Exit 0 when valid, 1 when not.
+    PATHS are rule files or folders (every *.yaml / *.yml directly inside); default: rules/
+    (with --config: the config's rules). An attribute <feed>.<column> (hr.grade) reads a
+    column of a feed: without --config such names are accepted as they are; with it, each
+    must name a feed of the config and one of that feed's columns. Exit 0 when valid, 1
+    when not.
     """
     try:
-        rule_set = _load(paths)
+        rule_set = _load(paths) if config_path is None else _load_with_feeds(config_path, paths)
     except ValidationFailed as exc:
         if fmt == "json":
             click.echo(
@@ -73,6 +83,22 @@ def validate(paths: tuple[Path, ...], fmt: str) -> int:
             f"{len(rule_set.scenarios)} scenario(s)"
         )
     return EXIT_OK
+
+
+def _load_with_feeds(config_path: Path, paths: tuple[Path, ...]) -> RuleSet:
+    """The rules (PATHS, else the config's), checked against the config's feeds."""
+    from persona_sync.config import load_config
+    from persona_sync.errors import LocatedError
+    from persona_sync.feed_join import load_feeds
+
+    config = load_config(config_path)
+    rule_set = _load(paths or [config.rules_path])
+    try:
+        feeds = load_feeds(config)
+    except LocatedError as exc:  # a bad feed file: reported like the rules' errors
+        raise ValidationFailed([exc]) from None
+    ValidationFailed.raise_if_any(feeds.problems(rule_set, unknown_feeds=True))
+    return rule_set
 
 
 def _error_json(error: object) -> dict[str, object]:
@@ -208,7 +234,10 @@ def explain_cmd(
     comes from the configured directory (EMPLOYEE: id, sAMAccountName/uid, UPN, mail or
     DN; rules from the config), from a case file, or from --attr options. An EMPLOYEE is
     looked up in the snapshot the last plan or sync saved (no directory read; stderr says
-    when it was read), else in the directory; --read always reads the directory.
+    when it was read), else in the directory; --read always reads the directory. The
+    config's feeds are read now and joined: a fact from a feed names its file, line and
+    column (feed hr, hr-export.csv:17, column grade). --attr hr.grade=7 gives a feed
+    column by hand.
 
     \b
     Examples:
@@ -217,6 +246,7 @@ def explain_cmd(
       persona-sync explain --case rules/cases/default.yaml --name cashier
     """
     from persona_sync.employee import Employee
+    from persona_sync.feed_join import load_feeds
     from persona_sync.rules.cases import load_cases
     from persona_sync.rules.engine import Engine
     from persona_sync.rules.explain import explain
@@ -228,6 +258,7 @@ def explain_cmd(
         if attrs or case_file:
             raise ConfigError("give EMPLOYEE, --case or --attr, not several")
         session = open_session(config_path, terminal_prompt())
+        feeds = load_feeds(session.config)
         found = None if read_directory else find_in_snapshot(session, employee_key)
         if found is None:
             employee, position = find_employee(session, employee_key)
@@ -238,7 +269,8 @@ def explain_cmd(
                 "directory now)",
                 err=True,
             )
-        _print_explanation(explain(session.engine, employee, position), fmt)
+        cells = feeds.cells(employee)
+        _print_explanation(explain(session.engine, feeds.join(employee), position, cells), fmt)
         return EXIT_OK
     rule_set = load_rules([rules_path])
     engine = Engine(rule_set)

@@ -64,7 +64,14 @@ delta_option = click.option(
 force_option = click.option(
     "--force",
     is_flag=True,
-    help="Write even when the run changes more employees than a safety limit allows.",
+    help="Write even when the run changes more employees than a safety limit allows, or "
+    "a feed has shrunk more than its max_shrink_percent since the last run.",
+)
+plan_force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Plan even when a feed has shrunk more than its max_shrink_percent since the "
+    "last run (the plan then takes its size as the new baseline).",
 )
 
 
@@ -125,17 +132,20 @@ def recording(command: str, path: Path | None) -> Iterator[RunMetrics]:
                     raise  # else the error that ended the command is the one to show
 
 
-def _plan(session: Session, quiet: bool, delta: bool) -> Plan:
+def _plan(session: Session, quiet: bool, delta: bool, force: bool = False) -> Plan:
     from persona_sync.cli.progress import Progress, notices
-    from persona_sync.render import read_line
+    from persona_sync.render import feed_lines, read_line
     from persona_sync.workflow import make_plan
 
     progress = Progress("reading employees", quiet)
     with notices(quiet, progress), session.directory() as directory:
-        plan = make_plan(session, directory, progress.count, delta=delta)
+        plan = make_plan(session, directory, progress.count, delta=delta, force=force)
     progress.done()
-    if delta and not quiet:
-        click.echo(read_line(plan), err=True)
+    if not quiet:
+        if delta:
+            click.echo(read_line(plan), err=True)
+        for line in feed_lines(plan):
+            click.echo(line, err=True)
     return plan
 
 
@@ -164,6 +174,7 @@ def _write_output(text: str, output: Path | None) -> None:
     help="Save the plan here (JSON unless --format says otherwise); apply it later.",
 )
 @delta_option
+@plan_force_option
 @quiet_option
 @metrics_option
 def plan_cmd(
@@ -171,6 +182,7 @@ def plan_cmd(
     fmt: str | None,
     output: Path | None,
     delta: bool,
+    force: bool,
     quiet: bool,
     metrics_file: Path | None,
 ) -> int:
@@ -182,16 +194,21 @@ def plan_cmd(
     It writes nothing in the directory; it saves what it read in the state folder's
     snapshot, which `--delta`, `explain` and `status` use.
 
+    With feeds in the config (HR exports joined to the employees), stderr says per feed
+    how many employees in scope have no row and how many rows match no employee. A feed
+    with fewer rows than at the last run by more than its max_shrink_percent stops the
+    plan (exit 4) unless --force.
+
     \b
     Exit codes (like terraform plan -detailed-exitcode):
-      0  no changes    2  changes pending    1  error
+      0  no changes    2  changes pending    1  error    4  held: a feed shrank
     """
     from persona_sync.render import RENDERERS, headline
     from persona_sync.session import open_session
 
     with recording("plan", metrics_file) as metrics:
         session = open_session(config_path, terminal_prompt())
-        plan = metrics.plan = _plan(session, quiet, delta)
+        plan = metrics.plan = _plan(session, quiet, delta, force)
         chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
         _write_output(RENDERERS[chosen](plan), output)
         if not quiet:
@@ -316,7 +333,8 @@ def sync_cmd(
     Holds the lock from the read to the last write: a second sync on the same state
     folder stops at once with a message. Settles a run that died earlier first. Stops
     before writing when the run would change more employees than a safety limit allows
-    (the total, or one persona's), unless --force. With --delta it reads only what
+    (the total, or one persona's), or when a feed has fewer rows than at the last run by
+    more than its max_shrink_percent, unless --force. With --delta it reads only what
     changed since the last run; the snapshot and its cursor are saved once the writes
     are journalled, so a run killed in between reads those changes again.
 
@@ -333,7 +351,7 @@ def _sync(
     config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics: RunMetrics
 ) -> int:
     from persona_sync.cli.progress import Progress, notices
-    from persona_sync.render import headline, read_line
+    from persona_sync.render import feed_lines, headline, read_line
     from persona_sync.session import open_session
     from persona_sync.workflow import RunInterrupted, sync
 
@@ -347,6 +365,8 @@ def _sync(
         if not quiet:
             if delta:
                 click.echo(read_line(plan), err=True)
+            for line in feed_lines(plan):
+                click.echo(line, err=True)
             click.echo(f"plan: {headline(plan)}", err=True)
 
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from persona_sync.errors import PersonaSyncError
+from persona_sync.feed_join import feed_of, load_feeds
 from persona_sync.plan import Plan, org_chart, read_attributes
 from persona_sync.report.population import (
     Dimension,
@@ -27,9 +28,9 @@ def plan_population(
             f"the plan is for directory {plan.provenance.directory}, but the config points "
             f"at {session.config_identity}: pass the plan's --config, or --no-directory"
         )
-    attributes = list(
-        dict.fromkeys([*read_attributes(engine, config), *dimension_attributes(dimensions)])
-    )
+    grouped = [a for a in dimension_attributes(dimensions) if feed_of(a) is None]
+    attributes = list(dict.fromkeys([*read_attributes(engine, config), *grouped]))
+    feeds = load_feeds(config)
     people = people_in_snapshot(session, attributes)
     if people is not None:
         notes.append(f"Employees grouped as {people.source} holds them (no directory read).")
@@ -47,4 +48,5 @@ def plan_population(
         )
     if plan.provenance.config_checksum != config.checksum:
         notes.append("The config changed since this plan was made.")
-    return population_rows(engine, people.employees, dimensions, people)
+    employees = [feeds.join(e) for e in people.employees] if feeds else people.employees
+    return population_rows(engine, employees, dimensions, people)

@@ -9,10 +9,11 @@ the engine's generated code (tests check it on random employees and rule sets).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from persona_sync.employee import Employee
+from persona_sync.feeds import FeedCell
 from persona_sync.rules.conditions import Trace, trace_node
 from persona_sync.rules.engine import Decision, Engine
 from persona_sync.rules.facts import FactOrigin, trace_fact
@@ -65,11 +66,21 @@ class Explanation:
     in_scope: bool
     scope: tuple[tuple[str, Trace], ...]
     scenarios: tuple[ScenarioExplanation, ...]
+    #: attribute -> the feed cell it was read from (persona_sync.feed_join)
+    cells: Mapping[str, FeedCell] = field(default_factory=dict)
 
 
-def explain(engine: Engine, employee: Employee, position: Position | None = None) -> Explanation:
+def explain(
+    engine: Engine,
+    employee: Employee,
+    position: Position | None = None,
+    cells: Mapping[str, FeedCell] | None = None,
+) -> Explanation:
+    """``employee`` with any feed columns joined; ``cells`` says where each came from
+    (``feed hr, hr-export.csv:17, column grade``)."""
     rule_set = engine.rule_set
-    origins = tuple(trace_fact(f, employee, position) for f in engine.compiled_facts)
+    places = {a: f"feed {c.feed}, {c}" for a, c in (cells or {}).items()}
+    origins = tuple(trace_fact(f, employee, position, places) for f in engine.compiled_facts)
     values = {o.name: o.value for o in origins}
     types = {name: f.type for name, f in rule_set.facts.items()}
     scope_traces: list[tuple[str, Trace]] = []
@@ -87,7 +98,9 @@ def explain(engine: Engine, employee: Employee, position: Position | None = None
         _scenario(rule_set, scenario, decision, values, types, in_scope)
         for scenario, decision in zip(rule_set.scenarios, decisions, strict=True)
     )
-    return Explanation(employee, origins, in_scope, tuple(scope_traces), scenarios)
+    return Explanation(
+        employee, origins, in_scope, tuple(scope_traces), scenarios, dict(cells or {})
+    )
 
 
 def _scenario(
@@ -179,6 +192,11 @@ def render_text(explanation: Explanation) -> str:
     return "\n".join(lines)
 
 
+def _cell(cells: Mapping[str, FeedCell], attribute: str | None) -> dict[str, Any] | None:
+    cell = cells.get(attribute) if attribute is not None else None
+    return None if cell is None else cell.as_dict()
+
+
 def _value(value: Any) -> str:
     if value is None:
         return "(missing)"
@@ -194,7 +212,13 @@ def as_dict(explanation: Explanation) -> dict[str, Any]:
     return {
         "employee": {"id": e.id, "dn": e.dn},
         "facts": [
-            {"fact": o.name, "value": o.value, "origin": o.origin, "raw": o.raw}
+            {
+                "fact": o.name,
+                "value": o.value,
+                "origin": o.origin,
+                "raw": o.raw,
+                "feed": _cell(explanation.cells, o.attribute),
+            }
             for o in explanation.facts
         ],
         "in_scope": explanation.in_scope,

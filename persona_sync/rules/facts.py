@@ -17,7 +17,7 @@ when that is None the next step runs (the step's later attributes are not tried)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +49,8 @@ class ReadStep:
     repeats: bool
     inline: Inline | None = None  # ``derive`` as an expression over text, when it is one
 
-    def origin(self, attribute: str) -> str:
-        return self.source.describe(attribute)
+    def origin(self, attribute: str, place: str | None = None) -> str:
+        return self.source.describe(attribute, place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +143,14 @@ def read_raw(name: str, employee: Employee, position: Position | None) -> Any:
     return value
 
 
-def trace_fact(fact: CompiledFact, employee: Employee, position: Position | None) -> FactOrigin:
-    """Run the fact's steps slowly, saying which one gave the value."""
+def trace_fact(
+    fact: CompiledFact,
+    employee: Employee,
+    position: Position | None,
+    places: Mapping[str, object] | None = None,
+) -> FactOrigin:
+    """Run the fact's steps slowly, saying which one gave the value (``places``: where
+    some attributes' values were read, e.g. a feed's file and line, said instead)."""
     for step in fact.steps:
         if isinstance(step, OrgChartStep):
             value = step.value(position)
@@ -160,7 +166,9 @@ def trace_fact(fact: CompiledFact, employee: Employee, position: Position | None
                 if raw is not None:
                     derived = step.derive(raw)
                     if derived is not None:
-                        return FactOrigin(fact.name, derived, step.origin(name), raw)
+                        place = places.get(name) if places else None
+                        origin = step.origin(name, None if place is None else str(place))
+                        return FactOrigin(fact.name, derived, origin, raw, name)
                     break
     if fact.default is not None:
         return FactOrigin(fact.name, fact.default, "default")
@@ -175,6 +183,7 @@ class FactOrigin:
     value: Value | None
     origin: str
     raw: Any = None
+    attribute: str | None = None  # the attribute that gave the value, if one did
 
 
 # --- derive: a raw value to the fact's value -------------------------------------------

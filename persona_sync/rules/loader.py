@@ -180,6 +180,7 @@ class _Builder:
         self.errors: list[RuleError] = []
         self.facts: dict[str, Fact] = {}
         self.fact_usage: dict[str, list[Location]] = {}
+        self.attribute_usage: dict[str, list[Location]] = {}
 
     def errors_only(self) -> list[RuleError]:
         self.build()
@@ -225,6 +226,7 @@ class _Builder:
             files=tuple(item.doc.path for item in self.parsed),
             checksum=checksum_files((Path(i.doc.path).name, i.raw) for i in self.parsed),
             fact_usage={k: tuple(v) for k, v in self.fact_usage.items()},
+            attribute_usage={k: tuple(v) for k, v in self.attribute_usage.items()},
         )
 
     # --- errors -----------------------------------------------------------------------
@@ -278,6 +280,10 @@ class _Builder:
     ) -> Source | None:
         ok = True
         attributes = tuple(a.lower() for a in source.attributes)
+        listed = isinstance(source.from_, list)
+        for index, attr in enumerate(attributes):
+            where = (*path, "from", index) if listed else (*path, "from")
+            self.attribute_usage.setdefault(attr, []).append(doc.locate(where))
         for attr in attributes:
             if attr.startswith("@") and attr not in BUILTIN_ATTRIBUTES:
                 self._error(

@@ -121,13 +121,15 @@ class Source:
     mapping: tuple[tuple[str, Value], ...] | None = None
     table: tuple[tuple[RulePattern, Value], ...] | None = None
 
-    def describe(self, attribute: str | None = None) -> str:
-        """'attribute title via table'; ``attribute``: the one that gave the value."""
+    def describe(self, attribute: str | None = None, place: str | None = None) -> str:
+        """'attribute title via table'; ``attribute``: the one that gave the value;
+        ``place``: where that value was read, said instead of the attribute's name (a
+        feed's file, line and column)."""
         if self.org_chart is not None:
             return "org chart"
         if not self.attributes:
             return "constant"
-        text = "attribute " + (attribute or " or ".join(self.attributes))
+        text = place or "attribute " + (attribute or " or ".join(self.attributes))
         steps = []
         if self.flag is not None:
             steps.append(f"flag {self.flag}")
@@ -193,6 +195,8 @@ class RuleSet:
     files: tuple[str, ...]
     checksum: str
     fact_usage: dict[str, tuple[Location, ...]] = field(default_factory=dict)
+    #: raw attribute (lower case) -> where a fact's ``from:`` names it
+    attribute_usage: dict[str, tuple[Location, ...]] = field(default_factory=dict)
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -104,8 +104,8 @@ def test_test_command_passes_on_shipped_cases(run_cli: Run) -> None:
     result = run_cli("test", "--rules", str(DEFAULT_RULES))
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{DEFAULT_RULES / 'cases' / 'default.yaml'} " + "." * 35
-    assert lines[-1].startswith("35 passed, 0 failed in ")
+    assert lines[0] == f"{DEFAULT_RULES / 'cases' / 'default.yaml'} " + "." * 37
+    assert lines[-1].startswith("37 passed, 0 failed in ")
 
 
 def test_test_command_reports_failures(run_cli: Run, write: Write) -> None:
@@ -206,7 +206,7 @@ def test_explain_bad_input(run_cli: Run) -> None:
     for args, message in [
         ((), "error: say which employee: EMPLOYEE, --attr NAME=VALUE ... or --case FILE\n"),
         (("--attr", "title"), "error: --attr expects NAME=VALUE, got 'title'\n"),
-        (("--case", cases), f"error: {cases} has 35 cases: pick one with --name\n"),
+        (("--case", cases), f"error: {cases} has 37 cases: pick one with --name\n"),
         (("--case", cases, "--name", "zzz"), f"error: no case in {cases} has 'zzz' in its name\n"),
         (("--case", cases, "--attr", "a=b"), "error: give either --case or --attr, not both\n"),
     ]:

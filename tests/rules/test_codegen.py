@@ -113,7 +113,8 @@ def test_facts_are_derived_only_where_a_rule_needs_them() -> None:
     assert set(attributes.reads) == {
         "useraccountcontrol",
         "employeetype",
-        "senioritylevel",  # vip comes first and reads seniority
+        "hr.grade",  # vip comes first and reads seniority: the HR feed's grade first
+        "senioritylevel",
         "title",
         "department",
     }
