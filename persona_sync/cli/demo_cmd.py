@@ -22,14 +22,15 @@ from persona_sync.cli.base import EXIT_OK, cli, terminal_prompt
 def demo_cmd(folder: Path, reset: bool) -> int:
     """Run a sync on a bundled company directory (about 2,400 employees, LDIF).
 
-    The first run copies the directory and the default rules into --dir, plans, and
+    The first run copies the directory, its HR export (joined as the feed hr: the
+    rules read hr.grade) and the default rules into --dir, plans, and
     applies (forced: populating an empty attribute exceeds the safety limit by design).
     Run it again: the second run finds nothing to change. Then try the other commands
     in that folder, e.g. `persona-sync plan` or `persona-sync explain EMPLOYEE`.
     """
     from persona_sync.cli.progress import Progress
     from persona_sync.demo.workspace import prepare_workspace
-    from persona_sync.render import headline, render_json, run_summary
+    from persona_sync.render import feed_lines, headline, render_json, run_summary
     from persona_sync.session import open_session
     from persona_sync.workflow import apply_plan, make_plan
 
@@ -47,6 +48,8 @@ def demo_cmd(folder: Path, reset: bool) -> int:
                 f"{k} {v}" for k, v in sorted(data["personas"].items(), key=lambda kv: -kv[1])
             )
             click.echo(f"personas ({scenario}): {shown}")
+        for line in feed_lines(plan):
+            click.echo(line)
         if plan.changes:
             if fresh:
                 click.echo(
@@ -60,6 +63,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
             click.echo("no changes: the directory already matches the rules")
     click.echo("")
     click.echo(f"directory: {folder / 'company.ldif'}")
+    click.echo(f"HR export: {folder / 'hr-export.csv'}")
     click.echo(f"rules:     {folder / 'rules'}")
     click.echo(f"plan:      {plan_file}")
     click.echo(f"journal:   {session.config.state_dir / 'journal'}")

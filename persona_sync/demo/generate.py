@@ -70,15 +70,22 @@ def generate_company(employees: int = 2400, seed: int = 7) -> list[Entry]:
 
     Raises ValueError below MIN_EMPLOYEES, too few to staff every unit.
     """
+    company, people = staff_company(employees, seed)
+    return [_person_entry(company, p) for p in people] + [
+        _service_entry(company, *account) for account in company.service_accounts
+    ]
+
+
+def staff_company(employees: int = 2400, seed: int = 7) -> tuple[Company, list[Person]]:
+    """The company's tables and its people, quirks included, before they become entries
+    (the HR export, :mod:`persona_sync.demo.hr`, is drawn from the same people)."""
     if employees < MIN_EMPLOYEES:
         raise ValueError(f"the demo company needs at least {MIN_EMPLOYEES} employees")
     company = company_tables()
     rng = random.Random(seed)
     people = Hiring(rng, company).staff(employees)
     _add_quirks(rng, company, people)
-    return [_person_entry(company, p) for p in people] + [
-        _service_entry(company, *account) for account in company.service_accounts
-    ]
+    return company, people
 
 
 def ldif_bytes(entries: Iterable[Entry]) -> bytes:

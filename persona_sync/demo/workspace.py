@@ -1,4 +1,4 @@
-"""The demo: a bundled company directory, the default rules and a config, in a folder.
+"""The demo: a bundled company directory, its HR export, the default rules and a config.
 
 ``persona-sync demo`` copies them into a working folder (once), so a first-time user can
 see plan, apply and a no-op second run without any server.
@@ -14,6 +14,7 @@ from persona_sync.errors import PersonaSyncError
 
 CONFIG_NAME = "persona-sync.yaml"
 DIRECTORY_NAME = "company.ldif"
+HR_EXPORT_NAME = "hr-export.csv"
 
 CONFIG_TEXT = """\
 # yaml-language-server: $schema=https://persona-sync.dev/schemas/config.schema.json
@@ -32,6 +33,10 @@ safety:
     vip:                  # P1 support: a rule slip must not swamp the VIP desk
       max_gain: 50
       max_gain_percent: 2
+feeds:
+  # The HR system's report (persona_sync/demo/hr.py), joined on the work email: the rules
+  # read its columns as hr.<column>; seniority takes hr.grade (G1-G10) first.
+  hr: {path: hr-export.csv, key: work_email, matches: mail}
 state_dir: .persona-sync
 """
 
@@ -43,7 +48,14 @@ def prepare_workspace(folder: Path, reset: bool = False) -> tuple[Path, bool]:
         return config, False
     try:
         if reset and folder.exists():
-            for name in (CONFIG_NAME, DIRECTORY_NAME, "rules", ".persona-sync", "plan.json"):
+            for name in (
+                CONFIG_NAME,
+                DIRECTORY_NAME,
+                HR_EXPORT_NAME,
+                "rules",
+                ".persona-sync",
+                "plan.json",
+            ):
                 target = folder / name
                 if target.is_dir():
                     shutil.rmtree(target)
@@ -52,6 +64,7 @@ def prepare_workspace(folder: Path, reset: bool = False) -> tuple[Path, bool]:
         folder.mkdir(parents=True, exist_ok=True)
         package = resources.files("persona_sync")
         (folder / DIRECTORY_NAME).write_bytes(package.joinpath("demo", DIRECTORY_NAME).read_bytes())
+        (folder / HR_EXPORT_NAME).write_bytes(package.joinpath("demo", HR_EXPORT_NAME).read_bytes())
         rules = folder / "rules"
         rules.mkdir(exist_ok=True)
         (rules / "cases").mkdir(exist_ok=True)

@@ -18,15 +18,20 @@ from persona_sync.demo.generate import (
     generate_company,
     ldif_bytes,
 )
+from persona_sync.demo.hr import DEFAULT_OUTPUT as HR_OUTPUT
+from persona_sync.demo.hr import hr_export
 from persona_sync.demo.tables import company_tables
 from persona_sync.directory.ldif import LdifRecord, parse_ldif
 from persona_sync.employee import Employee
+from persona_sync.feeds import load_feed
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.loader import load_rules
 from persona_sync.rules.orgchart import build_org_chart, normalize_dn
 from tests.conftest import DEFAULT_RULES, REPO
 
 SCRIPT = REPO / "scripts" / "generate_demo_company.py"
+HR_SCRIPT = REPO / "scripts" / "generate_demo_hr_export.py"
+HR_DIGEST = "7d6c8985da665af35be0f6b54923a8d9541e3a38cc5091dd324cfbb07b8dd1ae"
 SERVICE_OU = ",OU=Service Accounts,DC=contoso,DC=example"
 OPTIONAL = ("title", "department", "physicalDeliveryOfficeName")
 
@@ -323,3 +328,50 @@ def test_target_attribute_holds_catalog_personas_and_three_foreign_values(
     foreign = [tag for tag in present if tag not in engine.rule_set.personas]
     assert len(foreign) == 3
     assert "legacy-tag" in foreign
+
+
+# -- the HR export ------------------------------------------------------------------------------
+
+
+def test_shipped_hr_export_is_the_default_output() -> None:
+    assert HR_OUTPUT.read_bytes() == hr_export().encode(), (
+        "persona_sync/demo/hr-export.csv is stale: run `python scripts/generate_demo_hr_export.py`"
+    )
+
+
+def test_hr_export_is_deterministic_and_pinned() -> None:
+    text = hr_export(MIN_EMPLOYEES, seed=11)
+    assert hr_export(MIN_EMPLOYEES, seed=11) == text != hr_export(MIN_EMPLOYEES, seed=12)
+    assert hashlib.sha256(text.encode()).hexdigest() == HR_DIGEST
+
+
+def test_hr_export_joins_the_company_by_work_email(company: list[Entry]) -> None:
+    feed = load_feed("hr", HR_OUTPUT, "work_email")
+    mails = {(entry.value("mail") or "").casefold(): entry for entry in company}
+    joined = [mails[key] for key in feed.rows if key in mails]
+    assert len(feed.rows) - len(joined) == 2  # two leavers still in the report
+    # no contractor, no service account
+    assert {entry.value("employeeType") for entry in joined} == {"employee", "intern"}
+    assert all(entry.value("userAccountControl") == "512" for entry in joined)
+    grades = {row.values["grade"] for row in feed.rows.values()}
+    assert grades <= {f"G{n}" for n in range(1, 11)}
+
+
+def test_hr_script_writes_what_the_library_generates(tmp_path: Path) -> None:
+    output = tmp_path / "hr.csv"
+    command = [
+        sys.executable,
+        str(HR_SCRIPT),
+        "--employees",
+        "500",
+        "--seed",
+        "3",
+        "-o",
+        str(output),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    expected = hr_export(500, seed=3)
+    assert output.read_bytes() == expected.encode()
+    rows = expected.count("\n") - 1
+    assert done.stdout == f"wrote {rows} rows ({len(expected.encode()):,} bytes) to {output}\n"

@@ -10,6 +10,7 @@ import pytest
 from persona_sync.demo.workspace import prepare_workspace
 from persona_sync.employee import Employee
 from persona_sync.errors import ConfigError
+from persona_sync.feed_join import load_feeds
 from persona_sync.plan import org_chart, read_attributes
 from persona_sync.refresh import compute_plan
 from persona_sync.report.population import (
@@ -71,7 +72,9 @@ def test_distribution_matches_the_plan_summary_on_the_demo_company(tmp_path: Pat
     with session.directory() as directory:
         people = list(directory.read(attributes))
         chart = org_chart(directory, people)
-    rows = population_rows(session.engine, people, DEFAULT_DIMENSIONS, chart)
+    feeds = load_feeds(session.config)  # the demo's HR export, joined as the plan joins it
+    joined = [feeds.join(p) for p in people]
+    rows = population_rows(session.engine, joined, DEFAULT_DIMENSIONS, chart)
     dist = distribution_from_rows(rows, "persona", DEFAULT_DIMENSIONS, max_groups=1000)
     assert dict(dist.counts) == plan.summary["scenarios"]["persona"]["personas"]
     assert dist.total == plan.in_scope
