@@ -304,3 +304,32 @@ def test_a_json_lines_feed_joins_the_same(
     assert plan["summary"]["feeds"]["hr"]["rows_without_employee_examples"] == [
         {"key": "9999", "line": 5}
     ]
+
+
+def test_the_report_groups_by_a_feed_column(workspace: FeedWorkspace, run_cli: Run) -> None:
+    assert run_cli("plan", "-q", "-o", "plan.json").exit_code == 2
+    result = run_cli(
+        "report", "plan.json", "--config", str(workspace.config), "--group-by",
+        "grade=hr.grade", "--format", "markdown",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "| Grade | vip | engineer | frontline | total |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| (none) |  |  | 1 | 1 |\n"
+        "| G10 | 1 |  |  | 1 |\n"
+        "| G4 |  | 1 |  | 1 |\n"
+        "| G9 | 1 |  |  | 1 |\n"
+    ) in result.stdout
+
+
+def test_check_connection_reads_the_feeds(workspace: FeedWorkspace, run_cli: Run) -> None:
+    result = run_cli("check-connection")
+    assert "ok    feeds         hr: 5 rows in hr-export.csv" in result.stdout.splitlines()
+    assert "ok    employees     6 read, 4 in scope, 2 out of scope" in result.stdout.splitlines()
+    workspace.feed.unlink()
+    broken = run_cli("check-connection")
+    assert broken.exit_code == 1
+    assert f"FAIL  feeds         feed hr: {workspace.feed}: no such file" in (
+        broken.stdout.splitlines()
+    )
