@@ -16,11 +16,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import marshal
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from persona_sync import __version__
 from persona_sync.config import LoadedConfig
@@ -121,9 +122,56 @@ def _provenance_dict(provenance: Provenance) -> dict[str, Any]:
     return data
 
 
+class StoredChanges(Sequence[PlannedChange]):
+    """A plan's changes as the snapshot keeps them, in the plan's order: each change's
+    canonical JSON text (see :func:`canonical_json`), its scenario and "old -> new", and
+    its fields marshalled (the facts in the order the rule reads them, which the sorted
+    text loses and the Markdown report shows).
+
+    The plan file and its checksum are made from the texts as they are; the
+    :class:`PlannedChange` values are decoded on first use (an apply, the table). A delta
+    plan of 10,000 changes is written without decoding or encoding one.
+    """
+
+    __slots__ = ("texts", "moves", "_packed", "_values")
+
+    def __init__(self, texts: list[str], moves: list[tuple[str, str]], packed: list[bytes]) -> None:
+        self.texts = texts
+        self.moves = moves
+        self._packed = packed
+        self._values: tuple[PlannedChange, ...] | None = None
+
+    def _decoded(self) -> tuple[PlannedChange, ...]:
+        if self._values is None:
+            unpack = marshal.loads
+            self._values = tuple(PlannedChange(**unpack(fields)) for fields in self._packed)
+            self._packed = []
+        return self._values
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> PlannedChange: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PlannedChange]: ...
+    def __getitem__(self, index: int | slice) -> PlannedChange | Sequence[PlannedChange]:
+        return self._decoded()[index]
+
+    def __iter__(self) -> Iterator[PlannedChange]:
+        return iter(self._decoded())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, StoredChanges):
+            return self.texts == other.texts
+        return isinstance(other, tuple) and self._decoded() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @dataclass(frozen=True)
 class Plan:
-    changes: tuple[PlannedChange, ...]
+    changes: Sequence[PlannedChange]  # a tuple, or StoredChanges
     foreign: tuple[ForeignValue, ...]
     summary: Mapping[str, Any]
     provenance: Provenance
@@ -138,23 +186,26 @@ class Plan:
     def change_texts(self) -> list[str]:
         """Each change as canonical JSON (see :func:`canonical_json`), encoded once for
         both the checksum and the plan file's lines (at 10,000 changes each encoding of
-        them costs about 0.12 s)."""
+        them costs about 0.12 s); the stored texts as they are."""
+        if isinstance(self.changes, StoredChanges):
+            return self.changes.texts
         return [canonical_json(d) for d in self.change_dicts]
 
     @functools.cached_property
     def checksum(self) -> str:
         """``plan_checksum(self._body())``, with the changes' canonical texts reused."""
-        body = self._body()
+        header = self.header()
         # the same text either way; one encoder call over the list when the changes' own
         # texts are not needed (a plan loaded to be applied): 5-6x less time
         changes = (
             "[" + ",".join(self.change_texts) + "]"
-            if "change_texts" in self.__dict__
+            if "change_texts" in self.__dict__ or isinstance(self.changes, StoredChanges)
             else canonical_json(self.change_dicts)
         )
         text = ",".join(
-            f"{canonical_json(key)}:" + (changes if key == "changes" else canonical_json(body[key]))
-            for key in sorted(body)
+            f"{canonical_json(key)}:"
+            + (changes if key == "changes" else canonical_json(header[key]))
+            for key in sorted([*header, "changes"])
         )
         return "sha256:" + hashlib.sha256(("{" + text + "}").encode()).hexdigest()
 
@@ -162,17 +213,20 @@ class Plan:
     def in_scope(self) -> int:
         return int(self.summary["in_scope"])
 
-    def _body(self) -> dict[str, Any]:
-        """Everything in the plan file except its checksum."""
+    def header(self) -> dict[str, Any]:
+        """Everything in the plan file except its checksum and its changes."""
         return {
             "format": PLAN_FORMAT,
             "version": PLAN_VERSION,
             "provenance": _provenance_dict(self.provenance),
             "summary": self.summary,
-            "changes": self.change_dicts,
             "foreign": [asdict(f) for f in self.foreign],
             "skipped": [asdict(k) for k in self.skipped],
         }
+
+    def _body(self) -> dict[str, Any]:
+        """Everything in the plan file except its checksum."""
+        return {**self.header(), "changes": self.change_dicts}
 
     def to_dict(self) -> dict[str, Any]:
         return {"checksum": self.checksum, **self._body()}
@@ -375,18 +429,68 @@ class Evaluator:
         return Evaluated(tuple(labels), tuple(changes), tuple(foreign), tuple(skipped))
 
 
-def encode_items(evaluated: Evaluated) -> dict[str, Any] | None:
-    """The plan items of one employee as JSON-ready data (None when there are none)."""
+CHANGE, FOREIGN, SKIPPED = 0, 1, 2  # the kinds of plan items
+
+
+#: (kind, DN case-folded, scenario, a change's "old -> new" or None, canonical JSON, a
+#: change's fields marshalled or None): one plan item as the snapshot keeps it
+PlanItem = tuple[int, str, str, str | None, str, bytes | None]
+
+
+def plan_items(evaluated: Evaluated) -> list[PlanItem] | None:
+    """One employee's plan items as the snapshot keeps them (None when there are none).
+    The text is the plan file's, so a plan from the snapshot is written as it is stored."""
     if not (evaluated.changes or evaluated.foreign or evaluated.skipped):
         return None
-    items: dict[str, Any] = {}
-    if evaluated.changes:
-        items["changes"] = [_change_dict(c) for c in evaluated.changes]
-    if evaluated.foreign:
-        items["foreign"] = [asdict(f) for f in evaluated.foreign]
-    if evaluated.skipped:
-        items["skipped"] = [asdict(k) for k in evaluated.skipped]
+    items: list[PlanItem] = []
+    for c in evaluated.changes:
+        fields = _change_dict(c)
+        items.append(
+            (
+                CHANGE,
+                c.dn.casefold(),
+                c.scenario,
+                _move(c.old, c.new),
+                canonical_json(fields),
+                marshal.dumps(fields),
+            )
+        )
+    items += [
+        (FOREIGN, f.dn.casefold(), f.scenario, None, canonical_json(asdict(f)), None)
+        for f in evaluated.foreign
+    ]
+    items += [
+        (SKIPPED, k.dn.casefold(), k.scenario, None, canonical_json(asdict(k)), None)
+        for k in evaluated.skipped
+    ]
     return items
+
+
+def stored_items(
+    rows: Iterable[tuple[int, str, str | None, str, bytes | None]],
+) -> tuple[StoredChanges, list[ForeignValue], list[SkippedChange]]:
+    """The plan items the snapshot returns (kind, scenario, move, text, fields; in the
+    plan's order): the changes as stored, the foreign values and skipped changes decoded."""
+    texts: list[str] = []
+    moves: list[tuple[str, str]] = []
+    packed: list[bytes] = []
+    foreign: list[ForeignValue] = []
+    skipped: list[SkippedChange] = []
+    for kind, scenario, move, text, fields in rows:
+        if kind == CHANGE:
+            texts.append(text)
+            moves.append((scenario, move or ""))
+            packed.append(fields or b"")
+        elif kind == FOREIGN:
+            foreign.append(ForeignValue(**json.loads(text)))
+        else:
+            skipped.append(SkippedChange(**json.loads(text)))
+    return StoredChanges(texts, moves, packed), foreign, skipped
+
+
+def _move(old: str | None, new: str | None) -> str:
+    """A change as the summary's transitions count it."""
+    return f"{old or EMPTY} -> {new or EMPTY}"
 
 
 def assemble_plan(
@@ -394,7 +498,7 @@ def assemble_plan(
     config: LoadedConfig,
     directory: Directory,
     population: Iterable[tuple[tuple[str, ...] | None, bool, int]],
-    changes: list[PlannedChange],
+    changes: list[PlannedChange] | StoredChanges,
     foreign: list[ForeignValue],
     skipped: list[SkippedChange],
     org_chart_problems: int,
@@ -407,7 +511,7 @@ def assemble_plan(
     computed (a full read, or a delta over the snapshot): the same inputs give the same plan.
 
     ``population`` holds (labels or None when out of scope, changed, how many employees);
-    the lists are sorted in place.
+    the lists are sorted in place (stored changes come in the plan's order).
     """
     scenario_ids = [s.id for s in rule_set.scenarios]
     personas: dict[str, Counter[str]] = {s: Counter() for s in scenario_ids}
@@ -425,9 +529,16 @@ def assemble_plan(
             counts["unchanged"] += many
         for scenario, label in zip(scenario_ids, labels, strict=True):
             personas[scenario][label] += many
-    for c in changes:
-        transitions[c.scenario][f"{c.old or EMPTY} -> {c.new or EMPTY}"] += 1
-    changes.sort(key=lambda c: (c.dn.casefold(), c.scenario))
+    planned: Sequence[PlannedChange]
+    if isinstance(changes, StoredChanges):
+        moves: Iterable[tuple[str, str]] = changes.moves
+        planned = changes
+    else:
+        moves = ((c.scenario, _move(c.old, c.new)) for c in changes)
+        changes.sort(key=lambda c: (c.dn.casefold(), c.scenario))
+        planned = tuple(changes)
+    for scenario, move in moves:
+        transitions[scenario][move] += 1
     foreign.sort(key=lambda f: (f.dn.casefold(), f.scenario))
     skipped.sort(key=lambda k: (k.dn.casefold(), k.scenario))
     summary: dict[str, Any] = {
@@ -460,7 +571,7 @@ def assemble_plan(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         feeds=dict(feed_provenance) if feed_provenance else None,
     )
-    plan = Plan(tuple(changes), tuple(foreign), summary, provenance, tuple(skipped))
+    plan = Plan(planned, tuple(foreign), summary, provenance, tuple(skipped))
     log.info(
         "plan_computed", changes=len(changes), in_scope=counts["in_scope"], foreign=len(foreign)
     )

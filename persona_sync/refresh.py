@@ -45,14 +45,17 @@ from persona_sync.plan import (
     Evaluator,
     ForeignValue,
     Plan,
+    PlanItem,
     PlannedChange,
     SkippedChange,
+    StoredChanges,
     assemble_plan,
     check_targets,
-    encode_items,
     log_problems,
     outside_managers,
+    plan_items,
     read_attributes,
+    stored_items,
 )
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
@@ -221,16 +224,15 @@ def compute_plan(
         last_mode=summary.mode,
         last_reason=summary.reason,
     )
-    if collected is None:
-        collected = _collected_from(store)
+    stored = _stored_from(store, collected.population if collected is not None else None)
     plan = assemble_plan(
         rule_set,
         config,
         directory,
-        collected.population,
-        collected.changes,
-        collected.foreign,
-        collected.skipped,
+        stored.population,
+        stored.changes,
+        stored.foreign,
+        stored.skipped,
         int(store.get("org_chart_problems", 0)) if uses_chart else 0,
         summary.as_dict(),
         feeds=feed_summary(store, feeds),
@@ -256,7 +258,7 @@ def row_evaluator(
                     (
                         _labels(result.population),
                         int(bool(result.changes)),
-                        encode_items(result),
+                        plan_items(result),
                         row.key,
                     )
                 )
@@ -360,27 +362,30 @@ def _evaluate_all(
     return collected
 
 
-def _collected_from(store: Snapshot) -> _Collected:
-    """Every row's population and plan items, as stored (a delta plan's input).
+@dataclass
+class _Stored:
+    """Every row's population and plan items, as the snapshot holds them: a plan's input."""
 
-    The items of 10,000 rows with changes are decoded straight into the plan's lists
-    (the inverse of :func:`encode_items`, without an Evaluated per row: half the time).
-    """
-    collected = _Collected()
-    collected.population = list(_population(store))
-    changes, foreign, skipped = collected.changes, collected.foreign, collected.skipped
-    for items in store.items():
-        for c in items.get("changes", ()):
-            changes.append(PlannedChange(**c))
-        for f in items.get("foreign", ()):
-            foreign.append(ForeignValue(**f))
-        for k in items.get("skipped", ()):
-            skipped.append(SkippedChange(**k))
-    return collected
+    population: list[tuple[tuple[str, ...] | None, bool, int]]
+    changes: StoredChanges
+    foreign: list[ForeignValue]
+    skipped: list[SkippedChange]
 
 
-def _pack_items(result: Evaluated) -> bytes:
-    return marshal.dumps(encode_items(result))
+def _stored_from(
+    store: Snapshot, population: list[tuple[tuple[str, ...] | None, bool, int]] | None
+) -> _Stored:
+    """The plan's input from the snapshot, full read or delta alike (``population`` when
+    the caller counted it already): the changes stay the canonical texts stored, which
+    the plan file is written from (see :class:`~persona_sync.plan.StoredChanges`)."""
+    changes, foreign, skipped = stored_items(store.plan_items())
+    if population is None:
+        population = list(_population(store))
+    return _Stored(population, changes, foreign, skipped)
+
+
+def _pack_items(result: Evaluated) -> list[PlanItem] | None:
+    return plan_items(result)
 
 
 def _labels(population: tuple[str, ...] | None) -> str | None:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from typing import Any
 
 from persona_sync.apply import RunReport
 from persona_sync.directory.base import ChangeResult
@@ -131,8 +132,10 @@ def render_table(plan: Plan) -> str:
 def render_json(plan: Plan) -> str:
     """Stable JSON: sorted keys, one change per line in its canonical form, the text the
     checksum covers (readable, diffable, and fast: the indenting encoder is pure Python
-    and takes seconds on 100,000 changes; each change is encoded once)."""
-    data = plan.to_dict()
+    and takes seconds on 100,000 changes; each change is encoded once, and the checksum
+    reuses those texts; a plan from the snapshot has them already)."""
+    texts = plan.change_texts
+    data: dict[str, Any] = {"checksum": plan.checksum, **plan.header(), "changes": texts}
     lines = ["{"]
     keys = sorted(data)
     for position, key in enumerate(keys):
@@ -140,7 +143,7 @@ def render_json(plan: Plan) -> str:
         value = data[key]
         if isinstance(value, list) and value:
             lines.append(f"  {json.dumps(key)}: [")
-            items = plan.change_texts if key == "changes" else [canonical_json(i) for i in value]
+            items = texts if key == "changes" else [canonical_json(i) for i in value]
             lines.extend(f"    {item}," for item in items[:-1])
             lines.append(f"    {items[-1]}")
             lines.append(f"  ]{comma}")

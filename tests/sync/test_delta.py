@@ -22,8 +22,9 @@ import pytest
 from persona_sync.demo.generate import generate_company, ldif_bytes
 from persona_sync.directory.base import ChangeResult
 from persona_sync.lock import RunLock
-from persona_sync.plan import Plan, load_plan
+from persona_sync.plan import Plan, StoredChanges, load_plan
 from persona_sync.refresh import Refresh, compute_plan, record_results
+from persona_sync.render import render_json
 from persona_sync.session import Session, open_session
 from persona_sync.snapshot import SNAPSHOT_LOCK, SNAPSHOT_NAME, Snapshot
 from persona_sync.workflow import make_plan
@@ -434,3 +435,21 @@ def test_a_plan_without_keys_is_recorded_by_dn(workspace: Workspace, run_cli: Ru
         "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
         "0 employees re-evaluated"
     )
+
+
+def test_a_delta_plan_is_written_from_the_texts_the_snapshot_holds(workspace: Workspace) -> None:
+    """A delta plan's changes are the canonical texts stored with the rows: its file is,
+    byte for byte and checksum included, the file the same changes make as values, and
+    they decode to the changes of a full read."""
+    session = open_session(workspace.config)
+    make_plan(session, session.directory())
+    edit(workspace, "title: Software Engineer", "title: Cashier")
+    stored = delta(session).plan
+    assert isinstance(stored.changes, StoredChanges)
+    values = dataclasses.replace(stored, changes=tuple(stored.changes))
+    assert not isinstance(values.changes, StoredChanges)
+    assert render_json(values) == render_json(stored)
+    assert values.checksum == stored.checksum
+    assert load_plan(render_json(stored), "delta.json").checksum == stored.checksum
+    assert list(stored.changes) == list(full(session).changes)
+    assert [c.employee for c in stored.changes] == ["boss", "jmuller", "jsmith"]

@@ -26,12 +26,14 @@ def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
         store.load([_row("k2", "cn=b", "two"), _row("k1", "cn=a", "one")])
         assert store.end_load() is False
         assert [key for _, key, *_ in next(store.loaded())] == ["k2", "k1"]
-        store.decide_loaded([(1, 0, "p", 0, None, 1), (0, 1, "p", 1, b"x", 2)])
+        item = (0, "cn=a", "persona", "(empty) -> p", '{"dn":"cn=a"}', b"")
+        store.decide_loaded([(1, 0, "p", 0, None, 1), (0, 1, "p", 1, [item], 2)])
         assert [(r.key, r.depth, r.reports) for r in store.rows(["k1", "k2"])] == [
             ("k1", 0, 1),
             ("k2", 1, 0),
         ]
         assert store.pending() == 1
+        assert store.plan_items() == [(0, "persona", "(empty) -> p", '{"dn":"cn=a"}', b"")]
         # the index is back: an upsert by key replaces the row
         row = store.row("k1")
         assert row is not None
