@@ -20,6 +20,7 @@ commits after its writes are journalled (a crash in between only re-reads those 
 from __future__ import annotations
 
 import marshal
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -59,7 +60,7 @@ from persona_sync.plan import (
 )
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
-from persona_sync.snapshot import Row, Snapshot
+from persona_sync.snapshot import Row, Snapshot, damaged
 
 log = get_logger(__name__)
 
@@ -145,18 +146,52 @@ def compute_plan(
     empty (it was missing, damaged, of another version), said when a delta was asked.
     ``feeds``: the config's feeds, loaded (None: loaded here); ``force``: plan although a
     feed shrank more than its limit since the last run.
+
+    Damage SQLite meets in the snapshot on the way (SQLITE_CORRUPT: the snapshot is not
+    checked page by page when opened) drops the read, rebuilds the snapshot empty and
+    reads in full, saying why.
     """
+    store = snapshot if snapshot is not None else Snapshot.in_memory()
+    reads: list[DeltaRead] = []
+    feeds = load_feeds(config) if feeds is None else feeds
+    args = (config, engine, directory, progress, store, delta, feeds, force)
+    try:
+        return _compute_plan(*args, full_reason, fresh_reason, reads)
+    except sqlite3.DatabaseError as exc:
+        if not damaged(exc):
+            raise
+        for read in reads:  # a stream left half read holds a connection's answers
+            close = getattr(read.entries, "close", None)
+            if close is not None:
+                close()
+        log.info("snapshot_rebuilt", path=str(store.path), reason=str(exc))
+        store.rebuild()
+        return _compute_plan(*args, None, f"the snapshot was damaged ({exc})", [])
+
+
+def _compute_plan(
+    config: LoadedConfig,
+    engine: Engine,
+    directory: Directory,
+    progress: Progress | None,
+    store: Snapshot,
+    delta: bool,
+    feeds: FeedSet,
+    force: bool,
+    full_reason: str | None,
+    fresh_reason: str | None,
+    reads: list[DeltaRead],
+) -> Refresh:
     rule_set = engine.rule_set
     check_targets(rule_set, config)
     directory.check_targets(list(config.spec.targets.values()))
-    feeds = load_feeds(config) if feeds is None else feeds
     ValidationFailed.raise_if_any(feeds.problems(rule_set, unknown_feeds=False))
-    store = snapshot if snapshot is not None else Snapshot.in_memory()
     check_shrink(feeds, store.get("feeds"), force)
     attributes = read_attributes(engine, config)
     cursor, reason = _cursor_to_use(store, directory, attributes, delta, full_reason, fresh_reason)
     store.begin()
     read = directory.read_delta(attributes, cursor)
+    reads.append(read)
     summary = ReadSummary("full" if read.full else "delta", read.reason if read.full else "")
     if read.full and cursor is None:
         summary.reason = reason

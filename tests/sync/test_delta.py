@@ -223,6 +223,40 @@ def test_a_damaged_snapshot_is_rebuilt_and_said_so(workspace: Workspace, run_cli
     assert again.stderr.splitlines()[1] == "read: the file is unchanged"
 
 
+def _damage_table(path: Path, table: str) -> None:
+    """Overwrite the root page of one of the snapshot's tables: the file still opens and
+    its header reads, but SQLite finds the damage when the table is read."""
+    db = sqlite3.connect(path)
+    try:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,)
+        ).fetchone()
+    finally:
+        db.close()  # the last connection out checkpoints the WAL into the file
+    assert not path.with_name(path.name + "-wal").exists()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+
+
+def test_damage_met_mid_delta_rebuilds_the_snapshot_by_a_full_read(
+    workspace: Workspace, run_cli: Run
+) -> None:
+    assert run_cli("plan", "-q").exit_code == 2
+    _damage_table(workspace.state / SNAPSHOT_NAME, "employees")
+    edit(workspace, "title: Software Engineer", "title: Cashier")  # the delta reads rows
+    result = run_cli("plan", "--delta", "--format", "json")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        "read: the snapshot was damaged (database disk image is malformed): full read; 6 entries"
+    )
+    session = open_session(workspace.config)
+    assert comparable(load_plan(result.stdout, "stdout")) == comparable(full(session))
+    again = run_cli("plan", "--delta", "--format", "json")
+    assert again.stderr.splitlines()[1] == "read: the file is unchanged"
+
+
 def test_a_snapshot_of_another_version_is_rebuilt(workspace: Workspace, run_cli: Run) -> None:
     assert run_cli("plan", "-q").exit_code == 2
     with sqlite3.connect(workspace.state / SNAPSHOT_NAME) as db:
@@ -435,6 +469,19 @@ def test_a_plan_without_keys_is_recorded_by_dn(workspace: Workspace, run_cli: Ru
         "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
         "0 employees re-evaluated"
     )
+
+
+def test_damage_met_by_a_full_read_rebuilds_the_snapshot(
+    workspace: Workspace, run_cli: Run
+) -> None:
+    assert run_cli("plan", "-q", "-o", "before.json").exit_code == 2
+    _damage_table(workspace.state / SNAPSHOT_NAME, "plan_items")
+    result = run_cli("plan", "--format", "json")
+    assert result.exit_code == 2
+    before = (workspace.root / "before.json").read_text(encoding="utf-8")
+    assert comparable(load_plan(result.stdout, "stdout")) == comparable(load_plan(before, "b"))
+    again = run_cli("plan", "--delta", "--format", "json")
+    assert again.stderr.splitlines()[1] == "read: the file is unchanged"
 
 
 def test_a_delta_plan_is_written_from_the_texts_the_snapshot_holds(workspace: Workspace) -> None:
