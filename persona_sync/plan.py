@@ -202,12 +202,13 @@ class Plan:
             if "change_texts" in self.__dict__ or isinstance(self.changes, StoredChanges)
             else canonical_json(self.change_dicts)
         )
-        text = ",".join(
-            f"{canonical_json(key)}:"
-            + (changes if key == "changes" else canonical_json(header[key]))
-            for key in sorted([*header, "changes"])
-        )
-        return "sha256:" + hashlib.sha256(("{" + text + "}").encode()).hexdigest()
+        # hashed part by part: the megabytes of changes are not copied into one text
+        digest = hashlib.sha256(b"{")
+        for position, key in enumerate(sorted([*header, "changes"])):
+            digest.update(f"{',' if position else ''}{canonical_json(key)}:".encode())
+            digest.update((changes if key == "changes" else canonical_json(header[key])).encode())
+        digest.update(b"}")
+        return "sha256:" + digest.hexdigest()
 
     @property
     def in_scope(self) -> int:

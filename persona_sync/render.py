@@ -144,8 +144,7 @@ def render_json(plan: Plan) -> str:
         if isinstance(value, list) and value:
             lines.append(f"  {json.dumps(key)}: [")
             items = texts if key == "changes" else [canonical_json(i) for i in value]
-            lines.extend(f"    {item}," for item in items[:-1])
-            lines.append(f"    {items[-1]}")
+            lines.append("    " + ",\n    ".join(items))  # one line each
             lines.append(f"  ]{comma}")
         else:
             text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

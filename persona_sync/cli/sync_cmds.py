@@ -154,7 +154,10 @@ def _write_output(text: str, output: Path | None) -> None:
         click.echo(text)
         return
     try:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        with output.open("w", encoding="utf-8") as file:
+            file.write(text)  # not text + "\n": a plan's text runs to megabytes
+            if not text.endswith("\n"):
+                file.write("\n")
     except OSError as exc:
         raise PersonaSyncError(f"cannot write {output}: {exc.strerror}") from None
 
