@@ -23,6 +23,7 @@ read, before anything is expanded.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,17 @@ import yaml
 
 from persona_sync.errors import Location, RuleError
 
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python loader only
+    CParser = None  # type: ignore[assignment, misc]
+
 PathKey = tuple[str | int, ...]
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: Text libyaml reads otherwise than PyYAML: it takes tabs, byte-order marks and control
+#: characters that PyYAML refuses, and counts other line breaks. Such files (rare: editors
+#: indent with spaces), and files without a final newline, are read by PyYAML alone.
+_LIBYAML_DIFFERS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff\ud800-\udfff]")
 
 MAX_DEPTH = 64  # nested lists and mappings; rule files need about a dozen
 MAX_ALIAS_VALUES = 10_000  # values that aliases may add to one document
@@ -47,23 +57,22 @@ class _Refused(Exception):
         self.text = text
 
 
-class _CoreSchemaLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema implicit typing and bounded composition.
+class _Bounded(yaml.composer.Composer):
+    """Bounded composition.
 
     ``compose_node`` is PyYAML's recursive step; wrapping it tracks the depth (enclosing
     lists and mappings), and for each node its expanded size and height (aliases included),
     so bounds are checked at the node or alias that crosses them, in time linear in the file.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    def _start_bounds(self) -> None:
         self._depth = 0
         self._open_anchors: set[str] = set()
         self._sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)
         self._alias_values = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        event: Any = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent):
             return self._alias(parent, index, event)
         if self._depth >= MAX_DEPTH and not isinstance(event, yaml.ScalarEvent):
@@ -117,6 +126,14 @@ class _CoreSchemaLoader(yaml.SafeLoader):
         return (values, height + 1)
 
 
+class _CoreSchemaLoader(_Bounded, yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema implicit typing and bounded composition."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._start_bounds()
+
+
 _CoreSchemaLoader.yaml_implicit_resolvers = {}
 _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
@@ -138,15 +155,47 @@ _CoreSchemaLoader.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
 )
 
+if CParser is not None:
+
+    class _LibyamlLoader(
+        _Bounded, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """The same loader on libyaml's parser: the events come from C (PyYAML's own
+        scanner and parser take 0.05-0.06 s of every plan for the default rules' 10 kB;
+        libyaml about 3 ms), the composition with its bounds, the typing and the values are
+        :class:`_CoreSchemaLoader`'s. libyaml places some empty values elsewhere than
+        PyYAML, so its locations are not used (see :func:`parse_yaml`)."""
+
+        yaml_implicit_resolvers = _CoreSchemaLoader.yaml_implicit_resolvers
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._start_bounds()
+
 
 @dataclass
 class LocatedDocument:
-    """A YAML document as plain data, with the location of every value and key."""
+    """A YAML document as plain data, with the location of every value and key.
+
+    A document read by libyaml holds libyaml's locations but those of empty values,
+    which libyaml places elsewhere than PyYAML: asked for one of those, the document
+    takes every location from PyYAML (``_locations``), as a file read by PyYAML has them.
+    """
 
     path: str
     data: Any
     values: dict[PathKey, Location] = field(default_factory=dict)
     keys: dict[PathKey, Location] = field(default_factory=dict)
+    _locations: Callable[[], LocatedDocument] | None = field(default=None, compare=False)
+    _empty: set[PathKey] = field(default_factory=set, compare=False)
+
+    def _pyyaml(self, path: PathKey) -> None:
+        if self._locations is not None and (path in self._empty or path not in self.values):
+            located, self._locations = self._locations(), None
+            self.values, self.keys = located.values, located.keys
 
     def locate(self, path: PathKey, *, key: bool = False) -> Location:
         """Location of the value at ``path``, or of its key when ``key`` is true.
@@ -154,6 +203,7 @@ class LocatedDocument:
         Falls back to the nearest enclosing value that was recorded, so an error about a
         missing field points at the mapping that lacks it.
         """
+        self._pyyaml(tuple(path))
         if key and path in self.keys:
             return self.keys[path]
         probe = tuple(path)
@@ -204,8 +254,20 @@ def load_yaml(path: Path, display: str | None = None) -> LocatedDocument:
 
 
 def parse_yaml(text: str, shown: str) -> LocatedDocument:
+    if CParser is not None and text.endswith("\n") and not _LIBYAML_DIFFERS.search(text):
+        try:
+            read = _parse_yaml(text, shown, _LibyamlLoader)
+        except Exception:  # whatever it is, PyYAML reads the file again and says so
+            pass
+        else:
+            read._locations = lambda: _parse_yaml(text, shown, _CoreSchemaLoader)
+            return read
+    return _parse_yaml(text, shown, _CoreSchemaLoader)
+
+
+def _parse_yaml(text: str, shown: str, make: Callable[[str], Any]) -> LocatedDocument:
     try:
-        loader = _CoreSchemaLoader(text)
+        loader = make(text)
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, shown, text) from None
     try:
@@ -280,8 +342,10 @@ def _tab_in_indent(text: str, line: int) -> bool:
     return "\t" in indent
 
 
-def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, path: PathKey, doc: LocatedDocument, loader: Any) -> Any:
     doc.values[path] = Location(doc.path, node.start_mark.line + 1, node.start_mark.column + 1)
+    if not node.value:
+        doc._empty.add(path)  # an empty value, list or mapping: libyaml may place it otherwise
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         seen: dict[str, Location] = {}
@@ -315,7 +379,7 @@ _TAG_KINDS = {
 }
 
 
-def _scalar(node: yaml.Node, location: Location, loader: yaml.SafeLoader) -> Any:
+def _scalar(node: yaml.Node, location: Location, loader: Any) -> Any:
     """A scalar's value; whatever a hostile one makes PyYAML raise becomes a located error."""
     try:
         value = loader.construct_object(node)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from persona_sync.errors import Location, RuleError
 from persona_sync.yamlsource import load_yaml, parse_yaml
+from tests.fuzz import hostile
 
 
 def test_scalars_follow_yaml_1_2_core_schema() -> None:
@@ -96,3 +100,50 @@ def test_control_characters_are_located() -> None:
     with pytest.raises(RuleError) as caught:
         parse_yaml("a: 1\nb: x\x00y\n", "f.yaml")
     assert str(caught.value) == "f.yaml:2:5: character U+0000 is not allowed in YAML"
+
+
+def _python(text: str) -> Any:
+    from persona_sync import yamlsource
+
+    try:
+        return yamlsource._parse_yaml(text, "f.yaml", yamlsource._CoreSchemaLoader)
+    except RuleError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        hostile.rule_files,
+        hostile.config_files,
+        st.lists(st.sampled_from(hostile.YAML_TOKENS), max_size=30).map(
+            lambda tokens: "".join(tokens).encode()
+        ),
+    )
+)
+def test_libyaml_reads_what_pyyaml_reads(raw: bytes) -> None:
+    """parse_yaml reads on libyaml's parser when it can: the same data, the same error
+    for a bad file (PyYAML's), and the same locations; those of empty values, which
+    libyaml places otherwise, are taken from PyYAML when asked for."""
+    from persona_sync import yamlsource
+
+    assert yamlsource.CParser is not None, "PyYAML is built with libyaml here"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    python = _python(text)
+    try:
+        doc = parse_yaml(text, "f.yaml")
+    except RuleError as exc:
+        assert str(exc) == python
+        return
+    assert not isinstance(python, str), f"PyYAML refuses it: {python}"
+    assert doc.data == python.data
+    assert doc.keys == python.keys
+    assert {p: v for p, v in doc.values.items() if p not in doc._empty} == {
+        p: v for p, v in python.values.items() if p not in doc._empty
+    }
+    for path in doc._empty:
+        assert doc.locate(path) == python.locate(path)
+    assert doc.values == python.values
