@@ -40,6 +40,7 @@ from persona_sync.rules.orgchart import (
     build_org_chart,
     normalize_dn,
 )
+from persona_sync.snapshot import PlanItem
 
 log = get_logger(__name__)
 
@@ -431,11 +432,6 @@ class Evaluator:
 
 
 CHANGE, FOREIGN, SKIPPED = 0, 1, 2  # the kinds of plan items
-
-
-#: (kind, DN case-folded, scenario, a change's "old -> new" or None, canonical JSON, a
-#: change's fields marshalled or None): one plan item as the snapshot keeps it
-PlanItem = tuple[int, str, str, str | None, str, bytes | None]
 
 
 def plan_items(evaluated: Evaluated) -> list[PlanItem] | None:

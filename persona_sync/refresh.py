@@ -46,7 +46,6 @@ from persona_sync.plan import (
     Evaluator,
     ForeignValue,
     Plan,
-    PlanItem,
     PlannedChange,
     SkippedChange,
     StoredChanges,
@@ -60,7 +59,7 @@ from persona_sync.plan import (
 )
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
-from persona_sync.snapshot import Row, Snapshot, damaged
+from persona_sync.snapshot import PlanItem, Row, Snapshot, damaged
 
 log = get_logger(__name__)
 
