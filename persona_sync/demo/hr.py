@@ -11,7 +11,7 @@ the directory not yet. The default rules read it first (``hr.grade``). The join 
 email (the directory's ``mail``): the demo directory carries no employee numbers.
 
 ``hr-export.csv`` next to this module is :func:`hr_export`'s output for the shipped
-company; rebuild it with ``scripts/generate_demo_hr_export.py``.
+company; rebuild it with ``scripts/generate_demo_company.py``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from persona_sync.rules.orgchart import build_org_chart, normalize_dn
 from tests.conftest import DEFAULT_RULES, REPO
 
 SCRIPT = REPO / "scripts" / "generate_demo_company.py"
-HR_SCRIPT = REPO / "scripts" / "generate_demo_hr_export.py"
 HR_DIGEST = "7d6c8985da665af35be0f6b54923a8d9541e3a38cc5091dd324cfbb07b8dd1ae"
 SERVICE_OU = ",OU=Service Accounts,DC=contoso,DC=example"
 OPTIONAL = ("title", "department", "physicalDeliveryOfficeName")
@@ -118,6 +117,7 @@ def test_persona_values_come_from_the_default_catalog() -> None:
 
 
 def _script(*args: str) -> subprocess.CompletedProcess[str]:
+    """The script with ``args`` (which name both outputs: never the shipped files)."""
     command = [sys.executable, str(SCRIPT), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
@@ -125,36 +125,54 @@ def _script(*args: str) -> subprocess.CompletedProcess[str]:
 def test_script_writes_what_the_library_generates(tmp_path: Path) -> None:
     outputs = [tmp_path / "one.ldif", tmp_path / "two.ldif"]
     for output in outputs:
-        done = _script("--employees", "500", "--seed", "3", "-o", str(output))
+        hr_output = output.with_suffix(".csv")
+        done = _script(
+            "--employees", "500", "--seed", "3", "-o", str(output), "--hr-output", str(hr_output)
+        )
         assert done.returncode == 0, done.stderr
     expected = ldif_bytes(generate_company(500, seed=3))
     assert outputs[0].read_bytes() == outputs[1].read_bytes() == expected
+    expected_hr = hr_export(500, seed=3).encode()
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes() == expected_hr
 
 
 def test_script_says_what_it_wrote(tmp_path: Path) -> None:
-    output = tmp_path / "company.ldif"
-    done = _script("--employees", str(MIN_EMPLOYEES), "-o", str(output))
-    size = output.stat().st_size
+    output, hr_output = tmp_path / "company.ldif", tmp_path / "hr.csv"
+    done = _script(
+        "--employees", str(MIN_EMPLOYEES), "-o", str(output), "--hr-output", str(hr_output)
+    )
+    size, hr_size = output.stat().st_size, hr_output.stat().st_size
     entries = MIN_EMPLOYEES + 20
+    rows = hr_export(MIN_EMPLOYEES).count("\n") - 1
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == f"wrote {entries} entries ({size:,} bytes) to {output}\n"
+    assert done.stdout == (
+        f"wrote {entries} entries ({size:,} bytes) to {output}\n"
+        f"wrote {rows} HR rows ({hr_size:,} bytes) to {hr_output}\n"
+    )
 
 
 def test_too_few_employees_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=f"^the demo company needs at least {MIN_EMPLOYEES} "):
         generate_company(MIN_EMPLOYEES - 1)
-    done = _script("--employees", "10", "-o", str(tmp_path / "never-written.ldif"))
+    done = _script(
+        "--employees", "10", "-o", str(tmp_path / "never-written.ldif"),
+        "--hr-output", str(tmp_path / "never-written.csv"),
+    )  # fmt: skip
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.endswith(
         "scripts/generate_demo_company.py: error: "
         f"the demo company needs at least {MIN_EMPLOYEES} employees\n"
     )
     assert not (tmp_path / "never-written.ldif").exists()
+    assert not (tmp_path / "never-written.csv").exists()
 
 
 def test_script_says_when_it_cannot_write(tmp_path: Path) -> None:
     output = tmp_path / "missing" / "company.ldif"
-    done = _script("--employees", str(MIN_EMPLOYEES), "-o", str(output))
+    hr_output = tmp_path / "hr.csv"
+    done = _script(
+        "--employees", str(MIN_EMPLOYEES), "-o", str(output), "--hr-output", str(hr_output)
+    )
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"cannot write {output}: No such file or directory\n"
 
@@ -335,7 +353,7 @@ def test_target_attribute_holds_catalog_personas_and_three_foreign_values(
 
 def test_shipped_hr_export_is_the_default_output() -> None:
     assert HR_OUTPUT.read_bytes() == hr_export().encode(), (
-        "persona_sync/demo/hr-export.csv is stale: run `python scripts/generate_demo_hr_export.py`"
+        "persona_sync/demo/hr-export.csv is stale: run `python scripts/generate_demo_company.py`"
     )
 
 
@@ -355,23 +373,3 @@ def test_hr_export_joins_the_company_by_work_email(company: list[Entry]) -> None
     assert all(entry.value("userAccountControl") == "512" for entry in joined)
     grades = {row.values["grade"] for row in feed.rows.values()}
     assert grades <= {f"G{n}" for n in range(1, 11)}
-
-
-def test_hr_script_writes_what_the_library_generates(tmp_path: Path) -> None:
-    output = tmp_path / "hr.csv"
-    command = [
-        sys.executable,
-        str(HR_SCRIPT),
-        "--employees",
-        "500",
-        "--seed",
-        "3",
-        "-o",
-        str(output),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    expected = hr_export(500, seed=3)
-    assert output.read_bytes() == expected.encode()
-    rows = expected.count("\n") - 1
-    assert done.stdout == f"wrote {rows} rows ({len(expected.encode()):,} bytes) to {output}\n"
