@@ -18,6 +18,18 @@ PEOPLE = 300
 WINDOW = 20
 
 
+def slapd_directory(server: SlapdServer) -> str:
+    """The config's directory section for the suite's slapd, over LDAPS as the service
+    account, the people under its base."""
+    return (
+        "  type: ldap\n  preset: openldap\n"
+        f"  urls: [{server.ldaps_url}]\n  ca_file: {server.ca_file}\n"
+        f"  bind: {{user: '{server.service_dn}'}}\n"
+        f"  base_dns: ['{server.people_dn}']\n"
+        "  auxiliary_class: personaHolder\n"
+    )
+
+
 def write_config(folder: Path, directory: str, target: str) -> Path:
     path = folder / "persona-sync.yaml"
     path.write_text(

@@ -25,7 +25,7 @@ import pytest
 from persona_sync.directory import ldap_csn
 from persona_sync.directory.ldap_csn import Csn
 from persona_sync.snapshot import SNAPSHOT_NAME, Snapshot
-from tests.ldap.conftest import journal_rows, server_values, write_config
+from tests.ldap.conftest import journal_rows, server_values, slapd_directory, write_config
 from tests.ldap.delta_plans import (
     EVERYONE,
     ORG,
@@ -162,13 +162,7 @@ def site(
     with SlapdServer(**MODES[request.param]) as server:  # type: ignore[arg-type]
         config = write_config(
             tmp_path,
-            (
-                "  type: ldap\n  preset: openldap\n"
-                f"  urls: [{server.ldaps_url}]\n  ca_file: {server.ca_file}\n"
-                f"  bind: {{user: '{server.service_dn}'}}\n"
-                f"  base_dns: ['{server.people_dn}']\n"
-                "  auxiliary_class: personaHolder\n"
-            ),
+            slapd_directory(server),
             "personaName",
         )
         rules = copy_rules(tmp_path)

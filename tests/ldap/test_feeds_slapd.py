@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from persona_sync.directory import ldap_csn
-from tests.ldap.conftest import server_values, write_config
+from tests.ldap.conftest import server_values, slapd_directory, write_config
 from tests.ldap.delta_plans import ORG, Person, Planner, Run, check, personas, read_lines
 from tests.servers.plugin import require_slapd
 from tests.servers.slapd import SlapdServer
@@ -76,13 +76,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     with SlapdServer() as server:
         config = write_config(
             tmp_path,
-            (
-                "  type: ldap\n  preset: openldap\n"
-                f"  urls: [{server.ldaps_url}]\n  ca_file: {server.ca_file}\n"
-                f"  bind: {{user: '{server.service_dn}'}}\n"
-                f"  base_dns: ['{server.people_dn}']\n"
-                "  auxiliary_class: personaHolder\n"
-            ),
+            slapd_directory(server),
             "personaName",
         )
         config.write_text(
