@@ -1,6 +1,8 @@
 """The read path: bring the snapshot up to date from the directory, then plan from it.
 
-A full read streams every entry into the snapshot page by page and evaluates everyone. A
+A full read takes every entry (held until the org chart is complete, or past
+:data:`~persona_sync.full_evaluation.HELD_MAX` entries streamed into the snapshot page by
+page) and evaluates everyone, on two cores where there are two. A
 delta read (``delta=True``) asks the directory only for what changed since the saved
 cursor, compares each entry with its row (an entry whose attributes are what the snapshot
 holds, such as the echo of this tool's own write, is no change), and re-evaluates only:
@@ -22,12 +24,12 @@ from __future__ import annotations
 import marshal
 import sqlite3
 import sys
-from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from persona_sync import full_evaluation
 from persona_sync.config import LoadedConfig
 from persona_sync.directory.base import ChangeResult, Cursor, DeltaRead, Directory
 from persona_sync.dn import normalize_new_dn
@@ -40,13 +42,19 @@ from persona_sync.feed_join import (
     load_feeds,
     refresh_feeds,
 )
+from persona_sync.full_evaluation import (
+    SEPARATOR,
+    Evaluation,
+    HeldRow,
+    evaluate_held,
+    evaluate_loaded,
+    labels_text,
+)
 from persona_sync.logs import get_logger
 from persona_sync.plan import (
-    Evaluated,
     Evaluator,
     ForeignValue,
     Plan,
-    PlannedChange,
     SkippedChange,
     StoredChanges,
     assemble_plan,
@@ -59,13 +67,12 @@ from persona_sync.plan import (
 )
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
-from persona_sync.snapshot import PlanItem, Row, Snapshot, damaged
+from persona_sync.snapshot import Row, Snapshot, damaged
 
 log = get_logger(__name__)
 
 Progress = Callable[[int], None]
 BATCH = 2000
-SEPARATOR = "\x1f"  # between a population's labels (persona ids never hold it)
 
 
 @dataclass
@@ -200,18 +207,29 @@ def _compute_plan(
     evaluate = row_evaluator(store, evaluator, uses_chart)
 
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    collected: _Collected | None = None
+    evaluation: Evaluation | None = None
     if read.full:
         chart = ChartBuilder() if uses_chart else None
-        end = _read_full(store, directory, read, summary, progress, chart)
-        rowids = None
-        if store.end_load() and chart is not None:
-            chart, rowids = _chart_of_rows(store)  # e.g. a key read twice: its last row only
-        positions = (
-            _loaded_positions(store, directory, chart, rowids) if chart is not None else None
-        )
-        collected = _evaluate_all(store, evaluator, positions)
-        summary.re_evaluated = collected.count
+        end, held = _read_full(store, directory, read, summary, progress, chart)
+        if held is not None and len({row[0] for row in held}) != len(held):
+            store.load(held)  # a key read twice: the load keeps its last row
+            held = None
+        if held is not None:
+            positions = (
+                _loaded_positions(store, directory, chart, None) if chart is not None else None
+            )
+            evaluation = evaluate_held(store, held, evaluator, positions)
+            del held
+            store.end_load()
+        else:
+            rowids = None
+            if store.end_load() and chart is not None:
+                chart, rowids = _chart_of_rows(store)  # a key read twice: its last row only
+            positions = (
+                _loaded_positions(store, directory, chart, rowids) if chart is not None else None
+            )
+            evaluation = evaluate_loaded(store, evaluator, positions)
+        summary.re_evaluated = evaluation.rows
         store.set_meta(last_full=now)
         summary.evaluated = None
         if feeds or store.get("feeds"):
@@ -258,7 +276,7 @@ def _compute_plan(
         last_mode=summary.mode,
         last_reason=summary.reason,
     )
-    stored = _stored_from(store, collected.population if collected is not None else None)
+    stored = _stored_from(store, evaluation.population if evaluation is not None else None)
     plan = assemble_plan(
         rule_set,
         config,
@@ -290,7 +308,7 @@ def row_evaluator(
                 result = evaluator(Employee(row.id, row.dn, row.attributes), position)
                 decided.append(
                     (
-                        _labels(result.population),
+                        labels_text(result.population),
                         int(bool(result.changes)),
                         plan_items(result),
                         row.key,
@@ -345,58 +363,6 @@ def record_results(
 
 
 @dataclass
-class _Collected:
-    """Every employee's plan items and population, gathered during a full evaluation."""
-
-    count: int = 0
-    population: list[tuple[tuple[str, ...] | None, bool, int]] = field(default_factory=list)
-    changes: list[PlannedChange] = field(default_factory=list)
-    foreign: list[ForeignValue] = field(default_factory=list)
-    skipped: list[SkippedChange] = field(default_factory=list)
-
-    def add(self, evaluated: Evaluated) -> None:
-        self.changes.extend(evaluated.changes)
-        self.foreign.extend(evaluated.foreign)
-        self.skipped.extend(evaluated.skipped)
-
-
-def _evaluate_all(
-    store: Snapshot, evaluator: Evaluator, positions: Sequence[Position | None] | None
-) -> _Collected:
-    """Evaluate every row a full read loaded, in the order read, and store the decisions.
-
-    ``positions`` by rowid (None: the rules read no org chart). Rows are read back in
-    lists and updated in place, in rowid order: the only writes are sequential ones.
-    """
-    collected = _Collected()
-    counts: Counter[tuple[tuple[str, ...] | None, bool]] = Counter()
-    unpack, pack = marshal.loads, _pack_items
-    joined: dict[tuple[str, ...] | None, str | None] = {}
-    for chunk in store.loaded():
-        decided = []
-        for rowid, _key, id_, dn, attrs in chunk:
-            position = positions[rowid] if positions is not None else None
-            result = evaluator(Employee(id_, dn, unpack(attrs)), position)
-            changed = bool(result.changes)
-            population = result.population
-            counts[population, changed] += 1
-            if changed or result.foreign or result.skipped:
-                collected.add(result)
-                items = pack(result)
-            else:
-                items = None
-            depth, reports = (position.depth, position.direct_reports) if position else (None, 0)
-            label = joined.get(population, "")
-            if label == "":
-                label = joined[population] = _labels(population)
-            decided.append((depth, reports, label, int(changed), items, rowid))
-        store.decide_loaded(decided)
-        collected.count += len(chunk)
-    collected.population = [(labels, changed, n) for (labels, changed), n in counts.items()]
-    return collected
-
-
-@dataclass
 class _Stored:
     """Every row's population and plan items, as the snapshot holds them: a plan's input."""
 
@@ -416,14 +382,6 @@ def _stored_from(
     if population is None:
         population = list(_population(store))
     return _Stored(population, changes, foreign, skipped)
-
-
-def _pack_items(result: Evaluated) -> list[PlanItem] | None:
-    return plan_items(result)
-
-
-def _labels(population: tuple[str, ...] | None) -> str | None:
-    return None if population is None else SEPARATOR.join(population)
 
 
 def _cursor_to_use(
@@ -485,13 +443,18 @@ def _read_full(
     summary: ReadSummary,
     progress: Progress | None,
     chart: ChartBuilder | None,
-) -> Cursor | None:
-    """Load every entry into the snapshot in the order read (decisions come after), and
-    each into the org chart when the rules read it (node n is rowid n + 1)."""
+) -> tuple[Cursor | None, list[HeldRow] | None]:
+    """Every entry in the order read, into the org chart when the rules read it (node n
+    is row n + 1), and returned to be evaluated and written once (see
+    :mod:`~persona_sync.full_evaluation`); past HELD_MAX entries, loaded into the snapshot
+    as they come instead (None returned: evaluate them from there)."""
     store.start_load()
     key_of, pack = directory.key, marshal.dumps
     normalize, intern = normalize_new_dn, sys.intern
-    batch: list[tuple[str, str, str, str | None, bytes]] = []
+    held_max = full_evaluation.HELD_MAX
+    rows: list[HeldRow] = []
+    holding = True
+    count = 0
     for employee in read.entries:
         attributes = employee.attributes
         manager = attributes.get(MANAGER_ATTRIBUTE)
@@ -499,19 +462,22 @@ def _read_full(
             manager = intern(manager)  # a manager's many reports share one string
         if type(attributes) is not dict:
             attributes = dict(attributes)
-        batch.append((key_of(employee), employee.id, employee.dn, manager, pack(attributes)))
+        rows.append((key_of(employee), employee.id, employee.dn, manager, pack(attributes)))
         if chart is not None:
             chart.add(employee.id, normalize(employee.dn), manager)
-        if len(batch) >= BATCH:
-            summary.read += len(batch)
-            store.load(batch)
-            batch.clear()
+        count += 1
+        if len(rows) % BATCH == 0:
+            if not holding or len(rows) > held_max:
+                store.load(rows)
+                rows.clear()
+                holding = False
+            summary.read = count
             if progress is not None:
-                progress(summary.read)
-    summary.read += len(batch)
-    store.load(batch)
-    summary.changed = summary.read
-    return read.finish().cursor
+                progress(count)
+    summary.read = summary.changed = count
+    if not holding:
+        store.load(rows)
+    return read.finish().cursor, rows if holding else None
 
 
 def _chart_of_rows(store: Snapshot) -> tuple[ChartBuilder, list[int]]:

@@ -367,14 +367,13 @@ class Snapshot:
         ).fetchone()
         return count > 0 and (low, high) != (1, count)
 
-    def loaded(self, size: int = 2000) -> Iterator[list[tuple[int, str, str, str, bytes]]]:
-        """The loaded rows as (rowid, key, id, dn, packed attributes), in lists of up to
+    def loaded(self, size: int = 2000) -> Iterator[list[tuple[int, str, str, bytes]]]:
+        """The loaded rows as (rowid, id, dn, packed attributes), in lists of up to
         ``size`` in the order read; each list is fetched whole (write between lists)."""
         last = 0
         while True:
             found = self._db.execute(
-                "SELECT rowid, key, id, dn, attrs FROM employees WHERE rowid > ? "
-                "ORDER BY rowid LIMIT ?",
+                "SELECT rowid, id, dn, attrs FROM employees WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (last, size),
             ).fetchall()
             if not found:
@@ -398,6 +397,24 @@ class Snapshot:
             "INSERT INTO plan_items VALUES (?,?,?,?,?,?,?)",
             ((rowid, *item) for *_, items, rowid in decided if items for item in items),
         )
+
+    def load_decided(
+        self,
+        rows: Iterable[
+            tuple[int, str, str, str, str | None, bytes, int | None, int, str | None, int]
+        ],
+        items: Iterable[tuple[int, int, str, str, str | None, str, bytes | None]],
+    ) -> None:
+        """A full read's rows written once with their decisions, instead of :meth:`load`
+        and :meth:`decide_loaded`: (rowid, key, id, dn, manager, packed attributes,
+        depth, reports, population, changed) each, and the rows' plan items as (rowid,
+        *item). Then :meth:`end_load`."""
+        self._db.executemany(
+            "INSERT INTO employees (rowid, key, id, dn, manager, attrs, depth, reports, "
+            "population, changed) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        self._db.executemany("INSERT INTO plan_items VALUES (?,?,?,?,?,?,?)", items)
 
     def links_loaded(self) -> Iterator[tuple[int, str, str, str | None]]:
         """(rowid, id, dn, manager link) of every row, in rowid order."""

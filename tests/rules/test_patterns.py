@@ -4,6 +4,7 @@ backtracking is bounded, RE2 otherwise), unsupported constructs refused by name.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from persona_sync.errors import ValidationFailed
 from persona_sync.rules.loader import load_rules
-from persona_sync.rules.patterns import PatternError, compile_pattern, translate
+from persona_sync.rules.patterns import PatternError, _unicode_class, compile_pattern, translate
 from tests.conftest import DEFAULT_RULES
 
 LINEAR = (
@@ -132,6 +133,22 @@ def test_the_classes_are_pythons_on_every_tested_code_point() -> None:
     for shorthand in ["\\d", "\\w", "\\s", "\\D", "\\W", "\\S", "[^\\W\\d_]", "[\\d\\s]"]:
         expected = re.findall(shorthand, text)
         assert _re2(shorthand, ignore_case=False).findall(text) == expected, shorthand
+
+
+@pytest.mark.parametrize(
+    ("kind", "member"),
+    [
+        ("DIGIT", str.isdecimal),
+        ("SPACE", str.isspace),
+        ("WORD", lambda c: c.isalnum() or c == "_"),
+    ],
+)
+def test_the_unicode_classes_hold_exactly_the_str_methods_code_points(
+    kind: str, member: Callable[[str], bool]
+) -> None:
+    expected = [code for code in range(0x110000) if member(chr(code))]
+    built = [code for low, high in _unicode_class(kind) for code in range(low, high + 1)]
+    assert built == expected
 
 
 def test_documented_difference_word_boundary_is_ascii_on_re2() -> None:

@@ -25,7 +25,7 @@ def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
         store.start_load()
         store.load([_row("k2", "cn=b", "two"), _row("k1", "cn=a", "one")])
         assert store.end_load() is False
-        assert [key for _, key, *_ in next(store.loaded())] == ["k2", "k1"]
+        assert [id_ for _, id_, *_ in next(store.loaded())] == ["k2", "k1"]
         item = (0, "cn=a", "persona", "(empty) -> p", '{"dn":"cn=a"}', b"")
         store.decide_loaded([(1, 0, "p", 0, None, 1), (0, 1, "p", 1, [item], 2)])
         assert [(r.key, r.depth, r.reports) for r in store.rows(["k1", "k2"])] == [

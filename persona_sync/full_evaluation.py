@@ -1,0 +1,296 @@
+"""A full read's evaluation of every employee, and the write that stores it.
+
+Up to :data:`HELD_MAX` employees, a full read holds the rows it read (packed: about 430
+bytes each) until the org chart is complete, then evaluates them and writes each row
+once, decisions included; it reads nothing back from the snapshot. A larger read streams
+its rows into the snapshot as they come, so memory stays bounded, and evaluates them from
+there (:func:`evaluate_loaded`), a chunk read back and updated at a time.
+
+Held rows are evaluated on two cores when the machine has them (Linux, at least
+:data:`PARALLEL_MIN` rows, no other thread in the process): after a full read the
+directory server is idle, and so is the second core. A forked worker evaluates the last
+:data:`WORKER_SHARE` of the rows and sends the decisions back chunk by chunk through a
+pipe (marshal), while this process evaluates and writes the first part and then writes
+the worker's chunks as they come (SQLite has one writer: this process). The worker is
+this process forked, so the rules, org chart, feeds and config are the same and so are
+the decisions. It only evaluates: it never touches the snapshot's connection, the
+directory's socket or the locks it inherited, and leaves with ``os._exit``, running no
+exit handler. When it cannot start or ends before sending every chunk, this process
+evaluates the rows it did not get (a warning says so): the plan is the same, and an
+error in the rules is raised here exactly as without a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import marshal
+import os
+import select
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from persona_sync.employee import Employee
+from persona_sync.logs import get_logger
+from persona_sync.plan import Evaluator, plan_items
+from persona_sync.rules.orgchart import Position
+from persona_sync.snapshot import PlanItem, Snapshot
+
+log = get_logger(__name__)
+
+HELD_MAX = 250_000  # rows a full read holds to evaluate before writing them (~110 MB)
+PARALLEL_MIN = 20_000  # held rows below which a worker costs more than it saves
+WORKER_SHARE = 0.7  # of the held rows, evaluated by the worker: this process also writes
+CHUNK = 2_000  # rows evaluated, then written or sent, at a time
+SEPARATOR = "\x1f"  # between a population's labels in the snapshot (persona ids never hold it)
+
+#: A row as a full read holds it: (key, id, dn, manager link, packed attributes).
+HeldRow = tuple[str, str, str, str | None, bytes]
+#: A row's decisions: (depth, reports, population, changed, plan items or None, rowid).
+Decided = tuple[int | None, int, str | None, int, list[PlanItem] | None, int]
+Population = tuple[tuple[str, ...] | None, bool]
+Worked = tuple[list[Decided], list[tuple[Population, int]]]  # decisions, population counts
+
+
+@dataclass
+class Evaluation:
+    """What a full evaluation did: rows evaluated, how many by the worker, and the
+    population (labels per scenario or None, whether a change is planned, employees)."""
+
+    rows: int
+    by_worker: int
+    population: list[tuple[tuple[str, ...] | None, bool, int]]
+
+
+def evaluate_held(
+    store: Snapshot,
+    held: Sequence[HeldRow],
+    evaluator: Evaluator,
+    positions: Sequence[Position | None] | None,
+) -> Evaluation:
+    """Evaluate the rows a full read held and write them, decisions included: row n of
+    ``held`` becomes rowid n + 1 (``positions`` by rowid; None: no org chart)."""
+    counts: Counter[Population] = Counter()
+    total = split = len(held)
+    if total >= PARALLEL_MIN and _can_fork():
+        split = total - int(total * WORKER_SHARE)
+    worker = _Worker.start(held, split, evaluator, positions) if split < total else None
+    by_worker = 0
+
+    def take(worked: Worked) -> None:  # a chunk of the worker's: write it
+        nonlocal by_worker
+        decided, counted = worked
+        counts.update(dict(counted))
+        by_worker += len(decided)
+        _write(store, held, decided)
+
+    try:
+        for start in range(0, split, CHUNK):
+            stop = min(start + CHUNK, split)
+            _write(store, held, decide(_numbered(held, start, stop), evaluator, positions, counts))
+            if worker is not None:
+                worker.poll(take)  # so that the worker never waits on a full pipe
+        if worker is not None:
+            worker.finish(take)
+        rest = split + by_worker  # the first row the worker did not hand back (all: none)
+        if rest < total:
+            _write(store, held, decide(_numbered(held, rest, total), evaluator, positions, counts))
+    finally:
+        if worker is not None:
+            worker.stop()
+    return Evaluation(total, by_worker, _population(counts))
+
+
+def evaluate_loaded(
+    store: Snapshot, evaluator: Evaluator, positions: Sequence[Position | None] | None
+) -> Evaluation:
+    """Evaluate every row a full read loaded into the snapshot and store the decisions
+    (``positions`` by rowid; None: no org chart)."""
+    counts: Counter[Population] = Counter()
+    rows = 0
+    for chunk in store.loaded():
+        store.decide_loaded(decide(chunk, evaluator, positions, counts))
+        rows += len(chunk)
+    return Evaluation(rows, 0, _population(counts))
+
+
+def decide(
+    rows: Iterable[tuple[int, str, str, bytes]],
+    evaluator: Evaluator,
+    positions: Sequence[Position | None] | None,
+    counts: Counter[Population],
+) -> list[Decided]:
+    """Each (rowid, id, dn, packed attributes)'s decisions, its population counted into
+    ``counts``."""
+    unpack = marshal.loads
+    labels: dict[tuple[str, ...] | None, str | None] = {}
+    decided: list[Decided] = []
+    for rowid, id_, dn, attrs in rows:
+        position = positions[rowid] if positions is not None else None
+        result = evaluator(Employee(id_, dn, unpack(attrs)), position)
+        changed = bool(result.changes)
+        population = result.population
+        counts[population, changed] += 1
+        items = plan_items(result) if changed or result.foreign or result.skipped else None
+        depth, reports = (position.depth, position.direct_reports) if position else (None, 0)
+        label = labels.get(population, "")
+        if label == "":
+            label = labels[population] = labels_text(population)
+        decided.append((depth, reports, label, int(changed), items, rowid))
+    return decided
+
+
+def labels_text(population: tuple[str, ...] | None) -> str | None:
+    """A population's labels as the snapshot's population column holds them."""
+    return None if population is None else SEPARATOR.join(population)
+
+
+class _Worker:
+    """The forked process that evaluates ``held[start:]`` and sends the decisions back
+    chunk by chunk: an 8-byte length, then ``marshal`` of (decisions, population counts)."""
+
+    def __init__(self, pid: int, answer: int) -> None:
+        self.pid = pid
+        self.answer = answer  # the pipe's read end (non-blocking), or -1 once at its end
+        self.waited = False
+        self._buffer = bytearray()
+
+    @classmethod
+    def start(
+        cls,
+        held: Sequence[HeldRow],
+        start: int,
+        evaluator: Evaluator,
+        positions: Sequence[Position | None] | None,
+    ) -> _Worker | None:
+        try:
+            answer, out = os.pipe()
+            pid = os.fork()
+        except OSError as exc:
+            log.warning("evaluation_worker_lost", reason=f"cannot start: {exc.strerror}")
+            return None
+        if pid == 0:  # pragma: no cover - the worker (coverage does not follow forks)
+            os.close(answer)
+            _work(out, held, start, evaluator, positions)
+        os.close(out)
+        os.set_blocking(answer, False)
+        return cls(pid, answer)
+
+    def poll(self, take: Callable[[Worked], None]) -> None:
+        """Hand each chunk that has arrived whole to ``take``, without waiting."""
+        while self.answer >= 0:
+            try:
+                data = os.read(self.answer, 1 << 20)
+            except BlockingIOError:
+                break
+            if not data:
+                self._close()
+                break
+            self._buffer += data
+        self._frames(take)
+
+    def finish(self, take: Callable[[Worked], None]) -> None:
+        """Every remaining chunk to ``take``, up to the worker's end; a worker that ended
+        badly is said so (the rows it did not hand back are the caller's)."""
+        while self.answer >= 0:
+            select.select([self.answer], [], [])
+            self.poll(take)
+        self._frames(take)
+        _, status = os.waitpid(self.pid, 0)
+        self.waited = True
+        if status != 0:
+            how = (
+                f"signal {os.WTERMSIG(status)}"
+                if os.WIFSIGNALED(status)
+                else f"exit status {os.WEXITSTATUS(status)}"
+            )
+            log.warning("evaluation_worker_lost", reason=f"it ended with {how}")
+
+    def _frames(self, take: Callable[[Worked], None]) -> None:
+        buffer = self._buffer
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[:8], "little")
+            if len(buffer) < 8 + size:
+                break
+            worked: Worked = marshal.loads(bytes(buffer[8 : 8 + size]))
+            del buffer[: 8 + size]
+            take(worked)
+
+    def _close(self) -> None:
+        if self.answer >= 0:
+            os.close(self.answer)
+            self.answer = -1
+
+    def stop(self) -> None:
+        """Reap the worker (killed first when it was not collected: an error here)."""
+        self._close()
+        if not self.waited:
+            with contextlib.suppress(ProcessLookupError):  # it may have ended already
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.waited = True
+
+
+def _work(
+    out: int,
+    held: Sequence[HeldRow],
+    start: int,
+    evaluator: Evaluator,
+    positions: Sequence[Position | None] | None,
+) -> None:  # pragma: no cover - runs in the worker
+    """The worker's whole life: evaluate chunk by chunk, send each, leave without exit
+    handlers."""
+    code = 1
+    try:
+        gc.disable()  # short-lived: a collection would only copy the parent's pages
+        for first in range(start, len(held), CHUNK):
+            counts: Counter[Population] = Counter()
+            stop = min(first + CHUNK, len(held))
+            decided = worker_decide(_numbered(held, first, stop), evaluator, positions, counts)
+            data = marshal.dumps((decided, list(counts.items())))
+            view = memoryview(len(data).to_bytes(8, "little") + data)
+            while view:
+                view = view[os.write(out, view) :]
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _numbered(
+    held: Sequence[HeldRow], start: int, stop: int
+) -> Iterator[tuple[int, str, str, bytes]]:
+    for index in range(start, stop):
+        _key, id_, dn, _manager, attrs = held[index]
+        yield index + 1, id_, dn, attrs
+
+
+def _write(store: Snapshot, held: Sequence[HeldRow], decided: list[Decided]) -> None:
+    rows = []
+    for depth, reports, label, changed, _items, rowid in decided:
+        key, id_, dn, manager, attrs = held[rowid - 1]
+        rows.append((rowid, key, id_, dn, manager, attrs, depth, reports, label, changed))
+    items = ((rowid, *item) for *_, found, rowid in decided if found for item in found)
+    store.load_decided(rows, items)
+
+
+def _can_fork() -> bool:
+    """Linux, a second core this process may use, and no other thread (a fork copies only
+    the forking thread: a lock another thread held would stay held in the worker)."""
+    if not sys.platform.startswith("linux") or _threads() > 1:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def _threads() -> int:
+    return threading.active_count()
+
+
+def _population(counts: Counter[Population]) -> list[tuple[tuple[str, ...] | None, bool, int]]:
+    return [(labels, changed, n) for (labels, changed), n in counts.items()]
+
+
+worker_decide = decide  # what the worker runs: tests replace it to fail in the worker

@@ -1,0 +1,199 @@
+"""A full read's evaluation: held and written once, with a forked worker, or streamed into
+the snapshot first (past HELD_MAX). Every way gives the same plan and the same snapshot,
+on the demo company (2,420 entries, its HR feed and org chart); a worker that dies or
+fails hands the rows it did not send back to this process."""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persona_sync import full_evaluation, refresh
+from persona_sync.demo.workspace import prepare_workspace
+from persona_sync.snapshot import SNAPSHOT_NAME
+
+Run = Callable[..., Any]
+
+# HELD_MAX, PARALLEL_MIN: what each way of evaluating takes
+WAYS = {
+    "held": (250_000, 10**9),
+    "held, with the worker": (250_000, 0),
+    "streamed into the snapshot": (0, 0),
+    "held, then streamed from row 2,000 on": (1_000, 0),
+}
+
+
+@pytest.fixture
+def demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    prepare_workspace(tmp_path / "demo")
+    monkeypatch.chdir(tmp_path / "demo")
+    # no worker beside another thread, and servers that other tests started run in
+    # threads of this process: these tests count none (a fork copies only this thread)
+    monkeypatch.setattr(full_evaluation, "_threads", lambda: 1)
+    return tmp_path / "demo"
+
+
+def _evaluations(monkeypatch: pytest.MonkeyPatch) -> list[full_evaluation.Evaluation]:
+    """Every Evaluation the next runs return, in order."""
+    seen: list[full_evaluation.Evaluation] = []
+    for name in ("evaluate_held", "evaluate_loaded"):
+        original = getattr(refresh, name)
+
+        def wrapped(*args: Any, _original: Any = original) -> full_evaluation.Evaluation:
+            evaluation: full_evaluation.Evaluation = _original(*args)
+            seen.append(evaluation)
+            return evaluation
+
+        monkeypatch.setattr(refresh, name, wrapped)
+    return seen
+
+
+def _plan_and_rows(
+    demo: Path, run_cli: Run, stderr: list[str] | None = None
+) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    result = run_cli("plan", "-q", "--format", "json")
+    assert result.exit_code == 2, result.stderr
+    if stderr is not None:
+        stderr.extend(result.stderr.splitlines())
+    plan = json.loads(result.stdout)
+    plan.pop("checksum")
+    plan["provenance"].pop("created")
+    with sqlite3.connect(demo / ".persona-sync" / SNAPSHOT_NAME) as db:
+        rows: list[tuple[Any, ...]] = [
+            # the attributes decoded: marshal's bytes depend on which strings are shared
+            (*row[:5], marshal.loads(row[5]), *row[6:])
+            for row in db.execute(
+                "SELECT rowid, key, id, dn, manager, attrs, depth, reports, population, "
+                "changed FROM employees ORDER BY rowid"
+            )
+        ]
+        rows += db.execute("SELECT * FROM plan_items ORDER BY row, kind, scenario").fetchall()
+    return plan, rows
+
+
+def test_every_way_of_evaluating_gives_the_same_plan_and_snapshot(
+    demo: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _evaluations(monkeypatch)
+    results = {}
+    for way, (held_max, parallel_min) in WAYS.items():
+        monkeypatch.setattr(full_evaluation, "HELD_MAX", held_max)
+        monkeypatch.setattr(full_evaluation, "PARALLEL_MIN", parallel_min)
+        results[way] = _plan_and_rows(demo, run_cli)
+    first = results["held"]
+    assert first[0]["summary"]["changes"] == 2115
+    assert len(first[1]) == 2420 + 2115 + 3  # the rows, the changes, the foreign values
+    for way, result in results.items():
+        assert result == first, way
+    # each way did evaluate so: all 2,420 here, 70% of them by the worker, ...
+    assert [(e.rows, e.by_worker) for e in seen] == [
+        (2420, 0),
+        (2420, 1694),
+        (2420, 0),
+        (2420, 0),
+    ]
+
+
+def test_the_worker_is_not_used_for_a_small_read_or_beside_another_thread(
+    demo: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    seen = _evaluations(monkeypatch)
+    assert full_evaluation.PARALLEL_MIN > 2420
+    run_cli("plan", "-q", "--format", "json")
+    monkeypatch.setattr(full_evaluation, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(full_evaluation, "_threads", threading.active_count)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        run_cli("plan", "-q", "--format", "json")
+    finally:
+        release.set()
+        other.join()
+    assert [e.by_worker for e in seen] == [0, 0]
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        ("exit", "it ended with exit status 3"),
+        ("kill", "it ended with signal 9"),
+        ("raise", "it ended with exit status 1"),
+    ],
+)
+def test_a_worker_that_does_not_come_back_leaves_its_rows_to_this_process(
+    demo: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch, failure: str, reason: str
+) -> None:
+    monkeypatch.setattr(full_evaluation, "PARALLEL_MIN", 0)
+    expected = _plan_and_rows(demo, run_cli)
+
+    # the worker sends its 1,694 rows in chunks of 500 and fails in its third
+    monkeypatch.setattr(full_evaluation, "CHUNK", 500)
+    chunks = 0
+    decide = full_evaluation.decide
+
+    def failing(*args: Any) -> list[full_evaluation.Decided]:
+        nonlocal chunks
+        chunks += 1
+        if chunks < 3:
+            return decide(*args)
+        if failure == "exit":
+            os._exit(3)
+        if failure == "kill":
+            os.kill(os.getpid(), 9)
+        raise RuntimeError("a bug in the worker")
+
+    monkeypatch.setattr(full_evaluation, "worker_decide", failing)
+    seen = _evaluations(monkeypatch)
+    stderr: list[str] = []
+    assert _plan_and_rows(demo, run_cli, stderr) == expected
+    assert [e.by_worker for e in seen] == [1000]  # the rest was evaluated here
+    lost = [json.loads(line) for line in stderr if "evaluation_worker_lost" in line]
+    assert [(e["level"], e["reason"]) for e in lost] == [("warning", reason)]
+
+
+def test_an_error_in_the_rules_is_raised_by_this_process_and_no_worker_is_left(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync.plan import Evaluator
+
+    monkeypatch.setattr(full_evaluation, "PARALLEL_MIN", 0)
+    original = Evaluator.__call__
+    calls = 0
+
+    def broken(self: Evaluator, *args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 500:  # in this process's share, while the worker works on its own
+            raise ZeroDivisionError("a rule bug")
+        return original(self, *args)
+
+    monkeypatch.setattr(Evaluator, "__call__", broken)
+    from persona_sync.feed_join import load_feeds
+    from persona_sync.session import open_session
+
+    workers: list[Any] = []
+    start = full_evaluation._Worker.start
+
+    def started(*args: Any) -> Any:
+        workers.append(start(*args))
+        return workers[-1]
+
+    monkeypatch.setattr(full_evaluation._Worker, "start", started)
+    session = open_session(demo / "persona-sync.yaml", None)
+    with session.directory() as directory, pytest.raises(ZeroDivisionError, match="a rule bug"):
+        refresh.compute_plan(
+            session.config, session.engine, directory, feeds=load_feeds(session.config)
+        )
+    assert len(workers) == 1 and workers[0].waited
+    with pytest.raises(ChildProcessError):  # it was killed and reaped: it is gone
+        os.waitpid(workers[0].pid, os.WNOHANG)
