@@ -64,6 +64,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# persona-sync children run this tree's code, not what the interpreter's site-packages
+# point at (an editable install of another worktree, say)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))
 
 from persona_sync.demo import generate  # noqa: E402
 from persona_sync.directory.ldif_write import format_record  # noqa: E402

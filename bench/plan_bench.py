@@ -70,6 +70,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     options = parser.parse_args()
     sys.path.insert(0, str(REPO))
+    # persona-sync children run this tree's code, not what the interpreter's site-packages
+    # point at (an editable install of another worktree, say)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (str(REPO), os.environ.get("PYTHONPATH")))
+    )
     from persona_sync.demo.generate import generate_company, ldif_bytes
 
     with tempfile.TemporaryDirectory(prefix="persona-plan-bench-") as temp:
