@@ -212,6 +212,7 @@ def _compute_plan(
         chart = ChartBuilder() if uses_chart else None
         end, held = _read_full(store, directory, read, summary, progress, chart)
         if held is not None and len({row[0] for row in held}) != len(held):
+            store.clear_rows()
             store.load(held)  # a key read twice: the load keeps its last row
             held = None
         if held is not None:
@@ -468,6 +469,8 @@ def _read_full(
         count += 1
         if len(rows) % BATCH == 0:
             if not holding or len(rows) > held_max:
+                if holding:
+                    store.clear_rows()
                 store.load(rows)
                 rows.clear()
                 holding = False

@@ -40,6 +40,7 @@ SNAPSHOT_LOCK = "snapshot.lock"  # held while a run updates the snapshot (a RunL
 SNAPSHOT_FORMAT = 3  # 2: employees is a rowid table; 3: plan items in a table of their own
 MANAGER = "manager"
 PYTHON = "{}.{}".format(*sys.version_info[:2])
+CACHE_KIB = 32_768  # the page cache (see _connect)
 
 #: attrs is a marshal blob (the fastest stdlib codec for dicts of strings, about 5x json);
 #: a snapshot is rebuilt when the tool or Python version changes, so the format never
@@ -307,10 +308,14 @@ class Snapshot:
             if p.exists()
         )
 
-    def clear(self) -> None:
+    def clear_rows(self) -> None:
+        """Empty the employees and their plan items, and drop the indexes a full read's
+        load maintains neither of: the key's is made again by :meth:`end_load`, the
+        population's by the next count (:meth:`population`)."""
+        self._db.execute("DROP INDEX IF EXISTS employees_key")
+        self._db.execute("DROP INDEX IF EXISTS employees_population")
         self._db.execute("DELETE FROM employees")
         self._db.execute("DELETE FROM plan_items")
-        self._db.execute("DELETE FROM outside")
 
     def put(self, rows: Iterable[Row]) -> None:
         """Insert or replace rows (attributes and position; decisions are recomputed)."""
@@ -336,12 +341,10 @@ class Snapshot:
     # --- a full read: load in the directory's order, then index, then decide ---------------
 
     def start_load(self) -> None:
-        """Empty the employees (and the managers outside the scope) for a full read's
-        :meth:`load`; the key's index is made again by :meth:`end_load`, the population's
-        by the next count (:meth:`population`), so the load maintains neither."""
-        self._db.execute("DROP INDEX IF EXISTS employees_key")
-        self._db.execute("DROP INDEX IF EXISTS employees_population")
-        self.clear()
+        """Start a full read: empty the managers outside the scope; the rows are emptied by
+        :meth:`clear_rows` before the first is written (reading an old snapshot's pages to
+        free them fills the page cache, which a full read's evaluation worker shares)."""
+        self._db.execute("DELETE FROM outside")
 
     def load(self, rows: Iterable[tuple[str, str, str, str | None, bytes]]) -> None:
         """Append (key, id, dn, manager, packed attributes) rows, in the order read."""
@@ -415,6 +418,18 @@ class Snapshot:
             rows,
         )
         self._db.executemany("INSERT INTO plan_items VALUES (?,?,?,?,?,?,?)", items)
+
+    @contextlib.contextmanager
+    def small_cache(self, kib: int = 2048) -> Iterator[None]:
+        """A page cache of ``kib`` while inside, its memory given back on the way in:
+        appending rows needs next to none, and a forked process shares the pages this
+        one does not write (a full read's evaluation worker)."""
+        self._db.execute(f"PRAGMA cache_size=-{kib}")
+        self._db.execute("PRAGMA shrink_memory")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
 
     def links_loaded(self) -> Iterator[tuple[int, str, str, str | None]]:
         """(rowid, id, dn, manager link) of every row, in rowid order."""
@@ -758,7 +773,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     # a delta's writes go by key, scattered over the table; a full read builds the key's
     # index: a 32 MB page cache halves what either costs at 100,000 rows
-    connection.execute("PRAGMA cache_size=-32768")
+    connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     return connection
 
 

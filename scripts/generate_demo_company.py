@@ -54,11 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     data, rows = ldif_bytes(entries), text.encode("utf-8")
+    # Both files or neither: each is written beside its place first, then both renamed.
+    written: list[tuple[Path, Path]] = []
     for output, content in ((args.output, data), (args.hr_output, rows)):
+        temporary = output.with_name(output.name + ".partial")
         try:
-            output.write_bytes(content)
+            temporary.write_bytes(content)
         except OSError as error:
+            for _, done in written:
+                done.unlink()
             parser.exit(1, f"cannot write {output}: {error.strerror}\n")
+        written.append((output, temporary))
+    for output, temporary in written:
+        temporary.replace(output)
     print(f"wrote {len(entries)} entries ({len(data):,} bytes) to {args.output}")
     print(f"wrote {text.count(chr(10)) - 1} HR rows ({len(rows):,} bytes) to {args.hr_output}")
     return 0

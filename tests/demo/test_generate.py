@@ -177,6 +177,19 @@ def test_script_says_when_it_cannot_write(tmp_path: Path) -> None:
     assert done.stderr == f"cannot write {output}: No such file or directory\n"
 
 
+def test_script_writes_neither_file_when_the_hr_export_cannot_be_written(
+    tmp_path: Path,
+) -> None:
+    output = tmp_path / "company.ldif"
+    hr_output = tmp_path / "missing" / "hr.csv"
+    done = _script(
+        "--employees", str(MIN_EMPLOYEES), "-o", str(output), "--hr-output", str(hr_output)
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"cannot write {hr_output}: No such file or directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no LDIF, no leftover
+
+
 # -- LDIF -------------------------------------------------------------------------------------
 
 

@@ -61,6 +61,7 @@ def workspace(tmp_path: Path) -> Iterator[FeedWorkspace]:
     ws.directory.write_text(numbered(DIRECTORY), encoding="utf-8")
     ws.feed.write_text(HR_EXPORT, encoding="utf-8")
     ws.config.write_text(CONFIG.format(rules=DEFAULT_RULES) + FEEDS, encoding="utf-8")
+    # not monkeypatch.chdir: tests call monkeypatch.undo() to end their own patches
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

@@ -59,6 +59,24 @@ NEWBIE = Person("newbie", "Coordinator", "Berlin Plant", "r3")
 EVERYONE = frozenset(p.name for p in ORG)
 
 
+def person_ldif(dn: Callable[[str], str], person: Person, *extra: str) -> str:
+    """``person`` as an inetOrgPerson LDIF record (``dn`` names a person's entry), with
+    ``extra`` lines ("employeeNumber: 7") after its attributes."""
+    lines = [
+        f"dn: {dn(person.name)}",
+        "objectClass: inetOrgPerson",
+        f"uid: {person.name}",
+        f"cn: {person.name.title()}",
+        "sn: Person",
+        f"title: {person.title}",
+        f"physicalDeliveryOfficeName: {person.site}",
+        *extra,
+    ]
+    if person.manager:
+        lines.append(f"manager: {dn(person.manager)}")
+    return "\n".join(lines) + "\n\n"
+
+
 class Org(Protocol):
     """The changes the scenario makes, as an administrator, on the server under test."""
 

@@ -36,6 +36,7 @@ from tests.ldap.delta_plans import (
     copy_rules,
     delta_equals_full,
     killed_sync,
+    person_ldif,
     read_lines,
     scenario,
     use_rules,
@@ -85,18 +86,7 @@ class Site:
         return f"uid={name},{self.server.people_dn}"
 
     def entry(self, person: Person) -> str:
-        lines = [
-            f"dn: {self.dn(person.name)}",
-            "objectClass: inetOrgPerson",
-            f"uid: {person.name}",
-            f"cn: {person.name.title()}",
-            "sn: Person",
-            f"title: {person.title}",
-            f"physicalDeliveryOfficeName: {person.site}",
-        ]
-        if person.manager:
-            lines.append(f"manager: {self.dn(person.manager)}")
-        return "\n".join(lines) + "\n\n"
+        return person_ldif(self.dn, person)
 
     def csns(self) -> tuple[str, str]:
         """(the suffix's contextCSN, the highest entryCSN of any entry), as slapd writes

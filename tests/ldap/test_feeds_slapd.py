@@ -14,7 +14,16 @@ import pytest
 
 from persona_sync.directory import ldap_csn
 from tests.ldap.conftest import server_values, slapd_directory, write_config
-from tests.ldap.delta_plans import ORG, Person, Planner, Run, check, personas, read_lines
+from tests.ldap.delta_plans import (
+    ORG,
+    Person,
+    Planner,
+    Run,
+    check,
+    person_ldif,
+    personas,
+    read_lines,
+)
 from tests.servers.plugin import require_slapd
 from tests.servers.slapd import SlapdServer
 
@@ -93,19 +102,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
 
 
 def _entry(site: Site, person: Person) -> str:
-    lines = [
-        f"dn: {site.dn(person.name)}",
-        "objectClass: inetOrgPerson",
-        f"uid: {person.name}",
-        f"cn: {person.name.title()}",
-        "sn: Person",
-        f"title: {person.title}",
-        f"physicalDeliveryOfficeName: {person.site}",
-        f"employeeNumber: {NUMBERS[person.name]}",
-    ]
-    if person.manager:
-        lines.append(f"manager: {site.dn(person.manager)}")
-    return "\n".join(lines) + "\n\n"
+    return person_ldif(site.dn, person, f"employeeNumber: {NUMBERS[person.name]}")
 
 
 def test_a_full_plan_and_sync_join_the_feed(site: Site, run_cli: Run) -> None:

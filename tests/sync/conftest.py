@@ -96,6 +96,7 @@ def workspace(tmp_path: Path) -> Iterator[Workspace]:
     ws = Workspace(tmp_path)
     ws.directory.write_text(DIRECTORY, encoding="utf-8")
     ws.config.write_text(CONFIG.format(rules=DEFAULT_RULES), encoding="utf-8")
+    # not monkeypatch.chdir: tests call monkeypatch.undo() to end their own patches
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:

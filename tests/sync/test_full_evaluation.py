@@ -161,6 +161,49 @@ def test_a_worker_that_does_not_come_back_leaves_its_rows_to_this_process(
     assert [(e["level"], e["reason"]) for e in lost] == [("warning", reason)]
 
 
+def test_a_worker_that_cannot_start_leaves_every_row_to_this_process(
+    demo: Path, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    monkeypatch.setattr(full_evaluation, "PARALLEL_MIN", 0)
+    expected = _plan_and_rows(demo, run_cli)
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    pipes: list[tuple[int, int]] = []
+    pipe, start = os.pipe, full_evaluation._Worker.start
+    closed: list[bool] = []
+
+    def recorded_pipe() -> tuple[int, int]:
+        pipes.append(pipe())
+        return pipes[-1]
+
+    def started(*args: Any) -> Any:
+        worker = start(*args)
+        for fd in pipes[-1]:  # right away, before anything may open the numbers again
+            try:
+                os.fstat(fd)
+                closed.append(False)
+            except OSError:
+                closed.append(True)
+        return worker
+
+    monkeypatch.setattr(full_evaluation.os, "fork", no_fork)
+    monkeypatch.setattr(full_evaluation.os, "pipe", recorded_pipe)
+    monkeypatch.setattr(full_evaluation._Worker, "start", started)
+    seen = _evaluations(monkeypatch)
+    stderr: list[str] = []
+    assert _plan_and_rows(demo, run_cli, stderr) == expected
+    assert closed == [True, True]  # the pipe made for it was closed
+    assert [(e.rows, e.by_worker) for e in seen] == [(2420, 0)]
+    lost = [json.loads(line) for line in stderr if "evaluation_worker_lost" in line]
+    assert [(e["level"], e["reason"]) for e in lost] == [
+        ("warning", "cannot start: Resource temporarily unavailable")
+    ]
+
+
 def test_an_error_in_the_rules_is_raised_by_this_process_and_no_worker_is_left(
     demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
     with Snapshot.in_memory() as store:
         store.begin()
         store.start_load()
+        store.clear_rows()
         store.load([_row("k2", "cn=b", "two"), _row("k1", "cn=a", "one")])
         assert store.end_load() is False
         assert [id_ for _, id_, *_ in next(store.loaded())] == ["k2", "k1"]
@@ -45,6 +46,7 @@ def test_rows_not_numbered_from_one_are_said_so() -> None:
     with Snapshot.in_memory() as store:
         store.begin()
         store.start_load()
+        store.clear_rows()
         store.load([_row("k1", "cn=a", "one"), _row("k2", "cn=b", "two")])
         store._db.execute("UPDATE employees SET rowid = rowid + 10")
         assert store.end_load() is True
@@ -54,6 +56,7 @@ def test_a_key_read_twice_keeps_its_last_row() -> None:
     with Snapshot.in_memory() as store:
         store.begin()
         store.start_load()
+        store.clear_rows()
         store.load([_row("k1", "cn=a", "old"), _row("k2", "cn=b", "b"), _row("k1", "cn=a", "new")])
         assert store.end_load() is True
         assert store.count() == 2
