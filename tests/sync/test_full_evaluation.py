@@ -240,3 +240,21 @@ def test_an_error_in_the_rules_is_raised_by_this_process_and_no_worker_is_left(
     assert len(workers) == 1 and workers[0].waited
     with pytest.raises(ChildProcessError):  # it was killed and reaped: it is gone
         os.waitpid(workers[0].pid, os.WNOHANG)
+
+
+def test_the_workers_pipe_holds_megabytes_not_the_default_64_kb() -> None:
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    try:
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) == 64 * 1024
+        full_evaluation._widen(write_end)
+        # as root the 8 MB asked for, else the system's limit (1 MB by default)
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) in (
+            full_evaluation.PIPE_BYTES,
+            full_evaluation._pipe_max(),
+        )
+        assert full_evaluation._pipe_max() >= 1 << 20
+    finally:
+        os.close(read_end)
+        os.close(write_end)
