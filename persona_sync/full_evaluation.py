@@ -46,7 +46,7 @@ from persona_sync.employee import Employee
 from persona_sync.logs import get_logger
 from persona_sync.plan import Evaluator, plan_items
 from persona_sync.rules.orgchart import Position
-from persona_sync.snapshot import PlanItem, Snapshot
+from persona_sync.snapshot import PlanItem, Snapshot, labels_text
 
 log = get_logger(__name__)
 
@@ -55,7 +55,6 @@ PARALLEL_MIN = 20_000  # held rows below which a worker costs more than it saves
 WORKER_SHARE = 0.7  # of the held rows, evaluated by the worker: this process also writes
 CHUNK = 2_000  # rows evaluated, then written or sent, at a time
 PIPE_BYTES = 8 << 20  # what the worker may have sent ahead of this process's reading
-SEPARATOR = "\x1f"  # between a population's labels in the snapshot (persona ids never hold it)
 
 #: A row as a full read holds it: (key, id, dn, manager link, packed attributes).
 HeldRow = tuple[str, str, str, str | None, bytes]
@@ -181,11 +180,6 @@ def decide(
     return decided
 
 
-def labels_text(population: tuple[str, ...] | None) -> str | None:
-    """A population's labels as the snapshot's population column holds them."""
-    return None if population is None else SEPARATOR.join(population)
-
-
 class _Worker:
     """The forked process that evaluates the packed chunks of rows from rowid ``start`` + 1
     on and sends the decisions back chunk by chunk: an 8-byte length, then ``marshal`` of
@@ -205,17 +199,14 @@ class _Worker:
         evaluator: Evaluator,
         positions: Sequence[Position | None] | None,
     ) -> _Worker | None:
+        pipe: tuple[int, ...] = ()
         try:
-            answer, out = os.pipe()
-        except OSError as exc:
-            log.warning("evaluation_worker_lost", reason=f"cannot start: {exc.strerror}")
-            return None
-        _widen(out)
-        try:
+            pipe = answer, out = os.pipe()
+            _widen(out)
             pid = os.fork()
         except OSError as exc:
-            os.close(answer)
-            os.close(out)
+            for end in pipe:
+                os.close(end)
             log.warning("evaluation_worker_lost", reason=f"cannot start: {exc.strerror}")
             return None
         if pid == 0:  # pragma: no cover - the worker (coverage does not follow forks)
@@ -284,12 +275,11 @@ def _widen(pipe: int) -> None:
     """Make the pipe hold PIPE_BYTES (or as much as the system allows): a chunk's answer
     is about 180 KB at 10% changes, and with the default 64 KB the worker would wait for
     this process's next look at the pipe after every 64 KB: a third of its speed."""
-    for size in (PIPE_BYTES, _pipe_max()):
-        try:
-            fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, size)
-            return
-        except OSError:  # above the limit without the privilege to pass it
-            continue
+    try:
+        fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:  # above the system's limit, without the privilege to pass it
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe, fcntl.F_SETPIPE_SZ, _pipe_max())
 
 
 def _pipe_max() -> int:

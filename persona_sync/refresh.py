@@ -42,14 +42,7 @@ from persona_sync.feed_join import (
     load_feeds,
     refresh_feeds,
 )
-from persona_sync.full_evaluation import (
-    SEPARATOR,
-    Evaluation,
-    HeldRow,
-    evaluate_held,
-    evaluate_loaded,
-    labels_text,
-)
+from persona_sync.full_evaluation import Evaluation, HeldRow, evaluate_held, evaluate_loaded
 from persona_sync.logs import get_logger
 from persona_sync.plan import (
     Evaluator,
@@ -67,7 +60,7 @@ from persona_sync.plan import (
 )
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.orgchart import MANAGER_ATTRIBUTE, ChartBuilder, Position, normalize_dn
-from persona_sync.snapshot import Row, Snapshot, damaged
+from persona_sync.snapshot import SEPARATOR, Row, Snapshot, damaged, labels_text
 
 log = get_logger(__name__)
 

@@ -41,6 +41,7 @@ SNAPSHOT_FORMAT = 3  # 2: employees is a rowid table; 3: plan items in a table o
 MANAGER = "manager"
 PYTHON = "{}.{}".format(*sys.version_info[:2])
 CACHE_KIB = 32_768  # the page cache (see _connect)
+SEPARATOR = "\x1f"  # between a population's labels (persona ids never hold it)
 
 #: attrs is a marshal blob (the fastest stdlib codec for dicts of strings, about 5x json);
 #: a snapshot is rebuilt when the tool or Python version changes, so the format never
@@ -753,6 +754,12 @@ class Snapshot:
             )
         ]
         return count, first
+
+
+def labels_text(population: tuple[str, ...] | None) -> str | None:
+    """A population's labels (one per scenario; None: out of scope) as the population
+    column holds them."""
+    return None if population is None else SEPARATOR.join(population)
 
 
 def damaged(exc: sqlite3.Error) -> bool:

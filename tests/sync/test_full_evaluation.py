@@ -258,3 +258,57 @@ def test_the_workers_pipe_holds_megabytes_not_the_default_64_kb() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+# A plan whose worker SIGKILLs the plan as it starts its first chunk, then goes on.
+KILLED_PLAN = """
+import os, signal, sys
+from persona_sync import full_evaluation
+from persona_sync.cli.main import cli
+full_evaluation.PARALLEL_MIN = 0
+full_evaluation._threads = lambda: 1
+decide = full_evaluation.decide
+def killing(*args):
+    with open("worker.pid", "w") as out:
+        out.write(str(os.getpid()))
+    os.kill(os.getppid(), signal.SIGKILL)
+    return decide(*args)
+full_evaluation.worker_decide = killing
+cli.main(["plan", "-q", "-o", "plan.json"], prog_name="persona-sync")
+"""
+
+
+def test_a_plan_killed_while_its_worker_runs_leaves_nothing_to_clear(demo: Path) -> None:
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_PLAN], cwd=demo, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stderr
+    worker = int((demo / "worker.pid").read_text())
+    # the worker's next answer meets a pipe with no reader: it leaves (a zombie at most,
+    # when nothing reaps orphans here); generous, so that a loaded machine does not matter
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _running(worker):
+        time.sleep(0.05)
+    assert not _running(worker)
+    with open(demo / ".persona-sync" / "snapshot.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: nobody holds it
+    again = subprocess.run(
+        [sys.executable, "-m", "persona_sync", "plan", "-q", "-o", "plan.json"],
+        cwd=demo, capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 2, again.stderr
+    assert "snapshot_busy" not in again.stderr
+    assert json.loads((demo / "plan.json").read_text())["summary"]["changes"] == 2115
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
