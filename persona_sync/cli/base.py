@@ -59,44 +59,52 @@ class PersonaSyncGroup(click.Group):
         return code
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ValidationFailed as exc:
-            for error in exc.errors:
-                click.echo(error.message, err=True)
-            count = len(exc.errors)
-            click.echo(f"{count} error{'s' if count != 1 else ''}", err=True)
-            return EXIT_ERROR
-        except LocatedError as exc:
-            click.echo(exc.message, err=True)  # already says where: path:line:col
-            return EXIT_ERROR
-        except SafetyLimitExceeded as exc:
-            click.echo(f"held: {exc}", err=True)
-            return EXIT_HELD
-        except PersonaSyncError as exc:
-            click.echo(f"error: {exc}", err=True)
-            return EXIT_ERROR
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            return 130
-        except BrokenPipeError:
-            # The reader went away (`persona-sync plan | head`): stop quietly, as Unix
-            # tools do, and keep Python from complaining when it flushes stdout at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            return EXIT_ERROR
-        except Exception as exc:  # noqa: BLE001 - the one place that catches everything
-            if ctx.find_root().params.get("debug"):
-                traceback.print_exc()
-            click.echo(
-                f"unexpected error: {type(exc).__name__}: {exc}\n"
-                "This is a bug in persona-sync; rerun with --debug for the traceback "
-                "and include it in your report.",
-                err=True,
-            )
-            return EXIT_ERROR
+        debug = bool(ctx.find_root().params.get("debug"))
+        return handled(lambda: super(PersonaSyncGroup, self).invoke(ctx), debug)
+
+
+def handled(call: Callable[[], Any], debug: bool) -> Any:
+    """``call()``'s result, or the exit code of the error it raised, said on stderr: one
+    line per error (a ValidationFailed's each, then their count), a traceback only for a
+    bug and only with ``debug``. Click's own exceptions pass through."""
+    try:
+        return call()
+    except ValidationFailed as exc:
+        for error in exc.errors:
+            click.echo(error.message, err=True)
+        count = len(exc.errors)
+        click.echo(f"{count} error{'s' if count != 1 else ''}", err=True)
+        return EXIT_ERROR
+    except LocatedError as exc:
+        click.echo(exc.message, err=True)  # already says where: path:line:col
+        return EXIT_ERROR
+    except SafetyLimitExceeded as exc:
+        click.echo(f"held: {exc}", err=True)
+        return EXIT_HELD
+    except PersonaSyncError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_ERROR
+    except (click.exceptions.Exit, click.ClickException, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`persona-sync plan | head`): stop quietly, as Unix
+        # tools do, and keep Python from complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if debug:
+            traceback.print_exc()
+        click.echo(
+            f"unexpected error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in persona-sync; rerun with --debug for the traceback "
+            "and include it in your report.",
+            err=True,
+        )
+        return EXIT_ERROR
 
 
 @click.group(cls=PersonaSyncGroup, context_settings={"help_option_names": ["-h", "--help"]})

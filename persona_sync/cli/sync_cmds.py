@@ -12,14 +12,14 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
-from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, terminal_prompt
+from persona_sync.cli.base import EXIT_ERROR, EXIT_OK, cli, handled, terminal_prompt
 from persona_sync.errors import PersonaSyncError, SafetyLimitExceeded
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from persona_sync.metrics import RunMetrics
     from persona_sync.plan import Plan
     from persona_sync.recovery import Settled
+    from persona_sync.schedule import Stop
     from persona_sync.session import Session
     from persona_sync.workflow import Outcome, RunInterrupted
 
@@ -67,6 +68,39 @@ force_option = click.option(
     help="Write even when the run changes more employees than a safety limit allows, or "
     "a feed has shrunk more than its max_shrink_percent since the last run.",
 )
+
+
+class Interval(click.ParamType):  # type: ignore[type-arg]
+    """A duration: 90, 30s, 5m, 1h (seconds, minutes, hours)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        from persona_sync.schedule import parse_interval
+
+        try:
+            return parse_interval(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+every_option = click.option(
+    "--every",
+    type=Interval(),
+    help="Run again and again in this process, a cycle every DURATION (30s, 5m, 1h) "
+    "from the first, until SIGINT/SIGTERM (between cycles: exit 0). Each cycle reads the "
+    "config and the rules again. A first cycle that fails ends the command; later "
+    "failures are reported and the next cycle tries again. Not with --force.",
+)
+cycles_option = click.option(
+    "--cycles",
+    type=click.IntRange(min=1),
+    help="With --every: stop after this many cycles (exit code: the last one's).",
+)
 plan_force_option = click.option(
     "--force",
     is_flag=True,
@@ -97,6 +131,51 @@ def interruptible() -> Iterator[Cancel]:
             err=True,
         )
 
+    with _handling(handler):
+        yield cancel
+
+
+def scheduled(once: Callable[[], int], every: float | None, cycles: int | None, force: bool) -> int:
+    """``once()``, or with ``every`` a cycle of it every ``every`` seconds (see
+    :mod:`persona_sync.schedule`): each cycle's errors are said as a single run's are."""
+    if every is None:
+        if cycles is not None:
+            raise click.UsageError("--cycles needs --every")
+        return once()
+    if force:
+        raise click.UsageError(
+            "--force cannot be combined with --every: a limit overridden once would stay "
+            "overridden for every later cycle; run once with --force, then start the schedule"
+        )
+    from persona_sync.schedule import repeat
+
+    debug = bool(click.get_current_context().find_root().params.get("debug"))
+    with stoppable() as stop:
+        return repeat(lambda _number: handled(once, debug), every, stop, cycles=cycles)
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[Stop]:
+    """SIGINT/SIGTERM end a schedule: between cycles at once, during one after it (a sync
+    handles them itself, see :func:`interruptible`); a second one stops at once."""
+    from persona_sync.schedule import Stop
+
+    stop = Stop()
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.request(name)
+        click.echo(f"{name}: stopping after this cycle (send it again to stop at once)", err=True)
+
+    with _handling(handler):
+        yield stop
+
+
+@contextlib.contextmanager
+def _handling(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while inside (left alone off the main thread)."""
     previous = {}
     try:
         for number in (signal.SIGINT, signal.SIGTERM):
@@ -104,7 +183,7 @@ def interruptible() -> Iterator[Cancel]:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
-        yield cancel
+        yield
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
@@ -150,14 +229,21 @@ def _plan(session: Session, quiet: bool, delta: bool, force: bool = False) -> Pl
 
 
 def _write_output(text: str, output: Path | None) -> None:
+    """The plan on stdout, or in ``output``: a file is replaced whole (a reader, or the
+    next apply, never finds half a plan there; a schedule rewrites it every cycle), a
+    pipe or a device written to."""
     if output is None:
         click.echo(text)
         return
+    data = text.encode("utf-8") if text.endswith("\n") else (text + "\n").encode("utf-8")
+    if output.is_file() or not output.exists():
+        from persona_sync.directory.atomic import atomic_write
+
+        atomic_write(output, data)
+        return
     try:
-        with output.open("w", encoding="utf-8") as file:
-            file.write(text)  # not text + "\n": a plan's text runs to megabytes
-            if not text.endswith("\n"):
-                file.write("\n")
+        with output.open("wb") as file:
+            file.write(data)
     except OSError as exc:
         raise PersonaSyncError(f"cannot write {output}: {exc.strerror}") from None
 
@@ -180,6 +266,8 @@ def _write_output(text: str, output: Path | None) -> None:
 @plan_force_option
 @quiet_option
 @metrics_option
+@every_option
+@cycles_option
 def plan_cmd(
     config_path: Path | None,
     fmt: str | None,
@@ -188,6 +276,8 @@ def plan_cmd(
     force: bool,
     quiet: bool,
     metrics_file: Path | None,
+    every: float | None,
+    cycles: int | None,
 ) -> int:
     """Show what a sync would change, without writing anything.
 
@@ -202,6 +292,10 @@ def plan_cmd(
     with fewer rows than at the last run by more than its max_shrink_percent stops the
     plan (exit 4) unless --force.
 
+    With --every it keeps the plan current, as a staging server does: `plan --delta
+    --every 5m -o plan.json` replaces plan.json after each cycle (whole, never half
+    written) and writes nothing in the directory.
+
     \b
     Exit codes (like terraform plan -detailed-exitcode):
       0  no changes    2  changes pending    1  error    4  held: a feed shrank
@@ -209,16 +303,19 @@ def plan_cmd(
     from persona_sync.render import RENDERERS, headline
     from persona_sync.session import open_session
 
-    with recording("plan", metrics_file) as metrics:
-        session = open_session(config_path, terminal_prompt())
-        plan = metrics.plan = _plan(session, quiet, delta, force)
-        chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
-        _write_output(RENDERERS[chosen](plan), output)
-        if not quiet:
-            where = f"; saved to {output}" if output else ""
-            click.echo(f"plan: {headline(plan)}{where}", err=True)
-        metrics.ok = True
-    return EXIT_CHANGES if plan.changes else EXIT_OK
+    def once() -> int:
+        with recording("plan", metrics_file) as metrics:
+            session = open_session(config_path, terminal_prompt())
+            plan = metrics.plan = _plan(session, quiet, delta, force)
+            chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
+            _write_output(RENDERERS[chosen](plan), output)
+            if not quiet:
+                where = f"; saved to {output}" if output else ""
+                click.echo(f"plan: {headline(plan)}{where}", err=True)
+            metrics.ok = True
+        return EXIT_CHANGES if plan.changes else EXIT_OK
+
+    return scheduled(once, every, cycles, force)
 
 
 def _recovered(settled: Settled) -> None:
@@ -328,8 +425,16 @@ def _apply(
 @force_option
 @quiet_option
 @metrics_option
+@every_option
+@cycles_option
 def sync_cmd(
-    config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics_file: Path | None
+    config_path: Path | None,
+    delta: bool,
+    force: bool,
+    quiet: bool,
+    metrics_file: Path | None,
+    every: float | None,
+    cycles: int | None,
 ) -> int:
     """Plan and apply in one step, for scheduled jobs.
 
@@ -341,13 +446,21 @@ def sync_cmd(
     changed since the last run; the snapshot and its cursor are saved once the writes
     are journalled, so a run killed in between reads those changes again.
 
+    With --every it is its own scheduler: `sync --delta --every 5m` runs a cycle every
+    five minutes in one process (no interpreter start per run), each cycle a whole sync
+    with its own lock, safety limits and journal, until SIGINT/SIGTERM.
+
     \b
     Exit codes: 0 done (or nothing to do), 3 done with conflicts, 1 error,
     4 held by a safety limit (nothing written),
     130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
-    with recording("sync", metrics_file) as metrics:
-        return _sync(config_path, delta, force, quiet, metrics)
+
+    def once() -> int:
+        with recording("sync", metrics_file) as metrics:
+            return _sync(config_path, delta, force, quiet, metrics)
+
+    return scheduled(once, every, cycles, force)
 
 
 def _sync(

@@ -1,0 +1,335 @@
+"""plan/sync --every: a schedule in one process (persona_sync.schedule and the CLI).
+
+The schedule's clock and sleep are replaced by a fake clock that the sleep moves on, so
+no test waits for a cycle; what happens "between cycles" (an edit of the directory, a
+signal) is done by the fake sleep, at a known point. One test runs a real process and
+stops it with a real SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from persona_sync import schedule
+from persona_sync.cli import sync_cmds
+from persona_sync.schedule import Stop, parse_interval, repeat
+from tests.sync.conftest import Workspace
+
+Run = Callable[..., Result]
+
+
+class FakeTime:
+    """A clock that only sleep moves; ``at_sleep`` runs at the first sleep after each
+    cycle (the cycle's number given)."""
+
+    def __init__(self, at_sleep: Callable[[int], None] | None = None) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.cycle = 0
+        self._slept_for = 0
+        self.at_sleep = at_sleep
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self.at_sleep is not None and self._slept_for != self.cycle:
+            self._slept_for = self.cycle
+            self.at_sleep(self.cycle)
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTime]:
+    """The fake clock and sleep for the schedule; through the CLI, each cycle (a call of
+    ``handled``, which runs one) counted."""
+    fake = FakeTime()
+    monkeypatch.setattr(schedule, "_clock", fake.clock)
+    monkeypatch.setattr(schedule, "_sleep", fake.sleep)
+    real = sync_cmds.handled
+
+    def counted(call: Callable[[], int], debug: bool) -> int:
+        fake.cycle += 1
+        return real(call, debug)
+
+    monkeypatch.setattr(sync_cmds, "handled", counted)
+    yield fake
+
+
+# --- durations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("30s", 30), ("5m", 300), ("1.5h", 5400), (" 2M ", 120), ("1s", 1)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_interval(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("5x", "'5x' is not a duration (e.g. 30s, 5m, 1h)"),
+        ("", "'' is not a duration (e.g. 30s, 5m, 1h)"),
+        ("-1m", "'-1m' is not a duration (e.g. 30s, 5m, 1h)"),
+        ("5 m", "'5 m' is not a duration (e.g. 30s, 5m, 1h)"),
+        ("0.5s", "'0.5s' is shorter than 1 s"),
+        ("0", "'0' is shorter than 1 s"),
+    ],
+)
+def test_bad_durations(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_interval(text)
+    assert str(caught.value) == message
+
+
+# --- the loop -------------------------------------------------------------------------
+
+
+def cycles_taking(fake: FakeTime, seconds: list[float], codes: list[int]) -> Callable[[int], int]:
+    """A cycle that takes ``seconds[n - 1]`` on the fake clock and returns ``codes[n - 1]``;
+    it records each cycle's number and start."""
+    started: list[tuple[int, float]] = []
+
+    def cycle(number: int) -> int:
+        fake.cycle = number
+        started.append((number, fake.now))
+        fake.now += seconds[number - 1]
+        return codes[number - 1]
+
+    cycle.started = started  # type: ignore[attr-defined]
+    return cycle
+
+
+def test_cycles_start_on_a_grid_from_the_first(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [3, 4, 2], [2, 0, 2])
+    assert repeat(cycle, 10, Stop(), cycles=3) == 2  # the last cycle's code
+    assert cycle.started == [(1, 1000.0), (2, 1010.0), (3, 1020.0)]  # type: ignore[attr-defined]
+
+
+def test_a_late_cycle_drops_the_starts_it_missed(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [25, 1, 1], [0, 0, 0])
+    assert repeat(cycle, 10, Stop(), cycles=3) == 0
+    assert cycle.started == [(1, 1000.0), (2, 1030.0), (3, 1040.0)]  # type: ignore[attr-defined]
+
+
+def test_a_first_cycle_that_fails_ends_the_schedule(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [1, 1], [1, 0])
+    assert repeat(cycle, 10, Stop(), cycles=2) == 1
+    assert cycle.started == [(1, 1000.0)]  # type: ignore[attr-defined]
+    assert fake_time.sleeps == []
+
+
+def test_a_later_failure_is_retried_at_the_next_cycle(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [1, 1, 1], [0, 1, 3])
+    assert repeat(cycle, 10, Stop(), cycles=3) == 3
+    assert [n for n, _ in cycle.started] == [1, 2, 3]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("code", [130, 143])
+def test_a_cycle_ended_by_a_signal_ends_the_schedule(fake_time: FakeTime, code: int) -> None:
+    cycle = cycles_taking(fake_time, [1, 1, 1], [0, code, 0])
+    assert repeat(cycle, 10, Stop()) == code
+    assert [n for n, _ in cycle.started] == [1, 2]  # type: ignore[attr-defined]
+
+
+def test_a_stop_between_cycles_ends_at_once_with_0(fake_time: FakeTime) -> None:
+    stop = Stop()
+    fake_time.at_sleep = lambda number: stop.request("SIGTERM") if number == 2 else None
+    cycle = cycles_taking(fake_time, [1, 1, 1], [2, 2, 2])
+    assert repeat(cycle, 10, stop) == 0
+    assert [n for n, _ in cycle.started] == [1, 2]  # type: ignore[attr-defined]
+    # the sleep after cycle 2 was its first slice: the stop was seen before the next
+    assert fake_time.now == 1011.2
+
+
+def test_a_stop_during_a_cycle_ends_after_it_with_0(fake_time: FakeTime) -> None:
+    stop = Stop()
+
+    def cycle(number: int) -> int:
+        stop.request("SIGINT")
+        return 2
+
+    assert repeat(cycle, 10, stop) == 0
+    assert fake_time.sleeps == []
+
+
+# --- through the CLI ------------------------------------------------------------------
+
+
+def test_every_refuses_force_and_cycles_needs_every(workspace: Workspace, run_cli: Run) -> None:
+    done = run_cli("sync", "--every", "5m", "--force")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines()[-1] == (
+        "Error: --force cannot be combined with --every: a limit overridden once would stay "
+        "overridden for every later cycle; run once with --force, then start the schedule"
+    )
+    done = run_cli("plan", "--cycles", "2")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines()[-1] == "Error: --cycles needs --every"
+    done = run_cli("plan", "--every", "5x")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--every': '5x' is not a duration (e.g. 30s, 5m, 1h)"
+    )
+    done = run_cli("sync", "--every", "1m", "--cycles", "0")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--cycles': 0 is not in the range x>=1."
+    )
+    assert not workspace.state.exists()  # nothing ran
+
+
+def retitle(workspace: Workspace, old: str, new: str) -> None:
+    text = workspace.text()
+    assert f"title: {old}\n" in text
+    workspace.directory.write_text(text.replace(f"title: {old}\n", f"title: {new}\n", 1))
+
+
+def persona_of(workspace: Workspace, name: str) -> str | None:
+    """The persona attribute of the entry whose sAMAccountName is ``name``, in the LDIF."""
+    for block in workspace.text().split("\n\n"):
+        if f"sAMAccountName: {name}\n" in block + "\n":
+            for line in block.splitlines():
+                if line.startswith("msDS-cloudExtensionAttribute1: "):
+                    return line.split(": ", 1)[1]
+            return None
+    raise AssertionError(f"{name} not in the directory")
+
+
+def test_sync_every_picks_up_a_change_made_between_cycles(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime
+) -> None:
+    fake_time.at_sleep = lambda number: retitle(workspace, "Software Engineer", "Registered Nurse")
+    done = run_cli("sync", "--delta", "--every", "5m", "--cycles", "2")
+    assert done.exit_code == 0, done.stderr
+    runs = json.loads(run_cli("runs", "--format", "json").stdout)
+    assert [r["applied"] for r in runs] == [2, 1]
+    journal = workspace.state / "journal"
+    assert done.stderr.splitlines() == [
+        "read: no snapshot yet: full read; 6 entries",
+        "plan: 2 changes for 2 employees (4 in scope, 2 out of scope, 2 unchanged, "
+        "1 foreign values left alone)",
+        f"run {runs[0]['run_id']}: 2 applied, 0 already set, 0 conflicts, 0 failed; "
+        f"journal {journal / runs[0]['run_id']}.jsonl",
+        "read: delta since the last read: 6 entries read, 1 changed, 0 removed; "
+        "1 employees re-evaluated",
+        "read: the file changed since the last read: every entry compared with the snapshot",
+        "plan: 1 change for 1 employees (4 in scope, 2 out of scope, 3 unchanged, "
+        "1 foreign values left alone)",
+        f"run {runs[1]['run_id']}: 1 applied, 0 already set, 0 conflicts, 0 failed; "
+        f"journal {journal / runs[1]['run_id']}.jsonl",
+    ]
+    assert persona_of(workspace, "jmuller") == persona_of(workspace, "jsmith") != "engineer"
+    assert fake_time.sleeps[0] == 0.2  # slept in slices until the next start
+    assert round(sum(fake_time.sleeps), 6) == 300.0
+
+
+def test_plan_every_rewrites_the_plan_file_each_cycle(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime
+) -> None:
+    plans: list[dict] = []
+
+    def between(number: int) -> None:
+        plans.append(json.loads((workspace.root / "plan.json").read_text()))
+        retitle(workspace, "Software Engineer", "Registered Nurse")
+
+    fake_time.at_sleep = between
+    done = run_cli("plan", "--delta", "-q", "-o", "plan.json", "--every", "1m", "--cycles", "2")
+    assert done.exit_code == 2, done.stderr
+    assert done.stderr == ""
+    plans.append(json.loads((workspace.root / "plan.json").read_text()))
+    assert [sorted(c["employee"] for c in p["changes"]) for p in plans] == [
+        ["boss", "jsmith"],
+        ["boss", "jmuller", "jsmith"],
+    ]
+    assert [p for p in os.listdir(workspace.root) if p.endswith(".tmp")] == []
+
+
+def test_a_later_failing_cycle_is_said_and_the_next_one_runs(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime
+) -> None:
+    good = workspace.text()
+
+    def between(number: int) -> None:
+        if number == 1:
+            workspace.directory.write_text(good.replace("dn: CN=Gone", "dn CN=Gone"))
+        else:
+            workspace.directory.write_text(good)
+
+    fake_time.at_sleep = between
+    done = run_cli("plan", "-q", "--format", "json", "--every", "1m", "--cycles", "3")
+    assert done.exit_code == 2
+    said = done.stderr.splitlines()
+    assert said[0] == (
+        f"{workspace.directory}:36:1: line has no ':' separating attribute and value"
+    )
+    failed = json.loads(said[1])
+    assert (failed["event"], failed["cycle"], failed["level"]) == ("cycle_failed", 2, "warning")
+    assert failed["next"] == "the next cycle tries again"
+    assert len(said) == 2
+    assert done.stdout.count('"checksum"') == 2  # cycles 1 and 3 printed their plan
+
+
+def test_a_first_failing_cycle_ends_the_command(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime
+) -> None:
+    workspace.directory.unlink()
+    done = run_cli("sync", "--every", "1m")
+    assert done.exit_code == 1
+    assert done.stderr == f"error: {workspace.directory}: no such directory file\n"
+    assert fake_time.sleeps == []
+
+
+def test_sigterm_between_cycles_stops_the_schedule(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime
+) -> None:
+    fake_time.at_sleep = lambda number: os.kill(os.getpid(), signal.SIGTERM)
+    done = run_cli("plan", "-q", "--format", "json", "--every", "1m")
+    assert done.exit_code == 0
+    assert done.stderr == "SIGTERM: stopping after this cycle (send it again to stop at once)\n"
+    assert done.stdout.count('"checksum"') == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
+
+
+def test_a_real_process_stops_on_sigterm_with_0(workspace: Workspace) -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable, "-m", "persona_sync", "-v", "--log-format", "json",
+            "sync", "--delta", "-q", "--every", "1h",
+        ],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )  # fmt: skip
+    assert child.stderr is not None
+    events = []
+    for line in child.stderr:  # until the first cycle is done: it then sleeps for an hour
+        events.append(json.loads(line))
+        if events[-1]["event"] == "cycle_finished":
+            break
+    child.send_signal(signal.SIGTERM)
+    rest = child.stderr.read()  # to the end: the child closes it as it exits
+    assert child.wait(timeout=60) == 0
+    assert child.returncode == 0
+    finished = events[-1]
+    assert (finished["cycle"], finished["exit_code"], finished["level"]) == (1, 0, "info")
+    assert rest.splitlines()[0] == (
+        "SIGTERM: stopping after this cycle (send it again to stop at once)"
+    )
+    stopped = json.loads(rest.splitlines()[1])
+    assert (stopped["event"], stopped["cycle"], stopped["reason"]) == (
+        "schedule_stopped",
+        1,
+        "SIGTERM",
+    )
