@@ -16,6 +16,7 @@ cycles ends the loop at once; during a cycle, the cycle decides how it ends.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable
@@ -76,12 +77,13 @@ def repeat(
     """Run ``cycle`` every ``every`` seconds until ``stop`` is requested or ``cycles``
     have run. Returns the exit code for the whole run:
 
-    - a first cycle that fails (exit 1) ends the loop with it: what is wrong (the config,
-      the rules, the directory's address) is fixed before the schedule starts; a later
-      failure (the directory away, a rule file mid-edit) is logged, and the next cycle
-      tries again;
+    - a first cycle that fails (exit 1) or is held by a safety limit (exit 4) ends the
+      loop with its code: what is wrong (the config, the rules, the directory's address,
+      a first population) is seen to before the schedule starts; a later one is logged
+      (``cycle_failed``, ``cycle_held``) and the next cycle tries again;
     - a cycle ended by a signal (130, 143) ends the loop with its code;
-    - a stop requested while a cycle ran, or between cycles: 0;
+    - a stop requested during a cycle ends the loop after it, with its code; one
+      requested between cycles ends it at once, with 0;
     - ``cycles`` run: the last one's code.
 
     ``clock`` and ``sleep`` default to this module's :func:`_clock` and :func:`_sleep`
@@ -89,25 +91,28 @@ def repeat(
     """
     clock = clock or _clock
     sleep = sleep or _sleep
-    number = 0
     start = clock()
+    slot = 0  # the current cycle's start is start + slot * every
+    number = 0
     while True:
         number += 1
         began = clock()
         code = cycle(number)
         took = clock() - began
         log.info("cycle_finished", cycle=number, exit_code=code, seconds=round(took, 3))
-        if code in SIGNALLED or (code == 1 and number == 1):
+        if code in SIGNALLED or (code in _UNWELL and number == 1):
             return code
-        if code == 1:  # said on stderr by the cycle; this is for whoever watches the logs
-            log.warning("cycle_failed", cycle=number, next="the next cycle tries again")
         if stop.requested:
             log.info("schedule_stopped", cycle=number, reason=stop.reason)
-            return 0
+            return code
         if cycles is not None and number >= cycles:
             return code
-        # The next start on the grid from the first; a late cycle drops the starts it missed.
-        due = start + every * (int((clock() - start) / every) + 1)
+        if code in _UNWELL:  # said on stderr by the cycle; this is for whoever reads the logs
+            log.warning(_UNWELL[code], cycle=number, next="the next cycle tries again")
+        # The next start on the grid from the first that is still ahead; a late cycle
+        # drops the starts it missed.
+        slot = max(slot + 1, math.ceil((clock() - start) / every))
+        due = start + slot * every
         while not stop.requested:
             left = due - clock()
             if left <= 0:
@@ -116,6 +121,9 @@ def repeat(
         if stop.requested:
             log.info("schedule_stopped", cycle=number, reason=stop.reason)
             return 0
+
+
+_UNWELL = {1: "cycle_failed", 4: "cycle_held"}  # exit codes a schedule warns of
 
 
 def _clock() -> float:

@@ -137,11 +137,17 @@ def cli(verbose: int, log_format: str, debug: bool) -> None:
 
 
 def terminal_prompt() -> Callable[[str], str] | None:
-    """A hidden-input prompt for secrets when a person is at the terminal, else None."""
+    """A hidden-input prompt for secrets when a person is at the terminal, else None.
+
+    Each question is asked once: a schedule (``--every``) opens a session every cycle,
+    and asks nobody again."""
     if not sys.stdin.isatty():
         return None
+    answers: dict[str, str] = {}
 
     def ask(label: str) -> str:
-        return str(click.prompt(label, hide_input=True, err=True))
+        if label not in answers:
+            answers[label] = str(click.prompt(label, hide_input=True, err=True))
+        return answers[label]
 
     return ask

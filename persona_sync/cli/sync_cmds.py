@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,9 +94,10 @@ every_option = click.option(
     "--every",
     type=Interval(),
     help="Run again and again in this process, a cycle every DURATION (30s, 5m, 1h) "
-    "from the first, until SIGINT/SIGTERM (between cycles: exit 0). Each cycle reads the "
-    "config and the rules again. A first cycle that fails ends the command; later "
-    "failures are reported and the next cycle tries again. Not with --force.",
+    "from the first, until SIGINT/SIGTERM (between cycles: exit 0; during one: after it, "
+    "with its exit code). Each cycle reads the config and the rules again. A first cycle "
+    "that fails or is held ends the command; later ones are reported and the next cycle "
+    "tries again. Not with --force.",
 )
 cycles_option = click.option(
     "--cycles",
@@ -109,23 +112,33 @@ plan_force_option = click.option(
 )
 
 
+_schedule_stop: Stop | None = None  # the running schedule's (see stoppable), if any
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[Cancel]:
     """SIGINT/SIGTERM ask the running workflow to stop; a second one stops at once.
 
     On the first signal no new write is sent; answers in flight are awaited (each within
     the backend's timeout), the journal records everything, and the command exits 130 /
-    143. The next run settles whatever is left unconfirmed.
+    143. The next run settles whatever is left unconfirmed. Inside a schedule the signal
+    also ends the schedule after this cycle, and one that came earlier in the cycle
+    (before this sync could take it) counts as the first: no write is sent.
     """
     from persona_sync.directory.base import Cancel
 
     cancel = Cancel()
+    stop = _schedule_stop
+    if stop is not None and stop.reason is not None:
+        cancel.request(stop.reason)
 
     def handler(number: int, frame: FrameType | None) -> None:
         name = signal.Signals(number).name
         if cancel.requested:
             raise KeyboardInterrupt
         cancel.request(name)
+        if stop is not None:
+            stop.request(name)
         click.echo(
             f"{name}: stopping after the writes in flight (send it again to stop at once)",
             err=True,
@@ -137,7 +150,8 @@ def interruptible() -> Iterator[Cancel]:
 
 def scheduled(once: Callable[[], int], every: float | None, cycles: int | None, force: bool) -> int:
     """``once()``, or with ``every`` a cycle of it every ``every`` seconds (see
-    :mod:`persona_sync.schedule`): each cycle's errors are said as a single run's are."""
+    :mod:`persona_sync.schedule`): each cycle's errors are said as a single run's are; a
+    reader gone from stdout (``plan --every 1m | head``) ends the schedule."""
     if every is None:
         if cycles is not None:
             raise click.UsageError("--cycles needs --every")
@@ -151,13 +165,23 @@ def scheduled(once: Callable[[], int], every: float | None, cycles: int | None, 
 
     debug = bool(click.get_current_context().find_root().params.get("debug"))
     with stoppable() as stop:
-        return repeat(lambda _number: handled(once, debug), every, stop, cycles=cycles)
+
+        def guarded() -> int:
+            try:
+                return once()
+            except BrokenPipeError:
+                stop.request("stdout closed")
+                raise
+
+        return repeat(lambda _number: handled(guarded, debug), every, stop, cycles=cycles)
 
 
 @contextlib.contextmanager
 def stoppable() -> Iterator[Stop]:
-    """SIGINT/SIGTERM end a schedule: between cycles at once, during one after it (a sync
-    handles them itself, see :func:`interruptible`); a second one stops at once."""
+    """SIGINT/SIGTERM end a schedule: between cycles at once, during one after it; a
+    second one stops at once. During a sync the sync's own handler takes them
+    (:func:`interruptible`): no new write, and the schedule ends after the cycle."""
+    global _schedule_stop
     from persona_sync.schedule import Stop
 
     stop = Stop()
@@ -169,8 +193,12 @@ def stoppable() -> Iterator[Stop]:
         stop.request(name)
         click.echo(f"{name}: stopping after this cycle (send it again to stop at once)", err=True)
 
-    with _handling(handler):
-        yield stop
+    _schedule_stop = stop
+    try:
+        with _handling(handler):
+            yield stop
+    finally:
+        _schedule_stop = None
 
 
 @contextlib.contextmanager
@@ -229,23 +257,41 @@ def _plan(session: Session, quiet: bool, delta: bool, force: bool = False) -> Pl
 
 
 def _write_output(text: str, output: Path | None) -> None:
-    """The plan on stdout, or in ``output``: a file is replaced whole (a reader, or the
-    next apply, never finds half a plan there; a schedule rewrites it every cycle), a
-    pipe or a device written to."""
+    """The plan on stdout or in ``output``. A regular file (or a new one) is replaced whole,
+    so that a reader (a schedule's, the next apply) never finds half a plan; anything else
+    (a symlink, /dev/stdout, a pipe, a file this user may not replace) is written through,
+    as before."""
     if output is None:
         click.echo(text)
         return
-    data = text.encode("utf-8") if text.endswith("\n") else (text + "\n").encode("utf-8")
-    if output.is_file() or not output.exists():
+    if _replaceable(output):
         from persona_sync.directory.atomic import atomic_write
 
-        atomic_write(output, data)
+        atomic_write(output, text.encode("utf-8") + (b"" if text.endswith("\n") else b"\n"))
         return
     try:
-        with output.open("wb") as file:
-            file.write(data)
+        with output.open("w", encoding="utf-8") as file:
+            file.write(text)  # not text + "\n": a plan's text runs to megabytes
+            if not text.endswith("\n"):
+                file.write("\n")
     except OSError as exc:
         raise PersonaSyncError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether writing ``path`` may replace it by another file: a regular file of one link
+    that this user may write, or none yet, in a folder this user may write."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        found = None
+    except OSError:
+        return False
+    if found is not None and not (
+        stat.S_ISREG(found.st_mode) and found.st_nlink == 1 and os.access(path, os.W_OK)
+    ):
+        return False
+    return os.access(path.parent, os.W_OK | os.X_OK)
 
 
 @cli.command("plan")
@@ -303,9 +349,11 @@ def plan_cmd(
     from persona_sync.render import RENDERERS, headline
     from persona_sync.session import open_session
 
+    prompt = terminal_prompt()  # once: each question is asked once, whatever the cycles
+
     def once() -> int:
         with recording("plan", metrics_file) as metrics:
-            session = open_session(config_path, terminal_prompt())
+            session = open_session(config_path, prompt)
             plan = metrics.plan = _plan(session, quiet, delta, force)
             chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
             _write_output(RENDERERS[chosen](plan), output)
@@ -456,22 +504,29 @@ def sync_cmd(
     130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
 
+    prompt = terminal_prompt()  # once: each question is asked once, whatever the cycles
+
     def once() -> int:
         with recording("sync", metrics_file) as metrics:
-            return _sync(config_path, delta, force, quiet, metrics)
+            return _sync(config_path, delta, force, quiet, metrics, prompt)
 
     return scheduled(once, every, cycles, force)
 
 
 def _sync(
-    config_path: Path | None, delta: bool, force: bool, quiet: bool, metrics: RunMetrics
+    config_path: Path | None,
+    delta: bool,
+    force: bool,
+    quiet: bool,
+    metrics: RunMetrics,
+    prompt: Callable[[str], str] | None,
 ) -> int:
     from persona_sync.cli.progress import Progress, notices
     from persona_sync.render import feed_lines, headline, read_line
     from persona_sync.session import open_session
     from persona_sync.workflow import RunInterrupted, sync
 
-    session = open_session(config_path, terminal_prompt())
+    session = open_session(config_path, prompt)
     reading = Progress("reading employees", quiet)
     writing = Progress("writing", quiet)
 

@@ -9,10 +9,12 @@ stops it with a real SIGTERM.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from click.testing import Result
 
 from persona_sync import schedule
 from persona_sync.cli import sync_cmds
+from persona_sync.logs import configure_logging
 from persona_sync.schedule import Stop, parse_interval, repeat
 from tests.sync.conftest import Workspace
 
@@ -154,15 +157,45 @@ def test_a_stop_between_cycles_ends_at_once_with_0(fake_time: FakeTime) -> None:
     assert fake_time.now == 1011.2
 
 
-def test_a_stop_during_a_cycle_ends_after_it_with_0(fake_time: FakeTime) -> None:
+def test_a_stop_during_a_cycle_ends_after_it_with_its_code(fake_time: FakeTime) -> None:
     stop = Stop()
 
     def cycle(number: int) -> int:
         stop.request("SIGINT")
         return 2
 
-    assert repeat(cycle, 10, stop) == 0
+    assert repeat(cycle, 10, stop) == 2
     assert fake_time.sleeps == []
+
+
+def test_cycles_that_take_no_time_wait_for_the_next_start(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [0, 0, 0], [0, 0, 0])
+    assert repeat(cycle, 10, Stop(), cycles=3) == 0
+    assert cycle.started == [(1, 1000.0), (2, 1010.0), (3, 1020.0)]  # type: ignore[attr-defined]
+
+
+def test_a_cycle_ending_on_the_next_start_is_followed_at_once(fake_time: FakeTime) -> None:
+    cycle = cycles_taking(fake_time, [10, 1], [0, 0])
+    assert repeat(cycle, 10, Stop(), cycles=2) == 0
+    assert cycle.started == [(1, 1000.0), (2, 1010.0)]  # type: ignore[attr-defined]
+    assert fake_time.sleeps == []
+
+
+def test_a_first_cycle_held_ends_the_schedule_a_later_one_is_warned_of(
+    fake_time: FakeTime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert repeat(cycles_taking(fake_time, [1], [4]), 10, Stop()) == 4
+    configure_logging(logging.INFO, "json")
+    capsys.readouterr()
+    cycle = cycles_taking(fake_time, [1, 1, 1], [0, 4, 1])
+    assert repeat(cycle, 10, Stop(), cycles=3) == 1
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(e["event"], e["cycle"], e["level"]) for e in events] == [
+        ("cycle_finished", 1, "info"),
+        ("cycle_finished", 2, "info"),
+        ("cycle_held", 2, "warning"),
+        ("cycle_finished", 3, "info"),
+    ]  # the last cycle's failure is the run's exit code: nothing is tried again
 
 
 # --- through the CLI ------------------------------------------------------------------
@@ -313,15 +346,23 @@ def test_a_real_process_stops_on_sigterm_with_0(workspace: Workspace) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )  # fmt: skip
     assert child.stderr is not None
-    events = []
-    for line in child.stderr:  # until the first cycle is done: it then sleeps for an hour
-        events.append(json.loads(line))
-        if events[-1]["event"] == "cycle_finished":
-            break
-    child.send_signal(signal.SIGTERM)
-    rest = child.stderr.read()  # to the end: the child closes it as it exits
-    assert child.wait(timeout=60) == 0
-    assert child.returncode == 0
+    watchdog = threading.Timer(120, child.kill)  # a child that hangs fails the test
+    watchdog.start()
+    try:
+        events = []
+        for line in child.stderr:  # until the first cycle is done: it then sleeps an hour
+            events.append(json.loads(line))
+            if events[-1]["event"] == "cycle_finished":
+                break
+        child.send_signal(signal.SIGTERM)
+        rest = child.stderr.read()  # to the end: the child closes it as it exits
+        assert child.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     finished = events[-1]
     assert (finished["cycle"], finished["exit_code"], finished["level"]) == (1, 0, "info")
     assert rest.splitlines()[0] == (
@@ -333,3 +374,123 @@ def test_a_real_process_stops_on_sigterm_with_0(workspace: Workspace) -> None:
         1,
         "SIGTERM",
     )
+
+
+def test_sigterm_during_a_sync_cycle_ends_the_schedule_after_it(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import render
+
+    real = render.read_line
+
+    def signalled(plan: object) -> str:  # after cycle 2's read, before its end
+        if fake_time.cycle == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the sync's handler: its cancel and the stop
+        return real(plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "read_line", signalled)
+    done = run_cli("sync", "--delta", "--every", "1m", "--cycles", "4")
+    assert done.exit_code == 0  # cycle 2 had nothing to write: it ended well
+    said = done.stderr.splitlines()
+    assert said[3:] == [
+        "SIGTERM: stopping after the writes in flight (send it again to stop at once)",
+        "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
+        "0 employees re-evaluated",
+        "read: the file changed since the last read: every entry compared with the snapshot",
+        "plan: 0 changes for 0 employees (4 in scope, 2 out of scope, 4 unchanged, "
+        "1 foreign values left alone)",
+    ]
+    assert fake_time.cycle == 2  # no third cycle
+
+
+def test_sigterm_while_a_sync_cycle_reads_stops_it_and_the_schedule(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import workflow
+
+    real = workflow.sync
+
+    def signalled(*args: object, **kwargs: object) -> object:
+        if fake_time.cycle == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(workflow, "sync", signalled)
+    done = run_cli("sync", "--delta", "-q", "--every", "1m", "--cycles", "4")
+    assert done.exit_code == 143
+    assert done.stderr == (
+        "SIGTERM: stopping after the writes in flight (send it again to stop at once)\n"
+        "interrupted by SIGTERM while reading employees; nothing was written; the next run "
+        "starts afresh\n"
+    )
+    assert fake_time.cycle == 2
+
+
+def test_a_second_signal_in_a_cycle_stops_at_once(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import workflow
+
+    real = workflow.sync
+
+    def signalled(*args: object, **kwargs: object) -> object:
+        if fake_time.cycle == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(workflow, "sync", signalled)
+    done = run_cli("sync", "--delta", "-q", "--every", "1m", "--cycles", "4")
+    assert done.exit_code == 130
+    assert done.stderr == (
+        "SIGINT: stopping after the writes in flight (send it again to stop at once)\ninterrupted\n"
+    )
+    assert fake_time.cycle == 2
+
+
+def test_a_signal_before_the_sync_takes_it_sends_no_write(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import session as session_module
+
+    real = session_module.open_session
+
+    def signalled(*args: object, **kwargs: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)  # the schedule's handler: stop after this cycle
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session_module, "open_session", signalled)
+    before = workspace.text()
+    done = run_cli("sync", "-q", "--every", "1m")
+    assert done.exit_code == 143
+    assert done.stderr.splitlines()[0] == (
+        "SIGTERM: stopping after this cycle (send it again to stop at once)"
+    )
+    assert done.stderr.splitlines()[1:] == [
+        "interrupted by SIGTERM while reading employees; nothing was written; the next run "
+        "starts afresh"
+    ]
+    assert workspace.text() == before  # 2 changes planned, none sent
+
+
+def test_a_plan_file_behind_a_symlink_is_written_through_it(
+    workspace: Workspace, run_cli: Run
+) -> None:
+    (workspace.root / "plans").mkdir()
+    (workspace.root / "plan.json").symlink_to("plans/latest.json")
+    done = run_cli("plan", "-q", "-o", "plan.json")
+    assert done.exit_code == 2
+    assert (workspace.root / "plan.json").is_symlink()
+    assert json.loads((workspace.root / "plans" / "latest.json").read_text())["changes"]
+
+
+def test_a_plan_to_dev_stdout_reaches_the_redirected_stdout(workspace: Workspace) -> None:
+    with open(workspace.root / "out.json", "wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "persona_sync", "plan", "-q", "-o", "/dev/stdout"],
+            stdout=out, stderr=subprocess.PIPE, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert json.loads((workspace.root / "out.json").read_text())["changes"]
+    assert os.path.islink("/dev/stdout")
