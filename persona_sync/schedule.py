@@ -16,6 +16,9 @@ cycles ends the loop at once; during a cycle, the cycle decides how it ends.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import gc
 import math
 import re
 import time
@@ -109,6 +112,7 @@ def repeat(
             return code
         if code in _UNWELL:  # said on stderr by the cycle; this is for whoever reads the logs
             log.warning(_UNWELL[code], cycle=number, next="the next cycle tries again")
+        _give_back_memory()
         # The next start on the grid from the first that is still ahead; a late cycle
         # drops the starts it missed.
         slot = max(slot + 1, math.ceil((clock() - start) / every))
@@ -124,6 +128,25 @@ def repeat(
 
 
 _UNWELL = {1: "cycle_failed", 4: "cycle_held"}  # exit codes a schedule warns of
+
+
+def _give_back_memory() -> None:
+    """Collect, and hand the heap a cycle freed back to the system (glibc's malloc_trim;
+    elsewhere nothing): a resident process would keep the memory of its largest cycle
+    while it waits (after a full read of 100,000 employees: 155 MB, 111 MB trimmed)."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc (musl, macOS, Windows)
+        return None
+    return trim
 
 
 def _clock() -> float:

@@ -168,6 +168,21 @@ def test_a_stop_during_a_cycle_ends_after_it_with_its_code(fake_time: FakeTime) 
     assert fake_time.sleeps == []
 
 
+def test_memory_is_given_back_between_cycles_not_after_the_last(
+    fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[int] = []
+    monkeypatch.setattr(schedule, "_give_back_memory", lambda: given.append(fake_time.cycle))
+    assert repeat(cycles_taking(fake_time, [1, 1, 1], [0, 0, 0]), 10, Stop(), cycles=3) == 0
+    assert given == [1, 2]
+
+
+def test_giving_memory_back_trims_the_heap_with_glibc() -> None:
+    schedule._give_back_memory()  # it must not fail, here or where there is no glibc
+    glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    assert (schedule._malloc_trim() is not None) == glibc
+
+
 def test_cycles_that_take_no_time_wait_for_the_next_start(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [0, 0, 0], [0, 0, 0])
     assert repeat(cycle, 10, Stop(), cycles=3) == 0
