@@ -418,8 +418,32 @@ def test_sigterm_during_a_sync_cycle_ends_the_schedule_after_it(
     assert fake_time.cycle == 2  # no third cycle
 
 
-def test_sigterm_while_a_sync_cycle_reads_stops_it_and_the_schedule(
-    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("signals", "code", "said"),
+    [
+        (
+            [signal.SIGTERM],  # once: the sync stops reading, then the schedule stops
+            143,
+            "SIGTERM: stopping after the writes in flight (send it again to stop at once)\n"
+            "interrupted by SIGTERM while reading employees; nothing was written; the next "
+            "run starts afresh\n",
+        ),
+        (
+            [signal.SIGINT, signal.SIGINT],  # twice: at once
+            130,
+            "SIGINT: stopping after the writes in flight (send it again to stop at once)\n"
+            "interrupted\n",
+        ),
+    ],
+)
+def test_signals_as_a_sync_cycle_starts_stop_it_and_the_schedule(
+    workspace: Workspace,
+    run_cli: Run,
+    fake_time: FakeTime,
+    monkeypatch: pytest.MonkeyPatch,
+    signals: list[signal.Signals],
+    code: int,
+    said: str,
 ) -> None:
     from persona_sync import workflow
 
@@ -427,39 +451,14 @@ def test_sigterm_while_a_sync_cycle_reads_stops_it_and_the_schedule(
 
     def signalled(*args: object, **kwargs: object) -> object:
         if fake_time.cycle == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
+            for number in signals:
+                os.kill(os.getpid(), number)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(workflow, "sync", signalled)
     done = run_cli("sync", "--delta", "-q", "--every", "1m", "--cycles", "4")
-    assert done.exit_code == 143
-    assert done.stderr == (
-        "SIGTERM: stopping after the writes in flight (send it again to stop at once)\n"
-        "interrupted by SIGTERM while reading employees; nothing was written; the next run "
-        "starts afresh\n"
-    )
-    assert fake_time.cycle == 2
-
-
-def test_a_second_signal_in_a_cycle_stops_at_once(
-    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from persona_sync import workflow
-
-    real = workflow.sync
-
-    def signalled(*args: object, **kwargs: object) -> object:
-        if fake_time.cycle == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(workflow, "sync", signalled)
-    done = run_cli("sync", "--delta", "-q", "--every", "1m", "--cycles", "4")
-    assert done.exit_code == 130
-    assert done.stderr == (
-        "SIGINT: stopping after the writes in flight (send it again to stop at once)\ninterrupted\n"
-    )
+    assert done.exit_code == code
+    assert done.stderr == said
     assert fake_time.cycle == 2
 
 
