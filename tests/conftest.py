@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from persona_sync.cli.main import cli
 
-pytest_plugins = ["tests.servers.plugin", "tests.fakegraph.plugin"]
+pytest_plugins = ["tests.servers.plugin", "tests.fakegraph.plugin", "tests.schedule_time"]
 
 # Under CI every property-based test draws the same examples each run, so a landing never
 # fails on a new draw; by hand they explore fresh ones (PERSONA_SYNC_FUZZ_RANDOM=1 for the

@@ -19,6 +19,7 @@ from persona_sync.directory.entra import EntraDirectory
 from persona_sync.employee import Employee
 from tests.entra.conftest import ON_PREMISES, Tenant, entra_directory
 from tests.fakegraph import FakeEntra
+from tests.schedule_time import FakeTime
 
 ATTRIBUTES = ["jobTitle", "officeLocation", "manager", ON_PREMISES]
 Run = Callable[..., Result]
@@ -355,3 +356,30 @@ def test_sync_delta_through_the_cli_plans_what_a_full_run_plans(
         "eng@contoso.example",
         "new@contoso.example",
     ]
+
+
+def test_sync_every_runs_its_cycles_against_graph_in_one_process(
+    tenant: Tenant, run_cli: Run, fake_time: FakeTime
+) -> None:
+    """Each cycle its own session, token and event loop: the second one reads the delta."""
+    fake = tenant.fake
+    fake_time.at_sleep = lambda number: fake.set_property(
+        tenant.users["engineer"], "jobTitle", "Registered Nurse"
+    )
+    done = run_cli("sync", "--delta", "--every", "5m", "--cycles", "2")
+    assert done.exit_code == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if not line.startswith("run ")]
+    assert said == [
+        "read: no snapshot yet: full read; 4 entries",
+        "plan: 3 changes for 3 employees (4 in scope, 0 out of scope, 1 unchanged, 1 skipped)",
+        # the engineer, and the three the first cycle wrote (our own writes, changing nothing)
+        "read: delta since the last read: 3 entries read, 1 changed, 0 removed; "
+        "1 employees re-evaluated",
+        "plan: 1 change for 1 employees (4 in scope, 0 out of scope, 3 unchanged, 1 skipped)",
+    ]
+    applied = [line.split(": ")[1].split(",")[0] for line in done.stderr.splitlines()
+               if line.startswith("run ")]  # fmt: skip
+    assert applied == ["3 applied", "1 applied"]
+    assert run_cli("plan", "-q", "--format", "json").exit_code == 0  # nothing left to do
+    tokens = [r for r in fake.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert len(tokens) == 3  # a token per session: two cycles, then the plan

@@ -41,6 +41,7 @@ from tests.ldap.delta_plans import (
     scenario,
     use_rules,
 )
+from tests.schedule_time import FakeTime
 from tests.servers.clients import run_ldap_tool
 from tests.servers.plugin import require_slapd
 from tests.servers.slapd import SlapdServer
@@ -411,3 +412,26 @@ def test_a_renamed_ou_carries_its_employees(site: Site, run_cli: Run) -> None:
         f"dn: ou=Squad,{people}\nchangetype: modify\nreplace: description\ndescription: x\n\n"
     )
     check(planner, "an OU edited", set(), (1, 0, 0))
+
+
+@pytest.mark.usefixtures("no_margin")
+def test_sync_every_reads_each_cycles_changes_over_a_new_connection(
+    site: Site, run_cli: Run, fake_time: FakeTime
+) -> None:
+    """One process, three cycles: a full read, a delta with alice's new title, a delta
+    with nothing (the second cycle's own write taken in)."""
+    fake_time.at_sleep = lambda number: (
+        site.set("alice", "title", "Registered Nurse") if number == 1 else None
+    )
+    done = run_cli("sync", "--delta", "--every", "5m", "--cycles", "3")
+    assert done.exit_code == 0, done.stderr
+    assert [line.split(": ")[1].split(",")[0] for line in done.stderr.splitlines()
+            if line.startswith("run ")] == ["9 applied", "1 applied"]  # fmt: skip
+    lines = read_lines(done)
+    assert lines[0] == "read: no snapshot yet: full read; 9 entries"
+    deltas = [line for line in lines if line.startswith("read: delta")]
+    assert deltas[0].startswith("read: delta since the last read: ")
+    assert deltas[0].endswith(", 1 changed, 0 removed; 1 employees re-evaluated")
+    assert deltas[1].endswith(", 0 changed, 0 removed; 0 employees re-evaluated")
+    assert "plan: 0 changes for 0 employees (9 in scope" in done.stderr.splitlines()[-1]
+    assert fake_time.cycle == 3
