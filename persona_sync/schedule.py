@@ -23,11 +23,11 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from persona_sync.directory.base import Cancel
 from persona_sync.logs import get_logger
 
-__all__ = ["MIN_SECONDS", "Stop", "parse_interval", "repeat"]
+__all__ = ["MIN_SECONDS", "parse_interval", "repeat"]
 
 log = get_logger(__name__)
 
@@ -50,20 +50,6 @@ def parse_interval(text: str) -> float:
     return seconds
 
 
-@dataclass
-class Stop:
-    """Set by whoever wants the loop to end (a signal handler): why, in a word."""
-
-    reason: str | None = None
-
-    @property
-    def requested(self) -> bool:
-        return self.reason is not None
-
-    def request(self, reason: str) -> None:
-        self.reason = reason
-
-
 Cycle = Callable[[int], int]
 """One cycle, given its number (1, 2, ...): its exit code, as the command alone exits."""
 
@@ -71,7 +57,7 @@ Cycle = Callable[[int], int]
 def repeat(
     cycle: Cycle,
     every: float,
-    stop: Stop,
+    stop: Cancel,
     *,
     cycles: int | None = None,
     clock: Callable[[], float] | None = None,

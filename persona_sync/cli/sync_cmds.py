@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from persona_sync.metrics import RunMetrics
     from persona_sync.plan import Plan
     from persona_sync.recovery import Settled
-    from persona_sync.schedule import Stop
     from persona_sync.session import Session
     from persona_sync.workflow import Outcome, RunInterrupted
 
@@ -112,7 +111,7 @@ plan_force_option = click.option(
 )
 
 
-_schedule_stop: Stop | None = None  # the running schedule's (see stoppable), if any
+_schedule_stop: Cancel | None = None  # the running schedule's stop request (stoppable)
 
 
 @contextlib.contextmanager
@@ -121,24 +120,19 @@ def interruptible() -> Iterator[Cancel]:
 
     On the first signal no new write is sent; answers in flight are awaited (each within
     the backend's timeout), the journal records everything, and the command exits 130 /
-    143. The next run settles whatever is left unconfirmed. Inside a schedule the signal
-    also ends the schedule after this cycle, and one that came earlier in the cycle
-    (before this sync could take it) counts as the first: no write is sent.
+    143. The next run settles whatever is left unconfirmed. Inside a schedule the request
+    is the schedule's own: the signal also ends the schedule after this cycle, and one
+    that came earlier in the cycle counts as the first (no write is sent).
     """
     from persona_sync.directory.base import Cancel
 
-    cancel = Cancel()
-    stop = _schedule_stop
-    if stop is not None and stop.reason is not None:
-        cancel.request(stop.reason)
+    cancel = _schedule_stop or Cancel()
 
     def handler(number: int, frame: FrameType | None) -> None:
         name = signal.Signals(number).name
         if cancel.requested:
             raise KeyboardInterrupt
         cancel.request(name)
-        if stop is not None:
-            stop.request(name)
         click.echo(
             f"{name}: stopping after the writes in flight (send it again to stop at once)",
             err=True,
@@ -177,14 +171,14 @@ def scheduled(once: Callable[[], int], every: float | None, cycles: int | None, 
 
 
 @contextlib.contextmanager
-def stoppable() -> Iterator[Stop]:
+def stoppable() -> Iterator[Cancel]:
     """SIGINT/SIGTERM end a schedule: between cycles at once, during one after it; a
-    second one stops at once. During a sync the sync's own handler takes them
-    (:func:`interruptible`): no new write, and the schedule ends after the cycle."""
+    second one stops at once. A sync in a cycle shares the request (:func:`interruptible`):
+    its own handler then says no new write is sent, and the schedule ends after the cycle."""
     global _schedule_stop
-    from persona_sync.schedule import Stop
+    from persona_sync.directory.base import Cancel
 
-    stop = Stop()
+    stop = Cancel()
 
     def handler(number: int, frame: FrameType | None) -> None:
         name = signal.Signals(number).name

@@ -22,8 +22,9 @@ import pytest
 from click.testing import Result
 
 from persona_sync import schedule
+from persona_sync.directory.base import Cancel
 from persona_sync.logs import configure_logging
-from persona_sync.schedule import Stop, parse_interval, repeat
+from persona_sync.schedule import parse_interval, repeat
 from tests.schedule_time import FakeTime
 from tests.sync.conftest import Workspace
 
@@ -78,38 +79,38 @@ def cycles_taking(fake: FakeTime, seconds: list[float], codes: list[int]) -> Cal
 
 def test_cycles_start_on_a_grid_from_the_first(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [3, 4, 2], [2, 0, 2])
-    assert repeat(cycle, 10, Stop(), cycles=3) == 2  # the last cycle's code
+    assert repeat(cycle, 10, Cancel(), cycles=3) == 2  # the last cycle's code
     assert cycle.started == [(1, 1000.0), (2, 1010.0), (3, 1020.0)]  # type: ignore[attr-defined]
 
 
 def test_a_late_cycle_drops_the_starts_it_missed(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [25, 1, 1], [0, 0, 0])
-    assert repeat(cycle, 10, Stop(), cycles=3) == 0
+    assert repeat(cycle, 10, Cancel(), cycles=3) == 0
     assert cycle.started == [(1, 1000.0), (2, 1030.0), (3, 1040.0)]  # type: ignore[attr-defined]
 
 
 def test_a_first_cycle_that_fails_ends_the_schedule(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [1, 1], [1, 0])
-    assert repeat(cycle, 10, Stop(), cycles=2) == 1
+    assert repeat(cycle, 10, Cancel(), cycles=2) == 1
     assert cycle.started == [(1, 1000.0)]  # type: ignore[attr-defined]
     assert fake_time.sleeps == []
 
 
 def test_a_later_failure_is_retried_at_the_next_cycle(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [1, 1, 1], [0, 1, 3])
-    assert repeat(cycle, 10, Stop(), cycles=3) == 3
+    assert repeat(cycle, 10, Cancel(), cycles=3) == 3
     assert [n for n, _ in cycle.started] == [1, 2, 3]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("code", [130, 143])
 def test_a_cycle_ended_by_a_signal_ends_the_schedule(fake_time: FakeTime, code: int) -> None:
     cycle = cycles_taking(fake_time, [1, 1, 1], [0, code, 0])
-    assert repeat(cycle, 10, Stop()) == code
+    assert repeat(cycle, 10, Cancel()) == code
     assert [n for n, _ in cycle.started] == [1, 2]  # type: ignore[attr-defined]
 
 
 def test_a_stop_between_cycles_ends_at_once_with_0(fake_time: FakeTime) -> None:
-    stop = Stop()
+    stop = Cancel()
     fake_time.at_sleep = lambda number: stop.request("SIGTERM") if number == 2 else None
     cycle = cycles_taking(fake_time, [1, 1, 1], [2, 2, 2])
     assert repeat(cycle, 10, stop) == 0
@@ -119,7 +120,7 @@ def test_a_stop_between_cycles_ends_at_once_with_0(fake_time: FakeTime) -> None:
 
 
 def test_a_stop_during_a_cycle_ends_after_it_with_its_code(fake_time: FakeTime) -> None:
-    stop = Stop()
+    stop = Cancel()
 
     def cycle(number: int) -> int:
         stop.request("SIGINT")
@@ -134,7 +135,7 @@ def test_memory_is_given_back_between_cycles_not_after_the_last(
 ) -> None:
     given: list[int] = []
     monkeypatch.setattr(schedule, "_give_back_memory", lambda: given.append(fake_time.cycle))
-    assert repeat(cycles_taking(fake_time, [1, 1, 1], [0, 0, 0]), 10, Stop(), cycles=3) == 0
+    assert repeat(cycles_taking(fake_time, [1, 1, 1], [0, 0, 0]), 10, Cancel(), cycles=3) == 0
     assert given == [1, 2]
 
 
@@ -146,13 +147,13 @@ def test_giving_memory_back_trims_the_heap_with_glibc() -> None:
 
 def test_cycles_that_take_no_time_wait_for_the_next_start(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [0, 0, 0], [0, 0, 0])
-    assert repeat(cycle, 10, Stop(), cycles=3) == 0
+    assert repeat(cycle, 10, Cancel(), cycles=3) == 0
     assert cycle.started == [(1, 1000.0), (2, 1010.0), (3, 1020.0)]  # type: ignore[attr-defined]
 
 
 def test_a_cycle_ending_on_the_next_start_is_followed_at_once(fake_time: FakeTime) -> None:
     cycle = cycles_taking(fake_time, [10, 1], [0, 0])
-    assert repeat(cycle, 10, Stop(), cycles=2) == 0
+    assert repeat(cycle, 10, Cancel(), cycles=2) == 0
     assert cycle.started == [(1, 1000.0), (2, 1010.0)]  # type: ignore[attr-defined]
     assert fake_time.sleeps == []
 
@@ -160,11 +161,11 @@ def test_a_cycle_ending_on_the_next_start_is_followed_at_once(fake_time: FakeTim
 def test_a_first_cycle_held_ends_the_schedule_a_later_one_is_warned_of(
     fake_time: FakeTime, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert repeat(cycles_taking(fake_time, [1], [4]), 10, Stop()) == 4
+    assert repeat(cycles_taking(fake_time, [1], [4]), 10, Cancel()) == 4
     configure_logging(logging.INFO, "json")
     capsys.readouterr()
     cycle = cycles_taking(fake_time, [1, 1, 1], [0, 4, 1])
-    assert repeat(cycle, 10, Stop(), cycles=3) == 1
+    assert repeat(cycle, 10, Cancel(), cycles=3) == 1
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [(e["event"], e["cycle"], e["level"]) for e in events] == [
         ("cycle_finished", 1, "info"),
