@@ -232,6 +232,7 @@ def test_slapd_warns_about_values_that_are_not_persona_ids(
     del lines[1]  # the server's name depends on the slapd build
     assert lines == [
         f"ok    connect       {slapd.ldaps_url} as {slapd.service_dn} (TLS)",
+        "ok    decoder       entries decoded by the compiled decoder",
         "ok    target        personaName: in the schema, single-valued",
         "ok    employees     3 read, 1 in scope, 2 out of scope",
         "WARN  target values personaName already holds 2 values that are not persona ids "

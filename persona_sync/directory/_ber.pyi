@@ -1,0 +1,9 @@
+from collections.abc import Callable
+
+def decode_entries(
+    buffer: bytes,
+    spans: list[tuple[int, int]],
+    names: dict[bytes, str],
+    convert: dict[str, Callable[[bytes], str | None]],
+    /,
+) -> list[tuple[str, dict[str, str]]]: ...
