@@ -29,6 +29,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Callable
+
+plain_key: Callable[[str], str | None] | None
+try:
+    from persona_sync._dn import plain_key
+except ImportError:  # not built: no C compiler where persona-sync was installed
+    plain_key = None
 
 __all__ = ["normalize_dn", "normalize_new_dn"]
 
@@ -126,6 +133,9 @@ def normalize_dn(dn: str) -> str:
 def normalize_new_dn(dn: str) -> str:
     """:func:`normalize_dn` without its cache: for DNs met once (each entry's own DN in a
     full read), which would only push the links out of the cache."""
+    if plain_key is not None:  # the fast path below, compiled (_dn.c)
+        key = plain_key(dn)
+        return key if key is not None else _normalize(dn)
     if dn.isascii():
         lowered = dn.lower()
         if _plain_ascii(dn, lowered):

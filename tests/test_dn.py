@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -331,3 +333,67 @@ def test_the_fast_path_agrees_on_any_unicode_text(text: str) -> None:
 def test_the_fast_path_agrees_on_generated_dns(rdns: list[list[tuple[str, str]]]) -> None:
     for spelling in (_ldap3_spelling(rdns), _hex_spelling(rdns), _key(rdns)):
         assert dn_module.normalize_new_dn(spelling) == dn_module._normalize(spelling)
+
+
+# The compiled fast path (persona_sync/_dn.c, used when built) must be exactly dn.py's own,
+# and dn.py without it must still give every text the general path's key.
+ASCII_TEXT = st.text(alphabet='cnouCNOU=,+ #;\\"<>\tab=-1.\x1f\x7fé', max_size=30)
+UNICODE_TEXT = st.text(
+    alphabet="cnoCN=, +#\\a\u00a0\u00a8\u0338\u0301\uff0c\uff1d\u3000\u2002\u0085éΣßİﬁｃ",
+    max_size=24,
+)
+LONG_NAMES = [
+    f"{name}=x,ou=é" if unicode else f"{name}=x,ou=y"
+    for name in ("name", "surName", "userid", "xaddress", "component", "namex", "dnname")
+    for unicode in (False, True)
+]
+
+
+def _compiled() -> Callable[[str], str | None]:
+    plain_key = dn_module.plain_key
+    assert plain_key is not None, (
+        "the compiled DN fast path (persona_sync/_dn.c) is not built: install the project "
+        "with a C compiler and Python's headers (pip install -e .)"
+    )
+    return plain_key
+
+
+def _python_fast_key(text: str) -> str | None:
+    if text.isascii():
+        lowered = text.lower()
+        return lowered if dn_module._plain_ascii(text, lowered) else None
+    return dn_module._plain_folded(text)
+
+
+@pytest.mark.parametrize("text", [*TRICKY, *LONG_NAMES])
+def test_the_compiled_fast_path_is_the_python_one(text: str) -> None:
+    assert _compiled()(text) == _python_fast_key(text)
+
+
+@PROPERTIES
+@given(st.one_of(ASCII_TEXT, UNICODE_TEXT))
+def test_the_compiled_fast_path_is_the_python_one_on_any_text(text: str) -> None:
+    assert _compiled()(text) == _python_fast_key(text)
+
+
+@PROPERTIES
+@given(DN)
+def test_the_compiled_fast_path_is_the_python_one_on_generated_dns(
+    rdns: list[list[tuple[str, str]]],
+) -> None:
+    for spelling in (_ldap3_spelling(rdns), _hex_spelling(rdns), _key(rdns)):
+        assert _compiled()(spelling) == _python_fast_key(spelling)
+
+
+@PROPERTIES
+@given(st.one_of(ASCII_TEXT, UNICODE_TEXT, DN.map(_ldap3_spelling)))
+def test_without_the_compiled_fast_path_every_text_keeps_its_key(text: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dn_module, "plain_key", None)
+        assert dn_module.normalize_new_dn(text) == dn_module._normalize(text)
+
+
+def test_the_compiled_fast_path_takes_only_text() -> None:
+    with pytest.raises(TypeError) as refused:
+        _compiled()(b"cn=a")  # type: ignore[arg-type]
+    assert str(refused.value) == "plain_key() takes a str"

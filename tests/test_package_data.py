@@ -31,7 +31,7 @@ def test_package_data_globs_cover_every_non_python_file() -> None:
         for name in files:
             if not name.endswith((".py", ".pyc", ".so")):
                 present.add(os.path.relpath(os.path.join(folder, name), PACKAGE))
-    extensions = {"directory/_ber.c"}
+    extensions = {"directory/_ber.c", "_dn.c"}
     assert present - shipped == extensions
     setup = (REPO / "setup.py").read_text(encoding="utf-8")
     assert all(f'"persona_sync/{source}"' in setup for source in extensions)

@@ -7,3 +7,6 @@ def decode_entries(
     convert: dict[str, Callable[[bytes], str | None]],
     /,
 ) -> list[tuple[str, dict[str, str]]]: ...
+def frame_messages(
+    buffer: bytes | bytearray, position: int, spans: list[tuple[int, int]], /
+) -> tuple[int, int, int]: ...

@@ -10,11 +10,12 @@ searchResEntry has one fixed shape (RFC 4511 4.5.2: message id, DN, a sequence o
 set of values)), so this module walks it with a few index operations per attribute and
 keeps only what a reader needs: the DN and the first value of each attribute, as text.
 
-The walk exists twice: :func:`_entry` here, and its compiled twin ``_ber.decode_entries``
-(``_ber.c``, built at install when a C compiler is there), which takes a fifth of the
-time and is used when present (:data:`DECODER` says which is). The compiled one checks
-every length against its element, so a malformed entry it refuses may come out of the
-walk as partial values; an entry it decodes, the walk decodes alike.
+Both walks exist twice: :func:`_frame` (the messages in a page's bytes) and :func:`_entry`
+here, and their compiled twins ``_ber.frame_messages`` and ``_ber.decode_entries``
+(``_ber.c``, built at install when a C compiler is there), which take a fifth of the
+time and are used when present (:data:`DECODER` says which are). The compiled ones
+check every length against its element, so a malformed message they refuse may come out
+of the Python walks as partial values; what they decode, the Python walks decode alike.
 
 Requests are encoded by ldap3 (its filter parser and BER encoder), and the searchResDone
 that ends each page by ldap3's decoder (one per page), so only the hot path is our own.
@@ -45,11 +46,13 @@ _Decoder = Callable[
     [bytes, list[tuple[int, int]], dict[bytes, str], dict[str, Callable[[bytes], str | None]]],
     list[tuple[str, dict[str, str]]],
 ]
+_Framer = Callable[[bytes | bytearray, int, list[tuple[int, int]]], tuple[int, int, int]]
 decode_entries: _Decoder | None
+frame_messages: _Framer | None
 try:
-    from persona_sync.directory._ber import decode_entries
+    from persona_sync.directory._ber import decode_entries, frame_messages
 except ImportError:  # not built: no C compiler where persona-sync was installed
-    decode_entries = None
+    decode_entries = frame_messages = None
 
 __all__ = ["DECODER", "Converters", "Entry", "PagedStream", "SearchFailed", "StreamLost"]
 
@@ -168,33 +171,17 @@ class PagedStream:
         spans: list[tuple[int, int]] = []
         buffer = bytearray()
         position = 0
+        frame = frame_messages if frame_messages is not None else _frame
         while True:
             # Every complete message in the buffer, then more bytes from the socket.
             try:
-                size = len(buffer)
-                while position + 2 <= size:
-                    length = buffer[position + 1]
-                    start = position + 2
-                    if length & 0x80:
-                        start += length & 0x7F
-                        if start > size:
-                            break
-                        length = int.from_bytes(buffer[position + 2 : start], "big")
-                    end = start + length
-                    if end > size:
-                        break
-                    # messageID: INTEGER, short length (ids stay below 2**31).
-                    operation = start + 2 + buffer[start + 1]
-                    tag = buffer[operation]
-                    if tag == _ENTRY:
-                        spans.append((operation, end))
-                    elif tag == _DONE:
-                        return bytes(buffer), spans, _cookie(bytes(buffer[position:end]))
-                    elif tag == _EXTENDED:
-                        raise StreamLost("the server ended the session (notice of disconnection)")
-                    elif tag != _REFERENCE:  # a referral is another domain: not followed
-                        raise StreamLost(f"unexpected answer from the server (tag {tag:#x})")
-                    position = end
+                position, tag, end = frame(buffer, position, spans)
+                if tag == _DONE:
+                    return bytes(buffer), spans, _cookie(bytes(buffer[position:end]))
+                if tag == _EXTENDED:
+                    raise StreamLost("the server ended the session (notice of disconnection)")
+                if tag:
+                    raise StreamLost(f"unexpected answer from the server (tag {tag:#x})")
             except (IndexError, ValueError, TypeError) as exc:  # a malformed message
                 raise StreamLost(f"undecodable answer from the server ({exc})") from None
 
@@ -210,6 +197,37 @@ class PagedStream:
                 raise StreamLost(CLOSED)
             # The page's bytes stay until it is decoded (after the next request is out).
             buffer += memoryview(self._chunk)[:received]
+
+
+def _frame(
+    buffer: bytes | bytearray, position: int, spans: list[tuple[int, int]]
+) -> tuple[int, int, int]:
+    """Walk the complete messages in ``buffer`` from ``position`` on: add (its protocolOp's
+    tag, its end) of each searchResEntry to ``spans``, skip each searchResRef (a referral
+    is another domain: not followed), and stop at the first other message, returning where
+    it starts, its protocolOp's tag and its end; (position, 0, 0) when the rest is not a
+    whole message yet. Each message's length is read in place (see :func:`_entry`)."""
+    size = len(buffer)
+    while position + 2 <= size:
+        length = buffer[position + 1]
+        start = position + 2
+        if length & 0x80:
+            start += length & 0x7F
+            if start > size:
+                break
+            length = int.from_bytes(buffer[position + 2 : start], "big")
+        end = start + length
+        if end > size:
+            break
+        # messageID: INTEGER, short length (ids stay below 2**31).
+        operation = start + 2 + buffer[start + 1]
+        tag = buffer[operation]
+        if tag == _ENTRY:
+            spans.append((operation, end))
+        elif tag != _REFERENCE:
+            return position, tag, end
+        position = end
+    return position, 0, 0
 
 
 def _entry(

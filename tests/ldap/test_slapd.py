@@ -286,6 +286,7 @@ def test_check_connection(slapd: SlapdServer, setup: dict[str, str], run_cli: Ru
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ldap_checks, "DECODER", "python")
         patch.setattr(ldap_stream, "decode_entries", None)
+        patch.setattr(ldap_stream, "frame_messages", None)
         slow = run_cli("check-connection")
     assert slow.exit_code == 0, slow.stdout + slow.stderr
     assert slow.stdout.splitlines()[2:5] == [

@@ -2,7 +2,9 @@
 (``ldap_stream._entry``) against a model of RFC 4511's entry, on generated entries (short
 and long-form lengths, several values, empty sets, binary values, converters) and on
 mangled ones, where the compiled walk either refuses with ValueError or gives what the
-Python walk gives. Against a real slapd: tests/ldap/test_read_stream.py, both walks.
+Python walk gives; and the same for the two framers that find the messages in a page's
+bytes as they arrive (``frame_messages``, ``ldap_stream._frame``). Against a real slapd:
+tests/ldap/test_read_stream.py, both walks.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hypothesis import strategies as st
 
 from persona_sync.directory import ldap_stream
 from persona_sync.directory.ldap_read import CONVERTERS
-from persona_sync.directory.ldap_stream import PagedStream, StreamLost, _entry
+from persona_sync.directory.ldap_stream import PagedStream, StreamLost, _entry, _frame
 
 NOT_BUILT = (
     "the compiled decoder (persona_sync/directory/_ber.c) is not built: install the "
@@ -31,6 +33,12 @@ def compiled() -> Callable[..., list[tuple[str, dict[str, str]]]]:
     decode = ldap_stream.decode_entries
     assert decode is not None, NOT_BUILT
     return decode
+
+
+def compiled_framer() -> Callable[..., tuple[int, int, int]]:
+    frame = ldap_stream.frame_messages
+    assert frame is not None, NOT_BUILT
+    return frame
 
 
 def length(size: int, long_form: int) -> bytes:
@@ -195,6 +203,95 @@ def test_a_converter_error_is_raised_as_it_is() -> None:
         assert str(failed.value) == "cannot convert b'\\x01'"
 
 
+def other_message(tag: int, content: bytes, message_id: int = 7) -> bytes:
+    """An LDAPMessage of another kind: a searchResRef (0x73), searchResDone (0x65), ..."""
+    body = tlv(0x02, bytes([message_id])) + tlv(tag, content)
+    return tlv(0x30, body)
+
+
+REFERENCE = other_message(0x73, tlv(0x04, b"ldap://other.example/dc=other"))
+DONE = other_message(0x65, b"\x0a\x01\x00\x04\x00\x04\x00")
+NOTICE = other_message(0x78, b"\x0a\x01\x34\x04\x00\x04\x00", message_id=0)
+
+
+def framed(
+    frame: Callable[..., tuple[int, int, int]], data: bytes, cuts: list[int]
+) -> list[tuple[int, int, int, list[tuple[int, int]]]]:
+    """What ``frame`` says after each arrival of bytes (``data`` cut at ``cuts``), as the
+    stream calls it: the buffer grows, the position carries over, spans accumulate."""
+    said = []
+    buffer, position, spans = bytearray(), 0, []
+    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+        buffer += data[start:end]
+        position, tag, stop = frame(buffer, position, spans)
+        said.append((position, tag, stop, list(spans)))
+        if tag:
+            break
+    return said
+
+
+pages = st.lists(
+    st.one_of(
+        st.tuples(dns, attribute_lists).map(lambda e: message(*e)[0]),
+        st.just(REFERENCE),
+    ),
+    max_size=6,
+).flatmap(
+    lambda parts: st.tuples(
+        st.just(b"".join(parts) + DONE),
+        st.lists(st.integers(0, len(b"".join(parts) + DONE)), max_size=5).map(sorted),
+    )
+)
+
+
+@PROPERTIES
+@given(pages)
+def test_both_framers_find_the_same_messages_as_bytes_arrive(page: tuple[bytes, list[int]]) -> None:
+    data, cuts = page
+    python, ours = framed(_frame, data, cuts), framed(compiled_framer(), data, cuts)
+    assert ours == python
+    position, tag, end, spans = python[-1]
+    assert (tag, end, data[position:end]) == (0x65, len(data), DONE)
+    assert [data[s] for s, _ in spans] == [0x64] * len(spans)
+
+
+@PROPERTIES
+@given(pages, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3))
+def test_a_mangled_page_is_refused_or_framed_as_the_python_framer_frames_it(
+    page: tuple[bytes, list[int]], flips: list[tuple[int, int]]
+) -> None:
+    data, cuts = page
+    mangled = bytearray(data)
+    for at, byte in flips:
+        mangled[at % len(mangled)] = byte
+    try:
+        ours = framed(compiled_framer(), bytes(mangled), cuts)
+    except ValueError as refused:
+        assert str(refused).startswith("malformed message at byte ")
+        return
+    assert framed(_frame, bytes(mangled), cuts) == ours
+
+
+def test_the_framer_stops_at_other_messages_and_refuses_broken_headers() -> None:
+    entry, at = message(b"uid=a", [(b"cn", [b"Ann"], 0)])
+    frame = compiled_framer()
+    spans: list[tuple[int, int]] = []
+    data = REFERENCE + entry + NOTICE
+    start = len(REFERENCE) + len(entry)
+    assert frame(data, 0, spans) == (start, 0x78, len(data))
+    assert spans == [(len(REFERENCE) + at, start)]
+    assert frame(data[:-1], start, []) == (start, 0, 0)  # not whole yet: more bytes
+    with pytest.raises(ValueError) as indefinite:
+        frame(entry + b"\x30\x80\x02\x01\x07", 0, [])
+    assert str(indefinite.value) == f"malformed message at byte {len(entry)}"
+    with pytest.raises(ValueError) as long_id:
+        frame(b"\x30\x03\x02\x05\x07", 0, [])  # the message id runs past the message
+    assert str(long_id.value) == "malformed message at byte 0"
+    with pytest.raises(ValueError) as outside:
+        frame(data, len(data) + 1, [])
+    assert str(outside.value) == f"position {len(data) + 1} outside the buffer"
+
+
 @pytest.mark.parametrize("walk", ["compiled", "python"])
 def test_the_stream_says_a_malformed_page_is_undecodable(
     walk: str, monkeypatch: pytest.MonkeyPatch
@@ -214,3 +311,55 @@ def test_the_stream_says_a_malformed_page_is_undecodable(
         "python": "index out of range",
     }[walk]
     assert lost.value.reason == f"undecodable answer from the server ({reason})"
+
+
+class Arrivals:
+    """A socket that hands over ``data`` a few bytes at a time, as a network does."""
+
+    def __init__(self, data: bytes, step: int = 7) -> None:
+        self.data, self.step = data, step
+
+    def recv_into(self, chunk: bytearray) -> int:
+        part, self.data = self.data[: self.step], self.data[self.step :]
+        chunk[: len(part)] = part
+        return len(part)
+
+
+def stream_over(data: bytes) -> PagedStream:
+    stream = PagedStream.__new__(PagedStream)
+    stream._socket, stream._timeout = Arrivals(data), 5  # type: ignore[assignment]
+    stream._chunk = bytearray(64)
+    return stream
+
+
+@pytest.mark.parametrize("walk", ["compiled", "python"])
+def test_a_page_ends_at_its_done_and_other_answers_end_the_stream(
+    walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if walk == "python":
+        monkeypatch.setattr(ldap_stream, "frame_messages", None)
+    else:
+        compiled_framer()
+    entry, at = message(b"uid=a", [(b"cn", [b"Ann"], 0)])
+    page, spans, cookie = stream_over(entry + REFERENCE + entry + DONE)._page()
+    assert page == entry + REFERENCE + entry + DONE
+    second = len(entry + REFERENCE)
+    assert spans == [(at, len(entry)), (second + at, second + len(entry))]
+    assert cookie is None  # no paged-results control: the last page
+    endings = {
+        NOTICE: "the server ended the session (notice of disconnection)",
+        other_message(0x61, b"\x0a\x01\x00\x04\x00\x04\x00"): (
+            "unexpected answer from the server (tag 0x61)"
+        ),
+        b"": "the connection was closed by the server or the network",
+    }
+    for ending, reason in endings.items():
+        with pytest.raises(StreamLost) as lost:
+            stream_over(entry + ending)._page()
+        assert lost.value.reason == reason
+    if walk == "compiled":
+        with pytest.raises(StreamLost) as broken:
+            stream_over(entry + b"\x30\x80\x02\x01\x07" + DONE)._page()
+        assert broken.value.reason == (
+            f"undecodable answer from the server (malformed message at byte {len(entry)})"
+        )
