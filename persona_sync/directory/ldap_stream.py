@@ -17,8 +17,10 @@ time and are used when present (:data:`DECODER` says which are). The compiled on
 check every length against its element, so a malformed message they refuse may come out
 of the Python walks as partial values; what they decode, the Python walks decode alike.
 
-Requests are encoded by ldap3 (its filter parser and BER encoder), and the searchResDone
-that ends each page by ldap3's decoder (one per page), so only the hot path is our own.
+The searchRequest is encoded by ldap3 once a search (its filter parser and BER encoder)
+and wrapped with each page's message id and cookie here (:func:`search_message`); the
+searchResDone that ends each page is decoded by ldap3's decoder (one per page), so only
+the hot path is our own.
 The connection is opened and bound by ldap3 (SYNC strategy); between the first request
 and the end of the last page this module owns its socket. A search left unfinished (the
 reader stopped early, an error) leaves answers in the stream: the caller must then drop
@@ -34,13 +36,12 @@ from typing import Any
 
 from ldap3 import DEREF_ALWAYS, Connection
 from ldap3.operation.search import search_operation
-from ldap3.protocol.convert import build_controls_list
-from ldap3.protocol.rfc2696 import paged_search_control
-from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
+from ldap3.protocol.rfc4511 import ProtocolOp
 from ldap3.strategy.base import BaseStrategy
 from ldap3.utils.asn1 import decode_message_fast, encode, ldap_result_to_dict_fast
 
 from persona_sync.directory.ldap_pipeline import CLOSED
+from persona_sync.directory.ldap_wire import encode as ber
 
 _Decoder = Callable[
     [bytes, list[tuple[int, int]], dict[bytes, str], dict[str, Callable[[bytes], str | None]]],
@@ -130,10 +131,11 @@ class PagedStream:
             base, search_filter, scope, DEREF_ALWAYS, list(attributes), 0, 0, False,
             True, True, None, None, check_names=False,
         )  # fmt: skip
+        operation = bytes(encode(ProtocolOp().setComponentByName("searchRequest", request)))
         previous = self._socket.gettimeout()
         self._socket.settimeout(self._timeout)
         self.finished = False
-        self._send(request, page_size, b"")
+        self._send(operation, page_size, b"")
         while True:
             buffer, spans, cookie = self._page()
             if cookie is None:
@@ -141,7 +143,7 @@ class PagedStream:
                 self._socket.settimeout(previous)
                 yield self._decode(buffer, spans)
                 return
-            self._send(request, page_size, cookie)
+            self._send(operation, page_size, cookie)
             yield self._decode(buffer, spans)
 
     def _decode(self, buffer: bytes, spans: list[tuple[int, int]]) -> list[Entry]:
@@ -153,13 +155,10 @@ class PagedStream:
         except (IndexError, ValueError, TypeError) as exc:  # a malformed message
             raise StreamLost(f"undecodable answer from the server ({exc})") from None
 
-    def _send(self, request: Any, page_size: int, cookie: bytes) -> None:
-        message = LDAPMessage()
-        message["messageID"] = MessageID(int(self._connection.server.next_message_id()))
-        message["protocolOp"] = ProtocolOp().setComponentByName("searchRequest", request)
-        message["controls"] = build_controls_list([paged_search_control(False, page_size, cookie)])
+    def _send(self, operation: bytes, page_size: int, cookie: bytes) -> None:
+        message_id = int(self._connection.server.next_message_id())
         try:
-            self._socket.sendall(encode(message))
+            self._socket.sendall(search_message(message_id, operation, page_size, cookie))
         except TimeoutError:
             raise StreamLost(f"the server took no request for {self._timeout:g} s") from None
         except OSError as exc:
@@ -197,6 +196,21 @@ class PagedStream:
                 raise StreamLost(CLOSED)
             # The page's bytes stay until it is decoded (after the next request is out).
             buffer += memoryview(self._chunk)[:received]
+
+
+def search_message(message_id: int, operation: bytes, page_size: int, cookie: bytes) -> bytes:
+    """The LDAPMessage of an encoded searchRequest ``operation`` with the paged-results
+    control (RFC 2696, not critical) asking for ``page_size`` entries after ``cookie``:
+    the bytes ldap3 would send, put together here because its encoder took 0.3 ms a page
+    (0.07 s of a 100,000-entry read), while only the message id and the cookie change."""
+    value = ber(0x30, ber(0x02, _unsigned(page_size)) + ber(0x04, cookie))
+    control = ber(0x30, ber(0x04, _PAGED.encode("ascii")) + ber(0x04, value))
+    return ber(0x30, ber(0x02, _unsigned(message_id)) + operation + ber(0xA0, control))
+
+
+def _unsigned(number: int) -> bytes:
+    """A non-negative INTEGER's content octets (two's complement, fewest octets)."""
+    return number.to_bytes((number.bit_length() + 8) // 8, "big")
 
 
 def _frame(

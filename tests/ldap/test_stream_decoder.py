@@ -15,10 +15,22 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ldap3 import DEREF_ALWAYS
+from ldap3.operation.search import search_operation
+from ldap3.protocol.convert import build_controls_list
+from ldap3.protocol.rfc2696 import paged_search_control
+from ldap3.protocol.rfc4511 import LDAPMessage, MessageID, ProtocolOp
+from ldap3.utils.asn1 import encode
 
 from persona_sync.directory import ldap_stream
 from persona_sync.directory.ldap_read import CONVERTERS
-from persona_sync.directory.ldap_stream import PagedStream, StreamLost, _entry, _frame
+from persona_sync.directory.ldap_stream import (
+    PagedStream,
+    StreamLost,
+    _entry,
+    _frame,
+    search_message,
+)
 
 NOT_BUILT = (
     "the compiled decoder (persona_sync/directory/_ber.c) is not built: install the "
@@ -363,3 +375,31 @@ def test_a_page_ends_at_its_done_and_other_answers_end_the_stream(
         assert broken.value.reason == (
             f"undecodable answer from the server (malformed message at byte {len(entry)})"
         )
+
+
+@pytest.mark.parametrize(
+    ("message_id", "page_size", "cookie"),
+    [
+        (1, 500, b""),
+        (127, 1, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
+        (128, 127, b"c" * 127),
+        (255, 128, b"c" * 128),
+        (256, 1000, b"\xff" * 300),
+        (70_000, 2**31 - 1, b"c" * 70_000),
+        (2**31 - 1, 0, b"\x00"),
+    ],
+)
+def test_a_page_request_is_what_ldap3_would_send(
+    message_id: int, page_size: int, cookie: bytes
+) -> None:
+    request = search_operation(
+        "ou=People,dc=example,dc=com", "(&(objectClass=inetOrgPerson)(title=*))", "SUBTREE",
+        DEREF_ALWAYS, ["title", "manager", "entryUUID"], 0, 0, False, True, True, None, None,
+        check_names=False,
+    )  # fmt: skip
+    message = LDAPMessage()
+    message["messageID"] = MessageID(message_id)
+    message["protocolOp"] = ProtocolOp().setComponentByName("searchRequest", request)
+    message["controls"] = build_controls_list([paged_search_control(False, page_size, cookie)])
+    operation = bytes(encode(ProtocolOp().setComponentByName("searchRequest", request)))
+    assert search_message(message_id, operation, page_size, cookie) == bytes(encode(message))
