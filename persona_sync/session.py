@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_sync.config import LoadedConfig, load_config
+from persona_sync.config import DEFAULT_CONFIG, ENV_PREFIX, LoadedConfig, load_config
 from persona_sync.directory import directory_identity, open_directory
 from persona_sync.directory.base import Directory
 from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
 from persona_sync.plan import check_targets, org_chart, read_attributes
 from persona_sync.rules.engine import Engine
-from persona_sync.rules.loader import load_rules
+from persona_sync.rules.loader import load_rules, rule_files
 from persona_sync.rules.orgchart import Position
 from persona_sync.secrets import Prompt
 from persona_sync.snapshot import Snapshot
@@ -43,6 +45,57 @@ def open_session(config_path: Path | None, prompt: Prompt | None = None) -> Sess
     rule_set = load_rules([config.rules_path])
     check_targets(rule_set, config)
     return Session(config, Engine(rule_set), prompt)
+
+
+class Sessions:
+    """Opens a session, or gives the last one again while what it was made from is the
+    same: the config file's bytes, the PERSONA_SYNC_* environment and every rule file's
+    name and bytes. A resident schedule (``plan --every``) opens one per cycle so that an
+    edit applies at the next; parsing and compiling unchanged files took about 0.08 s of
+    a 0.17 s delta cycle at 100,000 employees, and reading them to compare about 0.1 ms.
+    """
+
+    def __init__(self, config_path: Path | None, prompt: Prompt | None = None) -> None:
+        self._config_path = config_path
+        self._prompt = prompt
+        self._last: tuple[bytes, Session] | None = None
+
+    def open(self) -> Session:
+        if self._last is not None:
+            made_from, session = self._last
+            if self._sources(session.config.rules_path) == made_from:
+                return session
+        rules = _rules_path(self._config_path)
+        made_from = self._sources(rules)  # before the load: an edit during it shows next time
+        session = open_session(self._config_path, self._prompt)
+        if session.config.rules_path == rules:
+            self._last = made_from, session
+        return session
+
+    def _sources(self, rules: Path | None) -> bytes:
+        """What a session is made from, as one text; empty when any of it is unreadable
+        (never the same as a session's, so the loader says what is wrong)."""
+        config = self._config_path or Path(os.environ.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
+        environment = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
+        parts = [repr(environment).encode(), str(config).encode()]
+        try:
+            parts.append(config.read_bytes())
+            files, errors = rule_files([rules]) if rules is not None else ([], [])
+            if errors or rules is None:
+                return b""
+            for path in files:
+                parts += [str(path).encode(), path.read_bytes()]
+        except OSError:
+            return b""
+        return hashlib.sha256(b"\0".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
+
+
+def _rules_path(config_path: Path | None) -> Path | None:
+    """The rules the config names, without validating it (None when it cannot be read)."""
+    try:
+        return load_config(config_path).rules_path
+    except PersonaSyncError:
+        return None
 
 
 LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from persona_sync.metrics import RunMetrics
     from persona_sync.plan import Plan
     from persona_sync.recovery import Settled
-    from persona_sync.session import Session
+    from persona_sync.session import Session, Sessions
     from persona_sync.workflow import Outcome, RunInterrupted
 
 #: the names of persona_sync.render.RENDERERS (a test keeps them equal)
@@ -341,13 +341,15 @@ def plan_cmd(
       0  no changes    2  changes pending    1  error    4  held: a feed shrank
     """
     from persona_sync.render import RENDERERS, headline
-    from persona_sync.session import open_session
+    from persona_sync.session import Sessions
 
-    prompt = terminal_prompt()  # once: each question is asked once, whatever the cycles
+    # once: each question is asked once, and unchanged files are parsed once, whatever
+    # the cycles
+    sessions = Sessions(config_path, terminal_prompt())
 
     def once() -> int:
         with recording("plan", metrics_file) as metrics:
-            session = open_session(config_path, prompt)
+            session = sessions.open()
             plan = metrics.plan = _plan(session, quiet, delta, force)
             chosen = fmt or ("json" if output is not None or not sys.stdout.isatty() else "table")
             _write_output(RENDERERS[chosen](plan), output)
@@ -498,29 +500,27 @@ def sync_cmd(
     130 / 143 interrupted by SIGINT / SIGTERM (what was sent is journalled).
     """
 
-    prompt = terminal_prompt()  # once: each question is asked once, whatever the cycles
+    from persona_sync.session import Sessions
+
+    # once: each question is asked once, and unchanged files are parsed once, whatever
+    # the cycles
+    sessions = Sessions(config_path, terminal_prompt())
 
     def once() -> int:
         with recording("sync", metrics_file) as metrics:
-            return _sync(config_path, delta, force, quiet, metrics, prompt)
+            return _sync(sessions, delta, force, quiet, metrics)
 
     return scheduled(once, every, cycles, force)
 
 
 def _sync(
-    config_path: Path | None,
-    delta: bool,
-    force: bool,
-    quiet: bool,
-    metrics: RunMetrics,
-    prompt: Callable[[str], str] | None,
+    sessions: Sessions, delta: bool, force: bool, quiet: bool, metrics: RunMetrics
 ) -> int:
     from persona_sync.cli.progress import Progress, notices
     from persona_sync.render import feed_lines, headline, read_line
-    from persona_sync.session import open_session
     from persona_sync.workflow import RunInterrupted, sync
 
-    session = open_session(config_path, prompt)
+    session = sessions.open()
     reading = Progress("reading employees", quiet)
     writing = Progress("writing", quiet)
 

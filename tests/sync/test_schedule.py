@@ -267,6 +267,39 @@ def test_plan_every_rewrites_the_plan_file_each_cycle(
     assert [p for p in os.listdir(workspace.root) if p.endswith(".tmp")] == []
 
 
+def test_plan_every_parses_the_config_and_rules_again_only_after_an_edit(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import session
+
+    opened: list[int] = []
+    real_open = session.open_session
+
+    def counted(*args: object, **kwargs: object) -> session.Session:
+        opened.append(len(plans) + 1)
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "open_session", counted)
+    plans: list[dict] = []
+
+    def between(number: int) -> None:
+        plans.append(json.loads((workspace.root / "plan.json").read_text()))
+        if number == 2:  # the admin takes the attribute over: foreign values get replaced
+            workspace.config.write_text(workspace.config.read_text() + "owns_attribute: true\n")
+
+    fake_time.at_sleep = between
+    done = run_cli("plan", "-q", "-o", "plan.json", "--every", "1m", "--cycles", "4")
+    assert done.exit_code == 2, done.stderr
+    plans.append(json.loads((workspace.root / "plan.json").read_text()))
+    assert opened == [1, 3]  # cycles 2 and 4 found the files as the cycle before
+    assert [(len(p["changes"]), len(p["foreign"])) for p in plans] == [
+        (2, 1),
+        (2, 1),
+        (3, 0),
+        (3, 0),
+    ]
+
+
 def test_a_later_failing_cycle_is_said_and_the_next_one_runs(
     workspace: Workspace, run_cli: Run, fake_time: FakeTime
 ) -> None:
