@@ -557,6 +557,16 @@ class Target:
     admin: tuple[str, str] = ("", "")  # who makes the delta round's changes (an HR feed)
 
 
+def decoder() -> str:
+    """Which decoder the plan's reads use: the compiled one (built at install with a C
+    compiler) or the pure-Python walks; the figures differ by about a third."""
+    from persona_sync.directory.ldap_stream import DECODER
+
+    if DECODER == "compiled":
+        return "compiled (persona_sync/directory/_ber.c, persona_sync/_dn.c)"
+    return "pure Python (no C compiler at install: reinstall with gcc and python3-dev)"
+
+
 def read_attribute_names(folder: Path) -> list[str]:
     """The attributes a plan reads (what ldapsearch must fetch to be the same read)."""
     from persona_sync.directory.ldap import PRESETS
@@ -796,6 +806,7 @@ def bench_slapd(options: argparse.Namespace, report: Report, folder: Path) -> li
             f"transport             {'LDAPS (test CA)' if options.ldaps else 'ldap:// (plaintext)'}"
             f"; the read fetches {len(attributes)} attributes: {', '.join(attributes)}"
         )
+        report.line(f"decoder               {decoder()}")
         memory_limit = BIG_MEMORY_MB if options.employees >= 1_000_000 else TARGETS["memory_mb"]
         plan = ratio_figure("(a) full plan vs ldapsearch", TARGETS["plan"], "plan", "ldapsearch")
         memory = Figure(

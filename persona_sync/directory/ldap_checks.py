@@ -49,13 +49,13 @@ def connection_checks(directory: LdapDirectory, targets: Sequence[str]) -> Check
 
 def decoder_finding() -> Finding:
     """Which walk decodes the entries a read returns: the compiled one is built at install
-    when a C compiler is there; without it a full plan takes about a fifth longer."""
+    when a C compiler is there; without it a full plan takes about a third longer."""
     if DECODER == "compiled":
         return Finding("decoder", True, "entries decoded by the compiled decoder")
     return Finding(
         "decoder",
         True,
-        "entries decoded in pure Python (a full plan takes about a fifth longer): "
+        "entries decoded in pure Python (a full plan takes about a third longer): "
         "reinstall persona-sync where a C compiler and Python's headers are installed "
         "(Debian: apt install gcc python3-dev) to build the compiled decoder",
         warning=True,

@@ -290,7 +290,7 @@ def test_check_connection(slapd: SlapdServer, setup: dict[str, str], run_cli: Ru
         slow = run_cli("check-connection")
     assert slow.exit_code == 0, slow.stdout + slow.stderr
     assert slow.stdout.splitlines()[2:5] == [
-        "WARN  decoder       entries decoded in pure Python (a full plan takes about a fifth "
+        "WARN  decoder       entries decoded in pure Python (a full plan takes about a third "
         "longer): reinstall persona-sync where a C compiler and Python's headers are "
         "installed (Debian: apt install gcc python3-dev) to build the compiled decoder",
         "ok    target        personaName: in the schema, single-valued",

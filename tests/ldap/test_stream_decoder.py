@@ -31,11 +31,8 @@ from persona_sync.directory.ldap_stream import (
     _frame,
     search_message,
 )
+from tests.ldap.conftest import NOT_BUILT
 
-NOT_BUILT = (
-    "the compiled decoder (persona_sync/directory/_ber.c) is not built: install the "
-    "project with a C compiler and Python's headers (pip install -e .)"
-)
 PROPERTIES = settings(derandomize=True, max_examples=400, deadline=None)
 
 Converter = Callable[[bytes], str | None]
@@ -304,14 +301,7 @@ def test_the_framer_stops_at_other_messages_and_refuses_broken_headers() -> None
     assert str(outside.value) == f"position {len(data) + 1} outside the buffer"
 
 
-@pytest.mark.parametrize("walk", ["compiled", "python"])
-def test_the_stream_says_a_malformed_page_is_undecodable(
-    walk: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if walk == "python":
-        monkeypatch.setattr(ldap_stream, "decode_entries", None)
-    else:
-        compiled()
+def test_the_stream_says_a_malformed_page_is_undecodable(walk: str) -> None:
     data, start = message(b"uid=a", [(b"cn", [b"Ann"], 0)])
     cut = data[: start + 2] + b"\x04\xff"  # the DN's length: long form, 127 bytes
     stream = PagedStream.__new__(PagedStream)
@@ -344,14 +334,7 @@ def stream_over(data: bytes) -> PagedStream:
     return stream
 
 
-@pytest.mark.parametrize("walk", ["compiled", "python"])
-def test_a_page_ends_at_its_done_and_other_answers_end_the_stream(
-    walk: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if walk == "python":
-        monkeypatch.setattr(ldap_stream, "frame_messages", None)
-    else:
-        compiled_framer()
+def test_a_page_ends_at_its_done_and_other_answers_end_the_stream(walk: str) -> None:
     entry, at = message(b"uid=a", [(b"cn", [b"Ann"], 0)])
     page, spans, cookie = stream_over(entry + REFERENCE + entry + DONE)._page()
     assert page == entry + REFERENCE + entry + DONE
