@@ -7,7 +7,7 @@
  * the machine that installs persona-sync has a C compiler; dn.py falls back to its own
  * fast path otherwise. tests/test_dn.py checks that both give the same on every text.
  *
- * plain_key(dn) -> str | None
+ * plain_key(dn) -> str | None (None also for a str subclass: the general path's)
  *   An ASCII DN: dn.lower() when it has the shape of dn._PLAIN_ASCII (types of letters,
  *   digits and "-", values without special characters or white space other than the
  *   ASCII space), no space at a value's ends or two in a row, and no long type name
@@ -112,6 +112,10 @@ plain_key(PyObject *module, PyObject *dn)
         PyErr_SetString(PyExc_TypeError, "plain_key() takes a str");
         return NULL;
     }
+    if (!PyUnicode_CheckExact(dn)) /* its own lower() could return anything: the general path */
+        Py_RETURN_NONE;
+    if (PyUnicode_READY(dn) < 0)
+        return NULL;
     if (PyUnicode_IS_ASCII(dn)) {
         PyObject *lowered = PyObject_CallMethod(dn, "lower", NULL);
         if (lowered == NULL || plain(lowered, 1))
@@ -156,7 +160,10 @@ PyInit__dn(void)
     normalize = PyObject_GetAttrString(unicodedata, "normalize");
     Py_DECREF(unicodedata);
     nfkc = PyUnicode_InternFromString("NFKC");
-    if (normalize == NULL || nfkc == NULL)
+    if (normalize == NULL || nfkc == NULL) {
+        Py_CLEAR(normalize);
+        Py_CLEAR(nfkc);
         return NULL;
+    }
     return PyModule_Create(&module);
 }

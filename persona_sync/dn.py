@@ -133,18 +133,17 @@ def normalize_dn(dn: str) -> str:
 def normalize_new_dn(dn: str) -> str:
     """:func:`normalize_dn` without its cache: for DNs met once (each entry's own DN in a
     full read), which would only push the links out of the cache."""
-    if plain_key is not None:  # the fast path below, compiled (_dn.c)
-        key = plain_key(dn)
-        return key if key is not None else _normalize(dn)
+    key = plain_key(dn) if plain_key is not None else _plain_key(dn)
+    return key if key is not None else _normalize(dn)
+
+
+def _plain_key(dn: str) -> str | None:
+    """The key of a DN already in its key's shape but for case (most DNs), else None: the
+    fast path, which ``_dn.plain_key`` (_dn.c) does the same way when it is built."""
     if dn.isascii():
         lowered = dn.lower()
-        if _plain_ascii(dn, lowered):
-            return lowered
-    else:
-        folded = _plain_folded(dn)
-        if folded is not None:
-            return folded
-    return _normalize(dn)
+        return lowered if _plain_ascii(dn, lowered) else None
+    return _plain_folded(dn)
 
 
 def _plain_ascii(dn: str, lowered: str) -> bool:

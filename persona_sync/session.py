@@ -65,33 +65,39 @@ class Sessions:
             made_from, session = self._last
             if self._sources(session.config.rules_path) == made_from:
                 return session
+            self._last = None
         rules = _rules_path(self._config_path)
         made_from = self._sources(rules)  # before the load: an edit during it shows next time
         session = open_session(self._config_path, self._prompt)
-        if session.config.rules_path == rules:
+        if made_from and session.config.rules_path == rules:
             self._last = made_from, session
+        else:  # something was unreadable, or changed during the load: load again next time
+            self._last = None
         return session
 
     def _sources(self, rules: Path | None) -> bytes:
-        """What a session is made from, as one text; empty when any of it is unreadable
-        (never the same as a session's, so the loader says what is wrong)."""
+        """What a session is made from, as a digest; empty when any of it is unreadable,
+        and then never taken for a session's (the loader says what is wrong). The config
+        is named by its resolved path, which the rules, state and feed paths are relative
+        to: a re-pointed symlink or another working directory is another config."""
         config = self._config_path or Path(os.environ.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
         environment = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
-        parts = [repr(environment).encode(), str(config).encode()]
+        parts = [repr(environment).encode()]
         try:
-            parts.append(config.read_bytes())
+            parts += [str(config.resolve()).encode(), config.read_bytes()]
             files, errors = rule_files([rules]) if rules is not None else ([], [])
             if errors or rules is None:
                 return b""
             for path in files:
                 parts += [str(path).encode(), path.read_bytes()]
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
             return b""
         return hashlib.sha256(b"\0".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
 
 
 def _rules_path(config_path: Path | None) -> Path | None:
-    """The rules the config names, without validating it (None when it cannot be read)."""
+    """The rules the config names as it loads now (None when it does not: the load that
+    follows says why)."""
     try:
         return load_config(config_path).rules_path
     except PersonaSyncError:

@@ -26,6 +26,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 
 /* The length that follows a tag at buf[*pos]; *pos moves past tag and length. -1 when
  * the element's header or its contents would run past `end`. */
@@ -36,7 +37,7 @@ element(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end)
     if (at >= end)
         return -1;
     unsigned char first = buf[at++];
-    Py_ssize_t length = first;
+    uint64_t length = first; /* 4 length bytes overflow a 32-bit Py_ssize_t */
     if (first & 0x80) {
         int count = first & 0x7F;
         if (count > 4 || at + count > end)
@@ -45,10 +46,10 @@ element(const unsigned char *buf, Py_ssize_t *pos, Py_ssize_t end)
         for (int i = 0; i < count; i++)
             length = (length << 8) | buf[at++];
     }
-    if (length > end - at)
+    if (length > (uint64_t)(end - at))
         return -1;
     *pos = at;
-    return length;
+    return (Py_ssize_t)length;
 }
 
 static PyObject *
@@ -132,11 +133,12 @@ attributes(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, PyObject *v
             PyObject *name = name_of(names, kind, kind_size);
             if (name == NULL)
                 return -1;
+            Py_INCREF(name); /* borrowed from `names`, which a converter could change */
             PyObject *text = value_of(convert, name, (const char *)buf + pos, length);
-            if (text == NULL)
-                return -1;
-            int failed = text != Py_None && PyDict_SetItem(values, name, text) < 0;
-            Py_DECREF(text);
+            int failed = text == NULL
+                         || (text != Py_None && PyDict_SetItem(values, name, text) < 0);
+            Py_XDECREF(text);
+            Py_DECREF(name);
             if (failed)
                 return -1;
         }
@@ -166,14 +168,15 @@ entry(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, PyObject *names,
     if (dn == NULL)
         return NULL;
     pos += length;
-    /* attributes: SEQUENCE OF PartialAttribute, to the end of the message */
+    /* attributes: SEQUENCE OF PartialAttribute (controls of the message may follow) */
     PyObject *values = NULL;
-    if (element(buf, &pos, end) < 0) {
+    length = element(buf, &pos, end);
+    if (length < 0) {
         malformed(start);
         goto fail;
     }
     values = PyDict_New();
-    if (values == NULL || attributes(buf, pos, end, values, names, convert) < 0)
+    if (values == NULL || attributes(buf, pos, pos + length, values, names, convert) < 0)
         goto fail;
     PyObject *result = PyTuple_Pack(2, dn, values);
     Py_DECREF(dn);
@@ -194,11 +197,11 @@ decode_entries(PyObject *module, PyObject *args)
                           &PyDict_Type, &names, &PyDict_Type, &convert))
         return NULL;
     const unsigned char *buf = view.buf;
-    Py_ssize_t count = PyList_GET_SIZE(spans);
-    PyObject *out = PyList_New(count);
+    PyObject *out = PyList_New(0);
     if (out == NULL)
         goto done;
-    for (Py_ssize_t i = 0; i < count; i++) {
+    /* the size is read each time: a converter could change the list */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spans); i++) {
         Py_ssize_t start, end;
         PyObject *span = PyList_GET_ITEM(spans, i);
         if (!PyTuple_Check(span) || PyTuple_GET_SIZE(span) != 2) {
@@ -216,7 +219,10 @@ decode_entries(PyObject *module, PyObject *args)
         PyObject *decoded = entry(buf, start, end, names, convert);
         if (decoded == NULL)
             goto fail;
-        PyList_SET_ITEM(out, i, decoded);
+        int failed = PyList_Append(out, decoded);
+        Py_DECREF(decoded);
+        if (failed)
+            goto fail;
     }
     goto done;
 fail:
@@ -231,8 +237,8 @@ done:
  * The compiled twin of ldap_stream._frame: walk the complete LDAPMessages in buffer from
  * position on, add (start of its protocolOp, end) of each searchResEntry to spans and
  * skip each searchResRef; stop at the first other message, returning where it starts,
- * its protocolOp's tag and its end, or, when the rest is not a whole message yet,
- * (position, 0, 0). A message whose header does not fit in itself raises ValueError.
+ * its protocolOp's tag and its end (never 0), or, when the rest is not a whole message
+ * yet, (position, 0, 0). A message whose header does not fit in itself raises ValueError.
  */
 static PyObject *
 frame_messages(PyObject *module, PyObject *args)
@@ -249,7 +255,8 @@ frame_messages(PyObject *module, PyObject *args)
         goto fail;
     }
     while (position + 2 <= size) {
-        Py_ssize_t start = position + 2, length = buf[position + 1];
+        Py_ssize_t start = position + 2;
+        uint64_t length = buf[position + 1]; /* 4 length bytes overflow a 32-bit Py_ssize_t */
         if (length & 0x80) {
             int count = length & 0x7F;
             if (count == 0 || count > 4) {
@@ -263,9 +270,9 @@ frame_messages(PyObject *module, PyObject *args)
             for (Py_ssize_t at = position + 2; at < start; at++)
                 length = (length << 8) | buf[at];
         }
-        end = start + length;
-        if (end > size)
-            break;
+        if (length > (uint64_t)(size - start))
+            break; /* not whole yet */
+        end = start + (Py_ssize_t)length;
         /* messageID: INTEGER, short length (ids stay below 2**31) */
         Py_ssize_t operation = start + 2;
         if (start + 1 < end)

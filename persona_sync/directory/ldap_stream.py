@@ -175,11 +175,11 @@ class PagedStream:
             # Every complete message in the buffer, then more bytes from the socket.
             try:
                 position, tag, end = frame(buffer, position, spans)
-                if tag == _DONE:
-                    return bytes(buffer), spans, _cookie(bytes(buffer[position:end]))
-                if tag == _EXTENDED:
-                    raise StreamLost("the server ended the session (notice of disconnection)")
-                if tag:
+                if end:  # stopped at a whole message (end 0: more bytes are needed)
+                    if tag == _DONE:
+                        return bytes(buffer), spans, _cookie(bytes(buffer[position:end]))
+                    if tag == _EXTENDED:
+                        raise StreamLost("the server ended the session (notice of disconnection)")
                     raise StreamLost(f"unexpected answer from the server (tag {tag:#x})")
             except (IndexError, ValueError, TypeError) as exc:  # a malformed message
                 raise StreamLost(f"undecodable answer from the server ({exc})") from None
@@ -219,8 +219,8 @@ def _frame(
     """Walk the complete messages in ``buffer`` from ``position`` on: add (its protocolOp's
     tag, its end) of each searchResEntry to ``spans``, skip each searchResRef (a referral
     is another domain: not followed), and stop at the first other message, returning where
-    it starts, its protocolOp's tag and its end; (position, 0, 0) when the rest is not a
-    whole message yet. Each message's length is read in place (see :func:`_entry`)."""
+    it starts, its protocolOp's tag and its end (never 0); (position, 0, 0) when the rest
+    is not a whole message yet. Each message's length is read in place (see :func:`_entry`)."""
     size = len(buffer)
     while position + 2 <= size:
         length = buffer[position + 1]
@@ -267,11 +267,14 @@ def _entry(
         position += count
     dn = buffer[position : position + length].decode("utf-8", "replace")
     position += length
-    # attributes: SEQUENCE OF PartialAttribute
+    # attributes: SEQUENCE OF PartialAttribute (the message's controls may follow it)
     length = buffer[position + 1]
     position += 2
     if length & 0x80:
-        position += length & 0x7F
+        count = length & 0x7F
+        length = int.from_bytes(buffer[position : position + count], "big")
+        position += count
+    end = position + length
     values: dict[str, str] = {}
     while position < end:
         # PartialAttribute: SEQUENCE { type, vals SET OF value }

@@ -65,8 +65,11 @@ def tlv(tag: int, content: bytes, long_form: int = 0) -> bytes:
 Attribute = tuple[bytes, list[bytes], int]  # type as sent, values, long-form width
 
 
-def message(dn: bytes, attributes: list[Attribute], long_form: int = 0) -> tuple[bytes, int]:
-    """An LDAPMessage holding a searchResEntry, and where its [APPLICATION 4] tag is."""
+def message(
+    dn: bytes, attributes: list[Attribute], long_form: int = 0, controls: bytes = b""
+) -> tuple[bytes, int]:
+    """An LDAPMessage holding a searchResEntry (and ``controls`` after it, as syncrepl
+    sends its state), and where its [APPLICATION 4] tag is."""
     partials = b"".join(
         tlv(
             0x30,
@@ -77,8 +80,14 @@ def message(dn: bytes, attributes: list[Attribute], long_form: int = 0) -> tuple
     )
     operation = tlv(0x64, tlv(0x04, dn, long_form) + tlv(0x30, partials, long_form), long_form)
     message_id = tlv(0x02, b"\x07")
-    header = bytes([0x30]) + length(len(message_id) + len(operation), long_form)
-    return header + message_id + operation, len(header) + len(message_id)
+    header = bytes([0x30]) + length(len(message_id) + len(operation) + len(controls), long_form)
+    return header + message_id + operation + controls, len(header) + len(message_id)
+
+
+# [0] controls after the protocolOp: a syncStateValue-like control (RFC 4533).
+CONTROLS = tlv(
+    0xA0, tlv(0x30, tlv(0x04, b"1.3.6.1.4.1.4203.1.9.1.2") + tlv(0x04, b"\x30\x03\x0a\x01\x01"))
+)
 
 
 def model(
@@ -131,11 +140,11 @@ dns = st.one_of(st.text(max_size=60).map(str.encode), st.binary(max_size=60))
 
 
 @PROPERTIES
-@given(dns, attribute_lists, st.sampled_from([0, 0, 1, 3]))
+@given(dns, attribute_lists, st.sampled_from([0, 0, 1, 3]), st.sampled_from([b"", CONTROLS]))
 def test_both_walks_decode_what_the_entry_holds(
-    dn: bytes, attributes: list[Attribute], long_form: int
+    dn: bytes, attributes: list[Attribute], long_form: int, controls: bytes
 ) -> None:
-    data, start = message(dn, attributes, long_form)
+    data, start = message(dn, attributes, long_form, controls)
     spans = [(start, len(data))]
     expected = [model(dn, attributes, CONVERT)]
     assert python_walk(data, spans, CONVERT) == expected
@@ -343,6 +352,7 @@ def test_a_page_ends_at_its_done_and_other_answers_end_the_stream(walk: str) -> 
     assert cookie is None  # no paged-results control: the last page
     endings = {
         NOTICE: "the server ended the session (notice of disconnection)",
+        other_message(0x00, b""): "unexpected answer from the server (tag 0x0)",
         other_message(0x61, b"\x0a\x01\x00\x04\x00\x04\x00"): (
             "unexpected answer from the server (tag 0x61)"
         ),
