@@ -429,10 +429,17 @@ class LoadedConfig:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
+def config_file(path: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """The config file a command reads: ``path`` (--config), else PERSONA_SYNC_CONFIG,
+    else persona-sync.yaml in the working directory."""
+    env = os.environ if environ is None else environ
+    return path or Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Read, override from the environment, and validate the sync configuration."""
     env = os.environ if environ is None else environ
-    config_path = path or Path(env.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
+    config_path = config_file(path, env)
     if not config_path.exists():
         hint = " (or run `persona-sync demo` to see one)" if path is None else ""
         raise ConfigError(f"{config_path}: no such config file: pass --config FILE{hint}")

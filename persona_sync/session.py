@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_sync.config import DEFAULT_CONFIG, ENV_PREFIX, LoadedConfig, load_config
+from persona_sync.config import ENV_PREFIX, LoadedConfig, config_file, load_config
 from persona_sync.directory import directory_identity, open_directory
 from persona_sync.directory.base import Directory
 from persona_sync.employee import Employee
@@ -80,7 +80,7 @@ class Sessions:
         and then never taken for a session's (the loader says what is wrong). The config
         is named by its resolved path, which the rules, state and feed paths are relative
         to: a re-pointed symlink or another working directory is another config."""
-        config = self._config_path or Path(os.environ.get(ENV_PREFIX + "CONFIG", DEFAULT_CONFIG))
+        config = config_file(self._config_path)
         environment = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
         parts = [repr(environment).encode()]
         try:
