@@ -43,6 +43,7 @@ from persona_sync.feed_join import (
     refresh_feeds,
 )
 from persona_sync.full_evaluation import Evaluation, HeldRow, evaluate_held, evaluate_loaded
+from persona_sync.item_cache import ItemCache
 from persona_sync.logs import get_logger
 from persona_sync.plan import (
     Evaluator,
@@ -137,6 +138,7 @@ def compute_plan(
     fresh_reason: str | None = None,
     feeds: FeedSet | None = None,
     force: bool = False,
+    items: ItemCache | None = None,
 ) -> Refresh:
     """Read (in full, or the changes since the snapshot's cursor) and plan.
 
@@ -144,7 +146,8 @@ def compute_plan(
     delta was asked (the last full read is too old). ``fresh_reason``: why the snapshot is
     empty (it was missing, damaged, of another version), said when a delta was asked.
     ``feeds``: the config's feeds, loaded (None: loaded here); ``force``: plan although a
-    feed shrank more than its limit since the last run.
+    feed shrank more than its limit since the last run. ``items``: a resident process's
+    copy of the plan items, from which the plan is assembled (None: they are read).
 
     Damage SQLite meets in the snapshot on the way (SQLITE_CORRUPT: the snapshot is not
     checked page by page when opened) drops the read, rebuilds the snapshot empty and
@@ -153,7 +156,7 @@ def compute_plan(
     store = snapshot if snapshot is not None else Snapshot.in_memory()
     reads: list[DeltaRead] = []
     feeds = load_feeds(config) if feeds is None else feeds
-    args = (config, engine, directory, progress, store, delta, feeds, force)
+    args = (config, engine, directory, progress, store, delta, feeds, force, items)
     try:
         return _compute_plan(*args, full_reason, fresh_reason, reads)
     except sqlite3.DatabaseError as exc:
@@ -177,6 +180,7 @@ def _compute_plan(
     delta: bool,
     feeds: FeedSet,
     force: bool,
+    items: ItemCache | None,
     full_reason: str | None,
     fresh_reason: str | None,
     reads: list[DeltaRead],
@@ -270,7 +274,7 @@ def _compute_plan(
         last_mode=summary.mode,
         last_reason=summary.reason,
     )
-    stored = _stored_from(store, evaluation.population if evaluation is not None else None)
+    stored = _stored_from(store, evaluation.population if evaluation is not None else None, items)
     plan = assemble_plan(
         rule_set,
         config,
@@ -367,12 +371,16 @@ class _Stored:
 
 
 def _stored_from(
-    store: Snapshot, population: list[tuple[tuple[str, ...] | None, bool, int]] | None
+    store: Snapshot,
+    population: list[tuple[tuple[str, ...] | None, bool, int]] | None,
+    items: ItemCache | None = None,
 ) -> _Stored:
     """The plan's input from the snapshot, full read or delta alike (``population`` when
-    the caller counted it already): the changes stay the canonical texts stored, which
-    the plan file is written from (see :class:`~persona_sync.plan.StoredChanges`)."""
-    changes, foreign, skipped = stored_items(store.plan_items())
+    the caller counted it already; ``items``: a copy of the plan items to bring up to
+    date and use): the changes stay the canonical texts stored, which the plan file is
+    written from (see :class:`~persona_sync.plan.StoredChanges`)."""
+    found = items.items(store) if items is not None else store.plan_items()
+    changes, foreign, skipped = stored_items(found)
     if population is None:
         population = list(_population(store))
     return _Stored(population, changes, foreign, skipped)

@@ -13,7 +13,7 @@ from persona_sync.apply import RunReport
 from persona_sync.directory.base import ChangeResult
 from persona_sync.plan import EMPTY, Plan, canonical_json
 
-Renderer = Callable[[Plan], str]
+Renderer = Callable[[Plan], str | bytes]
 
 
 def headline(plan: Plan) -> str:
@@ -130,27 +130,34 @@ def render_table(plan: Plan) -> str:
 
 
 def render_json(plan: Plan) -> str:
-    """Stable JSON: sorted keys, one change per line in its canonical form, the text the
-    checksum covers (readable, diffable, and fast: the indenting encoder is pure Python
-    and takes seconds on 100,000 changes; each change is encoded once, and the checksum
-    reuses those texts; a plan from the snapshot has them already)."""
-    texts = plan.change_texts
+    """The plan file's text (see :func:`render_json_bytes`)."""
+    return render_json_bytes(plan).decode("utf-8")
+
+
+def render_json_bytes(plan: Plan) -> bytes:
+    """Stable JSON in UTF-8: sorted keys, one change per line in its canonical form, the
+    text the checksum covers (readable, diffable, and fast: the indenting encoder is pure
+    Python and takes seconds on 100,000 changes; each change is encoded once, and the
+    checksum reuses those texts; a plan from the snapshot has them already)."""
+    texts = plan.change_bytes
     data: dict[str, Any] = {"checksum": plan.checksum, **plan.header(), "changes": texts}
-    lines = ["{"]
+    lines = [b"{"]
     keys = sorted(data)
     for position, key in enumerate(keys):
         comma = "," if position < len(keys) - 1 else ""
         value = data[key]
         if isinstance(value, list) and value:
-            lines.append(f"  {json.dumps(key)}: [")
-            items = texts if key == "changes" else [canonical_json(i) for i in value]
-            lines.append("    " + ",\n    ".join(items))  # one line each
-            lines.append(f"  ]{comma}")
+            lines.append(f"  {json.dumps(key)}: [".encode())
+            items = texts if key == "changes" else [canonical_json(i).encode() for i in value]
+            lines.append(b"    " + b",\n    ".join(items))  # one line each
+            lines.append(f"  ]{comma}".encode())
         else:
             text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-            lines.append(f"  {json.dumps(key)}: {text.replace(chr(10), chr(10) + '  ')}{comma}")
-    lines.append("}")
-    return "\n".join(lines)
+            lines.append(
+                f"  {json.dumps(key)}: {text.replace(chr(10), chr(10) + '  ')}{comma}".encode()
+            )
+    lines.append(b"}")
+    return b"\n".join(lines)
 
 
 CSV_COLUMNS = ("employee", "dn", "scenario", "attribute", "old", "new", "persona", "rule", "facts")
@@ -188,7 +195,7 @@ def render_markdown(plan: Plan) -> str:
 
 RENDERERS: dict[str, Renderer] = {
     "table": render_table,
-    "json": render_json,
+    "json": render_json_bytes,
     "csv": render_csv,
     "markdown": render_markdown,
 }

@@ -13,6 +13,7 @@ from persona_sync.directory import directory_identity, open_directory
 from persona_sync.directory.base import Directory
 from persona_sync.employee import Employee
 from persona_sync.errors import PersonaSyncError
+from persona_sync.item_cache import ItemCache
 from persona_sync.plan import check_targets, org_chart, read_attributes
 from persona_sync.rules.engine import Engine
 from persona_sync.rules.loader import load_rules, rule_files
@@ -26,6 +27,8 @@ class Session:
     config: LoadedConfig
     engine: Engine
     prompt: Prompt | None = None  # asks for a missing secret (the CLI, on a terminal)
+    #: a resident process's copy of the snapshot's plan items, kept from cycle to cycle
+    items: ItemCache | None = None
 
     @property
     def rules_checksum(self) -> str:
@@ -40,11 +43,13 @@ class Session:
         return directory_identity(self.config)
 
 
-def open_session(config_path: Path | None, prompt: Prompt | None = None) -> Session:
+def open_session(
+    config_path: Path | None, prompt: Prompt | None = None, items: ItemCache | None = None
+) -> Session:
     config = load_config(config_path)
     rule_set = load_rules([config.rules_path])
     check_targets(rule_set, config)
-    return Session(config, Engine(rule_set), prompt)
+    return Session(config, Engine(rule_set), prompt, items)
 
 
 class Sessions:
@@ -53,12 +58,19 @@ class Sessions:
     name and bytes. A resident schedule (``plan --every``) opens one per cycle so that an
     edit applies at the next; parsing and compiling unchanged files took about 0.08 s of
     a 0.17 s delta cycle at 100,000 employees, and reading them to compare about 0.1 ms.
+
+    ``resident``: the sessions of a schedule, which keep a copy of the snapshot's plan
+    items from cycle to cycle (:class:`~persona_sync.item_cache.ItemCache`; one copy for
+    all of them: it checks itself against the snapshot).
     """
 
-    def __init__(self, config_path: Path | None, prompt: Prompt | None = None) -> None:
+    def __init__(
+        self, config_path: Path | None, prompt: Prompt | None = None, resident: bool = False
+    ) -> None:
         self._config_path = config_path
         self._prompt = prompt
         self._last: tuple[bytes, Session] | None = None
+        self._items = ItemCache() if resident else None
 
     def open(self) -> Session:
         if self._last is not None:
@@ -68,7 +80,7 @@ class Sessions:
             self._last = None
         rules = _rules_path(self._config_path)
         made_from = self._sources(rules)  # before the load: an edit during it shows next time
-        session = open_session(self._config_path, self._prompt)
+        session = open_session(self._config_path, self._prompt, self._items)
         if made_from and session.config.rules_path == rules:
             self._last = made_from, session
         else:  # something was unreadable, or changed during the load: load again next time

@@ -112,6 +112,7 @@ def _refresh(
         fresh_reason=fresh,
         feeds=feeds,
         force=force,
+        items=session.items,
     )
     read(refresh.summary.read)  # a signal during a short read is seen here
     return refresh

@@ -250,24 +250,25 @@ def _plan(session: Session, quiet: bool, delta: bool, force: bool = False) -> Pl
     return plan
 
 
-def _write_output(text: str, output: Path | None) -> None:
-    """The plan on stdout or in ``output``. A regular file (or a new one) is replaced whole,
-    so that a reader (a schedule's, the next apply) never finds half a plan; anything else
-    (a symlink, /dev/stdout, a pipe, a file this user may not replace) is written through,
-    as before."""
+def _write_output(text: str | bytes, output: Path | None) -> None:
+    """The plan on stdout or in ``output`` (a renderer's text, or the bytes of one in
+    UTF-8). A regular file (or a new one) is replaced whole, so that a reader (a
+    schedule's, the next apply) never finds half a plan; anything else (a symlink,
+    /dev/stdout, a pipe, a file this user may not replace) is written through, as before."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     if output is None:
-        click.echo(text)
+        click.echo(data)
         return
+    if not data.endswith(b"\n"):
+        data += b"\n"  # a plan's text runs to megabytes: one copy, here
     if _replaceable(output):
         from persona_sync.directory.atomic import atomic_write
 
-        atomic_write(output, text.encode("utf-8") + (b"" if text.endswith("\n") else b"\n"))
+        atomic_write(output, data)
         return
     try:
-        with output.open("w", encoding="utf-8") as file:
-            file.write(text)  # not text + "\n": a plan's text runs to megabytes
-            if not text.endswith("\n"):
-                file.write("\n")
+        with output.open("wb") as file:
+            file.write(data)
     except OSError as exc:
         raise PersonaSyncError(f"cannot write {output}: {exc.strerror}") from None
 
@@ -345,7 +346,7 @@ def plan_cmd(
 
     # once: each question is asked once, and unchanged files are parsed once, whatever
     # the cycles
-    sessions = Sessions(config_path, terminal_prompt())
+    sessions = Sessions(config_path, terminal_prompt(), resident=every is not None)
 
     def once() -> int:
         with recording("plan", metrics_file) as metrics:
@@ -504,7 +505,7 @@ def sync_cmd(
 
     # once: each question is asked once, and unchanged files are parsed once, whatever
     # the cycles
-    sessions = Sessions(config_path, terminal_prompt())
+    sessions = Sessions(config_path, terminal_prompt(), resident=every is not None)
 
     def once() -> int:
         with recording("sync", metrics_file) as metrics:

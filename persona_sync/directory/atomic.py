@@ -50,7 +50,7 @@ def atomic_write(path: Path, data: bytes, before_replace: Callable[[], None] | N
             before_replace()
         os.replace(temporary, path)
         temporary = None
-        _sync_folder(path.parent)
+        sync_folder(path.parent)
     except OSError as exc:
         if temporary is not None:
             _remove_quietly(temporary)
@@ -88,7 +88,7 @@ def _write_all(descriptor: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _sync_folder(folder: Path) -> None:
+def sync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable (POSIX; Windows has no folder handles for this)."""
     if os.name == "nt":
         return

@@ -7,9 +7,10 @@ import json
 import marshal
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from persona_sync.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_NAME, Snapshot
+from persona_sync.snapshot import FRESH_SUFFIX, SNAPSHOT_FORMAT, SNAPSHOT_NAME, Row, Snapshot
 from tests.sync.conftest import Workspace
 
 Run = Callable[..., Any]
@@ -34,7 +35,7 @@ def test_a_full_load_keeps_the_order_read_and_indexes_the_keys() -> None:
             ("k2", 1, 0),
         ]
         assert store.pending() == 1
-        assert store.plan_items() == [(0, "persona", "(empty) -> p", '{"dn":"cn=a"}', b"")]
+        assert store.plan_items() == [(0, "persona", "(empty) -> p", b'{"dn":"cn=a"}', b"")]
         # the index is back: an upsert by key replaces the row
         row = store.row("k1")
         assert row is not None
@@ -108,3 +109,99 @@ def test_an_entry_read_twice_is_planned_once_as_last_read(
         plan["provenance"].pop("created")
         plan["summary"].pop("read")  # 7 entries read against 6
     assert first == second
+
+
+# --- a full read in a file builds a new one beside it -------------------------------------
+
+
+def _saved(state: Path, rows: list[tuple[str, str, str, str | None, bytes]]) -> None:
+    """A snapshot in ``state`` holding ``rows``, a header value and a feed row, committed."""
+    store, _ = Snapshot.open(state)
+    with store:
+        store.begin()
+        store.put_feed_rows("hr", {"jsmith": b"digest"})
+        store.set_meta(note="kept")
+        store.start_load()
+        store.clear_rows()
+        store.load(rows)
+        store.end_load()
+        store.commit()
+
+
+def _titles(path: Path) -> list[str]:
+    """The titles the committed file holds, read by a connection of its own."""
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return [marshal.loads(a)["title"] for (a,) in db.execute("SELECT attrs FROM employees")]
+    finally:
+        db.close()
+
+
+def test_a_full_read_builds_a_new_file_and_the_commit_puts_it_in_place(tmp_path: Path) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    path, fresh = tmp_path / SNAPSHOT_NAME, tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)
+    before = path.stat().st_ino
+    store, problem = Snapshot.open(tmp_path)
+    with store:
+        assert problem is None
+        store.begin()
+        store.start_load()
+        store.clear_rows()
+        store.load([_row("k2", "cn=b", "new"), _row("k3", "cn=c", "newer")])
+        assert store.end_load() is False
+        assert fresh.exists()
+        assert _titles(path) == ["old"]  # untouched until the commit
+        store.commit()
+        assert not fresh.exists()
+        assert path.stat().st_ino != before
+        assert _titles(path) == ["new", "newer"]
+        # what a full read keeps of the old snapshot: its header and the feeds' rows
+        assert store.get("note") == "kept"
+        assert store.feed_digests("hr") == {"jsmith": b"digest"}
+        store.begin()  # the file is opened as usual again: a delta's upsert by key
+        store.put([Row("k2", "k2", "cn=b", {"title": "again"})])
+        store.commit()
+    assert _titles(path) == ["again", "newer"]
+    reopened, problem = Snapshot.open(tmp_path)
+    with reopened:
+        assert problem is None
+        assert reopened.get("note") == "kept"
+        assert reopened.feed_digests("hr") == {"jsmith": b"digest"}
+
+
+def test_a_full_read_rolled_back_leaves_the_old_snapshot(tmp_path: Path) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    fresh = tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)
+    store, _ = Snapshot.open(tmp_path)
+    with store:
+        store.begin()
+        store.start_load()
+        store.clear_rows()
+        store.load([_row("k2", "cn=b", "new")])
+        store.rollback()
+        assert not fresh.exists()
+        assert [r.key for r in store.rows()] == ["k1"]
+    assert _titles(tmp_path / SNAPSHOT_NAME) == ["old"]
+
+
+def test_a_new_file_left_by_a_crash_is_removed_by_the_next_open(tmp_path: Path) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    fresh = tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)
+    fresh.write_bytes(b"half a build")
+    store, problem = Snapshot.open(tmp_path)
+    with store:
+        assert problem is None
+        assert not fresh.exists()
+        assert [r.key for r in store.rows()] == ["k1"]
+
+
+def test_a_key_read_twice_into_a_new_file_keeps_its_last_row(tmp_path: Path) -> None:
+    _saved(
+        tmp_path, [_row("k1", "cn=a", "old"), _row("k2", "cn=b", "b"), _row("k1", "cn=a", "new")]
+    )
+    store, _ = Snapshot.open(tmp_path)
+    with store:
+        assert store.count() == 2
+        row = store.row("k1")
+        assert row is not None and row.attributes == {"title": "new"}
+    assert sorted(_titles(tmp_path / SNAPSHOT_NAME)) == ["b", "new"]
