@@ -59,8 +59,10 @@ def run_changes(
     journal: Journal,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    on_results: Callable[[Sequence[ChangeResult]], None] | None = None,
 ) -> RunReport:
     """Write ``changes`` in journalled batches and end the journal, however the run ends.
+    ``on_results`` is given each batch's results once they are journalled.
 
     A directory error stops the run (``aborted``); a requested cancel stops it between or
     within batches (``interrupted``). Any other exception ends the journal as ``error`` (or
@@ -86,6 +88,8 @@ def run_changes(
                 status, reason = "aborted", str(exc)
             journal.results(batch_results)
             results.extend(batch_results)
+            if on_results is not None:
+                on_results(batch_results)
             if progress is not None:
                 progress(len(results), len(changes))
             if status == "aborted":

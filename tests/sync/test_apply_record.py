@@ -1,0 +1,119 @@
+"""An apply records each batch's writes in the snapshot while the next batch is written,
+each batch in a transaction of its own; what stops the recording or the writes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from click.testing import Result
+
+from persona_sync.directory.base import Cancel, Change, ChangeResult
+from persona_sync.directory.files import FileDirectory
+from persona_sync.snapshot import Snapshot
+from tests.sync.conftest import Workspace
+
+Run = Callable[..., Result]
+
+
+def _written(workspace: Workspace, key: str) -> dict[str, Any]:
+    """What the committed snapshot says was written to ``key``, read apart from the run."""
+    store = Snapshot.open_read_only(workspace.state)
+    assert store is not None
+    with store:
+        return store.written(key)
+
+
+def _planned(workspace: Workspace, run_cli: Run) -> list[dict[str, Any]]:
+    assert run_cli("plan", "-q", "-o", "plan.json").exit_code == 2
+    changes: list[dict[str, Any]] = json.loads((workspace.root / "plan.json").read_text())[
+        "changes"
+    ]
+    assert len(changes) == 2
+    return changes
+
+
+def test_each_batch_is_recorded_while_the_next_is_written(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _planned(workspace, run_cli)
+    monkeypatch.setattr(FileDirectory, "batch_size", 1)
+    real = FileDirectory.apply
+    seen_before_second: list[dict[str, Any]] = []
+
+    def apply(
+        self: FileDirectory, changes: Sequence[Change], cancel: Cancel | None = None
+    ) -> list[ChangeResult]:
+        if changes[0].dn == second["dn"]:  # the first batch is recorded and committed
+            deadline = time.monotonic() + 60
+            while not _written(workspace, first["key"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            seen_before_second.append(_written(workspace, first["key"]))
+            assert _written(workspace, second["key"]) == {}
+        return real(self, changes, cancel)
+
+    monkeypatch.setattr(FileDirectory, "apply", apply)
+    done = run_cli("apply", "plan.json", "-q")
+    assert done.exit_code == 0, done.stderr
+    [run] = json.loads(run_cli("runs", "--format", "json").stdout)
+    expected = {first["attribute"].lower(): {"run": run["run_id"], "value": first["new"]}}
+    assert seen_before_second == [expected]
+    assert _written(workspace, second["key"]) == {
+        second["attribute"].lower(): {"run": run["run_id"], "value": second["new"]}
+    }
+    again = run_cli("plan", "--delta", "--format", "json")
+    assert again.exit_code == 0
+    assert again.stderr.splitlines()[0] == (  # the writes' echo is no change
+        "read: delta since the last read: 6 entries read, 0 changed, 0 removed; "
+        "0 employees re-evaluated"
+    )
+
+
+def test_an_error_in_the_recording_is_raised_after_every_write(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _planned(workspace, run_cli)
+    monkeypatch.setattr(FileDirectory, "batch_size", 1)
+
+    def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("the snapshot broke")
+
+    monkeypatch.setattr("persona_sync.workflow.record_results", broken)
+    done = run_cli("apply", "plan.json", "-q")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines() == [
+        "unexpected error: RuntimeError: the snapshot broke",
+        "This is a bug in persona-sync; rerun with --debug for the traceback and include it "
+        "in your report.",
+    ]
+    [run] = json.loads(run_cli("runs", "--format", "json").stdout)
+    assert (run["status"], run["applied"]) == ("complete", 2)
+
+
+def test_writes_ended_by_an_error_keep_the_batches_recorded_before(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _planned(workspace, run_cli)
+    monkeypatch.setattr(FileDirectory, "batch_size", 1)
+    real = FileDirectory.apply
+
+    def apply(
+        self: FileDirectory, changes: Sequence[Change], cancel: Cancel | None = None
+    ) -> list[ChangeResult]:
+        if changes[0].dn == second["dn"]:
+            raise RuntimeError("a bug")
+        return real(self, changes, cancel)
+
+    monkeypatch.setattr(FileDirectory, "apply", apply)
+    done = run_cli("apply", "plan.json", "-q")
+    assert done.exit_code == 1
+    assert done.stderr.splitlines()[0] == "unexpected error: RuntimeError: a bug"
+    [run] = json.loads(run_cli("runs", "--format", "json").stdout)
+    assert run["status"] == "error"
+    assert _written(workspace, first["key"]) == {
+        first["attribute"].lower(): {"run": run["run_id"], "value": first["new"]}
+    }
+    assert _written(workspace, second["key"]) == {}
