@@ -17,6 +17,7 @@ from tests.deploy.commands import accepts
 SYSTEMD = REPO / "deploy" / "systemd"
 SERVICE = SYSTEMD / "persona-sync.service"
 TIMER = SYSTEMD / "persona-sync.timer"
+RESIDENT = SYSTEMD / "persona-sync.service.d" / "resident.conf"
 NO_ANALYZE = (
     "systemd-analyze is not installed: it is a host tool of systemd machines (package "
     "systemd), so CI images may lack it; the unit's options are still checked by the "
@@ -60,6 +61,24 @@ def test_systemd_units() -> None:
     accepts(exec_start[1:])
     assert one(service, "Service", "SuccessExitStatus") == "3"  # done with conflicts
     assert one(read_unit(TIMER), "Timer", "OnCalendar") == "*:0/15"
+
+
+def test_resident_drop_in() -> None:
+    """The drop-in makes the service one resident process: a cycle every 5 minutes, the
+    exit code of a stop between or during cycles not a failure, restarted after one."""
+    service = read_unit(RESIDENT)["Service"]
+    assert service["ExecStart"][0] == ""  # the service's own command is replaced
+    [command] = service["ExecStart"][1:]
+    exec_start = shlex.split(command)
+    assert exec_start[0] == shlex.split(one(read_unit(SERVICE), "Service", "ExecStart"))[0]
+    accepts(exec_start[1:])
+    assert exec_start[exec_start.index("--every") + 1] == "5m"
+    assert "--delta" in exec_start
+    assert (service["Type"], service["Restart"], service["SuccessExitStatus"]) == (
+        ["exec"],
+        ["on-failure"],
+        ["143"],
+    )
 
 
 def test_hardening() -> None:
@@ -114,13 +133,16 @@ def test_stop_timeout_covers_the_backend_timeouts() -> None:
     assert stop >= max(timeouts) + 30
 
 
-def _root(tmp_path: Path) -> Path:
+def _root(tmp_path: Path, resident: bool) -> Path:
     """A root for systemd-analyze: the units installed, the command present, systemd's own units."""
     root = tmp_path / "root"
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     for path in (SERVICE, TIMER):
         shutil.copy(path, units / path.name)
+    if resident:
+        (units / RESIDENT.parent.name).mkdir()
+        shutil.copy(RESIDENT, units / RESIDENT.parent.name / RESIDENT.name)
     program = shlex.split(one(read_unit(SERVICE), "Service", "ExecStart"))[0]
     installed = root / program.lstrip("/")
     installed.parent.mkdir(parents=True)
@@ -134,9 +156,10 @@ def _root(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=NO_ANALYZE)
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resident", [False, True], ids=["timer", "resident"])
+def test_systemd_analyze_verify(tmp_path: Path, resident: bool) -> None:
     """No error and no warning: systemd ignores unknown keys and bad values with a warning."""
-    root = _root(tmp_path)
+    root = _root(tmp_path, resident)
     done = subprocess.run(
         ["systemd-analyze", "verify", f"--root={root}", SERVICE.name, TIMER.name],
         capture_output=True,
@@ -147,9 +170,10 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason=NO_ANALYZE)
-def test_systemd_analyze_security(tmp_path: Path) -> None:
+@pytest.mark.parametrize("resident", [False, True], ids=["timer", "resident"])
+def test_systemd_analyze_security(tmp_path: Path, resident: bool) -> None:
     """systemd's own exposure score for the unit stays at "OK" or better (at most 2.0)."""
-    root = _root(tmp_path)
+    root = _root(tmp_path, resident)
     done = subprocess.run(
         [
             "systemd-analyze",
