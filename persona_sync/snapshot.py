@@ -570,11 +570,7 @@ class Snapshot:
                     return
                 yield [Row(k, i, d, unpack(a), dp, r) for _, k, i, d, a, dp, r in found]
                 last = found[-1][0]
-        wanted = sorted(set(keys))
-        step = min(size, 500)
-        for start in range(0, len(wanted), step):
-            part = wanted[start : start + step]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(keys, min(size, 500)):
             found = self._db.execute(f"{query} WHERE key IN ({marks})", part).fetchall()
             yield [Row(k, i, d, unpack(a), dp, r) for k, i, d, a, dp, r in found]
 
@@ -633,10 +629,7 @@ class Snapshot:
         for key, attribute, value in settled:
             done.setdefault(key, []).append((attribute, value))
         unsettled: set[str] = set()
-        wanted = sorted(by_key)
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(by_key):
             found = self._db.execute(
                 f"SELECT rowid, key, attrs, written, changed FROM employees WHERE key IN ({marks})",
                 part,
@@ -733,10 +726,7 @@ class Snapshot:
                 f"SELECT {columns} FROM plan_items ORDER BY kind, sort, scenario, row, rowid"
             ).fetchall()
         found: list[KeyedItem] = []
-        wanted = sorted(rows)
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(rows):
             found += self._db.execute(
                 f"SELECT {columns} FROM plan_items WHERE row IN ({marks})", part
             ).fetchall()
@@ -779,10 +769,7 @@ class Snapshot:
 
     def _rowids(self, keys: Collection[str]) -> set[int]:
         found: set[int] = set()
-        wanted = sorted(keys)
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(keys):
             found.update(
                 rowid
                 for (rowid,) in self._db.execute(
@@ -876,9 +863,7 @@ class Snapshot:
         self._db.executemany(
             "DELETE FROM feed_links WHERE feed = ? AND key = ?", ((feed, k) for k in wanted)
         )
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(wanted):
             yield self._db.execute(
                 f"SELECT key, attrs FROM employees WHERE key IN ({marks})", part
             ).fetchall()
@@ -887,11 +872,8 @@ class Snapshot:
         """Keys of the employees in the snapshot whose join value for ``feed`` is one of
         ``values`` (the links of employees removed since are left for the next full read
         to drop)."""
-        wanted = sorted(set(values))
         keys: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            part = wanted[start : start + 500]
-            marks = ",".join("?" * len(part))
+        for part, marks in _parts(values):
             keys.update(
                 key
                 for (key,) in self._db.execute(
@@ -946,6 +928,15 @@ def damaged(exc: sqlite3.Error) -> bool:
 def _remove(path: Path) -> None:
     for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         leftover.unlink(missing_ok=True)
+
+
+def _parts(values: Iterable[Any], size: int = 500) -> Iterator[tuple[list[Any], str]]:
+    """The distinct ``values`` sorted, in lists of up to ``size`` (far below SQLite's bound
+    on a statement's variables), each with the ``?,?,...`` of its ``IN (...)``."""
+    wanted = sorted(set(values))
+    for start in range(0, len(wanted), size):
+        part = wanted[start : start + size]
+        yield part, ",".join("?" * len(part))
 
 
 def _fresh_path(path: Path) -> Path:

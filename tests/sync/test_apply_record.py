@@ -36,26 +36,35 @@ def _planned(workspace: Workspace, run_cli: Run) -> list[dict[str, Any]]:
     return changes
 
 
-def test_each_batch_is_recorded_while_the_next_is_written(
-    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    first, second = _planned(workspace, run_cli)
+def _before_batch(monkeypatch: pytest.MonkeyPatch, dn: str, action: Callable[[], None]) -> None:
+    """Batches of one change; ``action`` runs before the one that writes ``dn``."""
     monkeypatch.setattr(FileDirectory, "batch_size", 1)
     real = FileDirectory.apply
-    seen_before_second: list[dict[str, Any]] = []
 
     def apply(
         self: FileDirectory, changes: Sequence[Change], cancel: Cancel | None = None
     ) -> list[ChangeResult]:
-        if changes[0].dn == second["dn"]:  # the first batch is recorded and committed
-            deadline = time.monotonic() + 60
-            while not _written(workspace, first["key"]) and time.monotonic() < deadline:
-                time.sleep(0.01)
-            seen_before_second.append(_written(workspace, first["key"]))
-            assert _written(workspace, second["key"]) == {}
+        if changes[0].dn == dn:
+            action()
         return real(self, changes, cancel)
 
     monkeypatch.setattr(FileDirectory, "apply", apply)
+
+
+def test_each_batch_is_recorded_while_the_next_is_written(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _planned(workspace, run_cli)
+    seen_before_second: list[dict[str, Any]] = []
+
+    def wait_for_the_first() -> None:  # to be recorded and committed
+        deadline = time.monotonic() + 60
+        while not _written(workspace, first["key"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_before_second.append(_written(workspace, first["key"]))
+        assert _written(workspace, second["key"]) == {}
+
+    _before_batch(monkeypatch, second["dn"], wait_for_the_first)
     done = run_cli("apply", "plan.json", "-q")
     assert done.exit_code == 0, done.stderr
     [run] = json.loads(run_cli("runs", "--format", "json").stdout)
@@ -97,17 +106,11 @@ def test_writes_ended_by_an_error_keep_the_batches_recorded_before(
     workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = _planned(workspace, run_cli)
-    monkeypatch.setattr(FileDirectory, "batch_size", 1)
-    real = FileDirectory.apply
 
-    def apply(
-        self: FileDirectory, changes: Sequence[Change], cancel: Cancel | None = None
-    ) -> list[ChangeResult]:
-        if changes[0].dn == second["dn"]:
-            raise RuntimeError("a bug")
-        return real(self, changes, cancel)
+    def a_bug() -> None:
+        raise RuntimeError("a bug")
 
-    monkeypatch.setattr(FileDirectory, "apply", apply)
+    _before_batch(monkeypatch, second["dn"], a_bug)
     done = run_cli("apply", "plan.json", "-q")
     assert done.exit_code == 1
     assert done.stderr.splitlines()[0] == "unexpected error: RuntimeError: a bug"
