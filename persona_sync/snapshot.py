@@ -20,11 +20,14 @@ a 100,000-row delta touches only the rows it changes.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import marshal
 import os
 import sqlite3
+import stat
 import sys
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +37,15 @@ from typing import Any
 from persona_sync import __version__
 from persona_sync.directory.atomic import sync_folder
 from persona_sync.directory.base import same_value
+from persona_sync.errors import PersonaSyncError
 from persona_sync.logs import get_logger
 
 log = get_logger(__name__)
 
 SNAPSHOT_NAME = "snapshot.sqlite"
 FRESH_SUFFIX = ".new"  # a full read's new snapshot, beside the old until it commits
+SNAPSHOT_READERS = "snapshot.readers"  # shared by readers, taken whole to replace the file
+READERS_WAIT = 30.0  # seconds a full read's commit waits for readers to close the file
 SNAPSHOT_LOCK = "snapshot.lock"  # held while a run updates the snapshot (a RunLock)
 SNAPSHOT_FORMAT = 3  # 2: employees is a rowid table; 3: plan items in a table of their own
 MANAGER = "manager"
@@ -142,6 +148,7 @@ class Snapshot:
         self._db = connection
         self.path = path
         self._old: sqlite3.Connection | None = None  # while a full read builds anew
+        self._reading: int | None = None  # a read-only snapshot's share of the readers' lock
         # the rows whose plan items this transaction changed (None: any), by rowid or key,
         # and the token that names the items as they are now (see items_token)
         self._touched: set[int] | None = set()
@@ -205,15 +212,19 @@ class Snapshot:
         path = state_dir / SNAPSHOT_NAME
         if not path.exists():
             return None
+        reading = _readers_lock(state_dir, exclusive=False)
         try:
             connection = _connect_read_only(path)
             snapshot = cls(connection, path, read_only=True)
+            snapshot._reading, reading = reading, None  # released by close()
             # no run follows that would meet the damage and rebuild (see _problem)
             if snapshot._problem(check=True) is None:
                 return snapshot
             snapshot.close()
         except sqlite3.Error:
             pass
+        finally:
+            _unlock(reading)
         return None
 
     @classmethod
@@ -223,12 +234,16 @@ class Snapshot:
         path = state_dir / SNAPSHOT_NAME
         if not path.exists():
             return cls.in_memory(), "no snapshot yet"
-        source = _connect_read_only(path)
+        reading = _readers_lock(state_dir, exclusive=False)
         try:
-            target = sqlite3.connect(":memory:", isolation_level=None)
-            source.backup(target)
+            source = _connect_read_only(path)
+            try:
+                target = sqlite3.connect(":memory:", isolation_level=None)
+                source.backup(target)
+            finally:
+                source.close()
         finally:
-            source.close()
+            _unlock(reading)
         snapshot = cls(target, None)
         problem = snapshot._problem()
         if problem is not None:
@@ -308,6 +323,8 @@ class Snapshot:
             self.rollback()
         finally:
             self._db.close()
+            _unlock(self._reading)
+            self._reading = None
 
     def pending(self) -> int:
         """Employees with changes planned and not yet written."""
@@ -413,30 +430,51 @@ class Snapshot:
             _remove(fresh)
             raise
         self._old, self._db = self._db, db
+        self._touch(None)  # every row is written anew
 
     def _swap_in(self) -> None:
         """Commit a new file: synced, then renamed over the old one, whose WAL and shared
-        memory go first (they would be read as the new file's); then opened as usual."""
-        assert self.path is not None and self._old is not None
-        fresh = _fresh_path(self.path)
-        self._db.execute("COMMIT")
-        self._db.close()
-        descriptor = os.open(fresh, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        old, self._old = self._old, None
-        self._db = old  # until the rename: a failure below leaves a usable snapshot
-        if old.in_transaction:
-            old.execute("ROLLBACK")
-        old.close()  # the last connection: SQLite checkpoints and deletes the WAL
-        for sidecar in ("-wal", "-shm"):  # left by a reader that had them open
-            self.path.with_name(self.path.name + sidecar).unlink(missing_ok=True)
-        os.replace(fresh, self.path)
-        sync_folder(self.path.parent)
-        self._db = _connect(self.path)
+        memory go first (they would be read as the new file's); then opened as usual.
 
+        Readers (:meth:`open_read_only`, :meth:`read_only_copy`) hold a share of the
+        readers' lock while their connection is open, and the swap takes it whole: a
+        reader opening the old file between the sidecars' removal and the rename would
+        make new ones that the new file then took for its own, and a reader's open
+        connection keeps the old file's last one from checkpointing its WAL. When the
+        rename fails, the old file stays in place and is opened again."""
+        assert self.path is not None and self._old is not None
+        path, fresh = self.path, _fresh_path(self.path)
+        readers = _readers_lock(path.parent, exclusive=True, wait=READERS_WAIT)
+        try:
+            self._db.execute("COMMIT")
+            self._db.close()
+            descriptor = os.open(fresh, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            old, self._old = self._old, None
+            self._db = old
+            if old.in_transaction:
+                old.execute("ROLLBACK")
+            old.close()  # the last connection: SQLite checkpoints and deletes the WAL
+            try:
+                for sidecar in ("-wal", "-shm"):  # left if it could not (an error)
+                    path.with_name(path.name + sidecar).unlink(missing_ok=True)
+                sync_folder(path.parent)  # no power cut brings them back beside the new file
+                with contextlib.suppress(OSError):
+                    os.chmod(fresh, stat.S_IMODE(os.stat(path).st_mode))
+                os.replace(fresh, path)
+                sync_folder(path.parent)
+            except OSError as exc:
+                _remove(fresh)
+                raise PersonaSyncError(
+                    f"cannot save the snapshot {path}: {exc.strerror or exc}"
+                ) from None
+            finally:
+                self._db = _connect(path)  # the new file, or the old one still in place
+        finally:
+            _unlock(readers)
     def _drop_fresh(self) -> None:
         """Give up a new file being built (what was not committed is dropped)."""
         if self._old is None:
@@ -937,6 +975,46 @@ def _parts(values: Iterable[Any], size: int = 500) -> Iterator[tuple[list[Any], 
     for start in range(0, len(wanted), size):
         part = wanted[start : start + size]
         yield part, ",".join("?" * len(part))
+
+
+def _readers_lock(state_dir: Path, exclusive: bool, wait: float | None = None) -> int | None:
+    """A descriptor holding the readers' lock (:data:`SNAPSHOT_READERS`), shared or whole;
+    None when its file cannot be opened (a reader without the right to make it: it then
+    reads unlocked). ``wait``: give up after so many seconds (a process holding a reader
+    of its own would wait for itself) with an error that says so."""
+    lock = state_dir / SNAPSHOT_READERS
+    try:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            descriptor = os.open(lock, os.O_RDONLY)
+        except OSError:
+            return None
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    try:
+        if wait is None:
+            fcntl.flock(descriptor, mode)
+            return descriptor
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+                return descriptor
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PersonaSyncError(
+                        f"cannot replace the snapshot in {state_dir}: a reader (explain, "
+                        f"status, a plan on a copy) kept it open for {wait:g} s; run again"
+                    ) from None
+                time.sleep(0.01)
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def _unlock(descriptor: int | None) -> None:
+    if descriptor is not None:
+        os.close(descriptor)  # closing the descriptor releases its flock
 
 
 def _fresh_path(path: Path) -> Path:

@@ -230,11 +230,12 @@ class _Recorder:
     A write waits on the directory server (at 10,000 changes against slapd, 3 of the
     apply's 4 s), and recording them after the last one took 0.8 s more (reading and
     rewriting 10,000 rows, then the commit's sync and checkpoint). The thread's work is
-    mostly SQLite's, which lets the writing thread run. A batch recorded and committed
-    before a crash is harmless: the record only spares the next delta read from
-    re-evaluating the writes' echo, and a write not recorded is re-evaluated instead.
-    The thread has its own connection (SQLite's are of one thread) and never touches the
-    directory's; an error in it is raised by :meth:`finish`, after the writes.
+    mostly SQLite's, which lets the writing thread run. Each batch takes the snapshot's
+    lock and connection for its own transaction only, so a plan may save the snapshot
+    between batches. A batch recorded and committed before a crash is harmless: the
+    record only spares the next delta read from re-evaluating the writes' echo, and a
+    write not recorded is re-evaluated instead. The thread never touches the directory's
+    connection; an error in it is raised by :meth:`finish`, after the writes.
     """
 
     def __init__(self, session: Session, directory: Directory, feeds: FeedSet) -> None:
@@ -242,6 +243,7 @@ class _Recorder:
         self._queue: queue.SimpleQueue[tuple[str, Sequence[ChangeResult]] | None] = (
             queue.SimpleQueue()
         )
+        self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="snapshot-recorder", daemon=True)
 
@@ -249,9 +251,14 @@ class _Recorder:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():  # the writes ended by an exception: stop, and say theirs
-            self._queue.put(_DONE)
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        """After writes ended by an error, record what was journalled; after a second
+        signal (KeyboardInterrupt) stop at once: the thread records nothing more, and a
+        transaction it leaves open dies with the process."""
+        if kind is not None and not issubclass(kind, Exception):
+            self._stop.set()
+        self._queue.put(_DONE)
+        if not self._stop.is_set():
             self._thread.join()
 
     def put(self, run_id: str, results: Sequence[ChangeResult]) -> None:
@@ -265,28 +272,27 @@ class _Recorder:
             raise self._error
 
     def _run(self) -> None:
+        session, directory, feeds = self._session, self._directory, self._feeds
+        evaluator = Evaluator(
+            session.config, session.engine, directory, feeds.join if feeds else None
+        )
+        uses_chart = session.engine.rule_set.uses_org_chart
+        read = frozenset(session.engine.attributes)
         try:
-            self._record()
+            while (item := self._queue.get()) is not _DONE and not self._stop.is_set():
+                run_id, results = item
+                with _snapshot(session.config, "apply", wait=True) as (store, fresh):
+                    if fresh is not None or store.get("directory") != directory.identity:
+                        continue
+                    store.begin()
+                    record_results(
+                        store, results, run_id, row_evaluator(store, evaluator, uses_chart), read
+                    )
+                    store.commit()
         except BaseException as exc:  # raised in the writing thread by finish()
             self._error = exc
             while self._queue.get() is not _DONE:  # the rest is not recorded
                 pass
-
-    def _record(self) -> None:
-        session, directory, feeds = self._session, self._directory, self._feeds
-        with _snapshot(session.config, "apply", wait=True) as (store, fresh):
-            usable = fresh is None and store.get("directory") == directory.identity
-            evaluator = Evaluator(
-                session.config, session.engine, directory, feeds.join if feeds else None
-            )
-            evaluate = row_evaluator(store, evaluator, session.engine.rule_set.uses_org_chart)
-            read = frozenset(session.engine.attributes)
-            while (item := self._queue.get()) is not _DONE:
-                if usable:
-                    run_id, results = item
-                    store.begin()
-                    record_results(store, results, run_id, evaluate, read)
-                    store.commit()
 
 
 def sync(

@@ -255,10 +255,10 @@ def _write_output(text: str | bytes, output: Path | None) -> None:
     UTF-8). A regular file (or a new one) is replaced whole, so that a reader (a
     schedule's, the next apply) never finds half a plan; anything else (a symlink,
     /dev/stdout, a pipe, a file this user may not replace) is written through, as before."""
-    data = text if isinstance(text, bytes) else text.encode("utf-8")
     if output is None:
-        click.echo(data)
+        click.echo(text)  # bytes as they are; a text as the terminal wants it
         return
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
     if not data.endswith(b"\n"):
         data += b"\n"  # a plan's text runs to megabytes: one copy, here
     if _replaceable(output):

@@ -13,7 +13,12 @@ from click.testing import Result
 
 from persona_sync.directory.base import Cancel, Change, ChangeResult
 from persona_sync.directory.files import FileDirectory
-from persona_sync.snapshot import Snapshot
+from persona_sync.errors import LockHeld
+from persona_sync.feed_join import load_feeds
+from persona_sync.lock import RunLock
+from persona_sync.session import open_session
+from persona_sync.snapshot import SNAPSHOT_LOCK, Snapshot
+from persona_sync.workflow import _Recorder
 from tests.sync.conftest import Workspace
 
 Run = Callable[..., Result]
@@ -120,3 +125,49 @@ def test_writes_ended_by_an_error_keep_the_batches_recorded_before(
         first["attribute"].lower(): {"run": run["run_id"], "value": first["new"]}
     }
     assert _written(workspace, second["key"]) == {}
+
+
+def test_a_second_signal_stops_the_recording_at_once(workspace: Workspace, run_cli: Run) -> None:
+    """The writes ended by KeyboardInterrupt (a second SIGINT/SIGTERM): the recorder does
+    not hold the command back, even while it waits for the snapshot's lock."""
+    _planned(workspace, run_cli)
+    session = open_session(workspace.config)
+    held = RunLock(workspace.state, "plan", SNAPSHOT_LOCK)
+    held.acquire()  # a plan saving the snapshot
+    recorder = _Recorder(session, session.directory(), load_feeds(session.config))
+    try:
+        recorder.__enter__()
+        recorder.put("run", [])
+        recorder.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)  # returns at once
+        assert recorder._thread.is_alive()  # still waiting for the lock
+    finally:
+        held.release()
+    recorder._thread.join(timeout=60)
+    assert not recorder._thread.is_alive()
+
+
+def test_a_plan_may_save_the_snapshot_between_two_batches(
+    workspace: Workspace, run_cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _planned(workspace, run_cli)
+    taken: list[bool] = []
+
+    def take_the_snapshot_lock() -> None:  # once the first batch is recorded
+        deadline = time.monotonic() + 60
+        lock = RunLock(workspace.state, "plan", SNAPSHOT_LOCK)
+        while time.monotonic() < deadline:
+            if _written(workspace, first["key"]):
+                try:
+                    lock.acquire()
+                except LockHeld:
+                    time.sleep(0.01)
+                    continue
+                lock.release()
+                taken.append(True)
+                return
+            time.sleep(0.01)
+
+    _before_batch(monkeypatch, second["dn"], take_the_snapshot_lock)
+    done = run_cli("apply", "plan.json", "-q")
+    assert done.exit_code == 0, done.stderr
+    assert taken == [True]

@@ -52,7 +52,7 @@ def test_the_copy_is_the_snapshots_after_any_mix_of_cycles(tmp_path: Path, seed:
     rng = random.Random(seed)
     keys = [f"k{n:03d}" for n in range(60)] + ["K000"]  # one sorts with k000
     _seed(tmp_path, keys, rng)
-    cache = ItemCache()
+    cache = ItemCache(reread_share=0)  # never read everything for the number of rows alone
     for _cycle in range(40):
         store, _ = Snapshot.open(tmp_path)
         with store:
@@ -97,6 +97,11 @@ def test_a_cycle_reads_only_the_items_of_the_rows_it_changed(
 ) -> None:
     keys = [f"k{n}" for n in range(10)]
     _seed(tmp_path, keys, random.Random(1))
+    store, _ = Snapshot.open(tmp_path)
+    with store:  # one item each
+        store.begin()
+        store.set_decisions(("p", 1, [_item(k, "persona", "vip")], k) for k in keys)
+        store.commit()
     asked: list[set[int] | None] = []
     real = Snapshot.keyed_items
 
@@ -105,7 +110,7 @@ def test_a_cycle_reads_only_the_items_of_the_rows_it_changed(
         return real(self, rows)
 
     monkeypatch.setattr(Snapshot, "keyed_items", counted)
-    cache = ItemCache()
+    cache = ItemCache(reread_share=2)  # up to 5 rows changed of the 10 items: read apart
 
     def cycle(change: list[str]) -> None:
         store, _ = Snapshot.open(tmp_path)
@@ -126,6 +131,8 @@ def test_a_cycle_reads_only_the_items_of_the_rows_it_changed(
         other.set_decisions([("p", 1, None, "k1")])
         other.commit()
     cycle(["k2"])
+    assert asked[-1] is None
+    cycle([f"k{n}" for n in range(6)])  # more rows than items / reread_share: every item
     assert asked[-1] is None
 
 

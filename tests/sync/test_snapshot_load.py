@@ -3,14 +3,29 @@ key read twice kept once (the last), and snapshots of the previous layout rebuil
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import marshal
+import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from persona_sync.snapshot import FRESH_SUFFIX, SNAPSHOT_FORMAT, SNAPSHOT_NAME, Row, Snapshot
+import pytest
+
+from persona_sync import snapshot
+from persona_sync.errors import PersonaSyncError
+from persona_sync.snapshot import (
+    FRESH_SUFFIX,
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_NAME,
+    SNAPSHOT_READERS,
+    Row,
+    Snapshot,
+)
 from tests.sync.conftest import Workspace
 
 Run = Callable[..., Any]
@@ -205,3 +220,109 @@ def test_a_key_read_twice_into_a_new_file_keeps_its_last_row(tmp_path: Path) -> 
         row = store.row("k1")
         assert row is not None and row.attributes == {"title": "new"}
     assert sorted(_titles(tmp_path / SNAPSHOT_NAME)) == ["b", "new"]
+
+
+def _full_load(store: Snapshot, title: str) -> None:
+    store.begin()
+    store.start_load()
+    store.clear_rows()
+    store.load([_row("k2", "cn=b", title)])
+    store.end_load()
+
+
+def test_a_rename_that_fails_leaves_the_old_snapshot_open_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    store, _ = Snapshot.open(tmp_path)
+    with store:
+        _full_load(store, "new")
+
+        def full(source: object, target: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(snapshot.os, "replace", full)
+        with pytest.raises(PersonaSyncError) as caught:
+            store.commit()
+        assert str(caught.value) == (
+            f"cannot save the snapshot {tmp_path / SNAPSHOT_NAME}: No space left on device"
+        )
+        monkeypatch.undo()
+        assert not (tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)).exists()
+        assert [r.key for r in store.rows()] == ["k1"]  # the old file, open again
+        store.begin()
+        store.put([Row("k3", "k3", "cn=c", {"title": "later"})])
+        store.commit()
+    assert _titles(tmp_path / SNAPSHOT_NAME) == ["old", "later"]
+
+
+def _free(lock: Path, mode: int) -> bool:
+    """Whether ``lock`` may be taken in ``mode`` now (by a descriptor of its own)."""
+    descriptor = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+
+
+def test_readers_share_a_lock_that_the_swap_takes_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    lock = tmp_path / SNAPSHOT_READERS
+    reader = Snapshot.open_read_only(tmp_path)
+    assert reader is not None
+    assert not _free(lock, fcntl.LOCK_EX) and _free(lock, fcntl.LOCK_SH)
+    reader.close()
+    assert _free(lock, fcntl.LOCK_EX)
+    seen: list[bool] = []
+    real = os.replace
+
+    def replace(source: str, target: str) -> None:
+        seen.append(_free(lock, fcntl.LOCK_SH))
+        real(source, target)
+
+    monkeypatch.setattr(snapshot.os, "replace", replace)
+    store, _ = Snapshot.open(tmp_path)
+    with store:
+        _full_load(store, "new")
+        store.commit()
+    assert seen == [False]  # no reader could open the file during the rename
+    assert _free(lock, fcntl.LOCK_EX)
+
+
+def test_a_reader_that_stays_stops_the_swap_and_the_old_snapshot_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    monkeypatch.setattr(snapshot, "READERS_WAIT", 0.05)
+    reader = Snapshot.open_read_only(tmp_path)
+    assert reader is not None
+    store, _ = Snapshot.open(tmp_path)
+    with store, reader:
+        _full_load(store, "new")
+        with pytest.raises(PersonaSyncError) as caught:
+            store.commit()
+        assert str(caught.value) == (
+            f"cannot replace the snapshot in {tmp_path}: a reader (explain, status, a plan "
+            "on a copy) kept it open for 0.05 s; run again"
+        )
+        store.rollback()
+        assert [r.key for r in store.rows()] == ["k1"]
+        assert [r.key for r in reader.rows()] == ["k1"]
+    assert not (tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)).exists()
+    assert _titles(tmp_path / SNAPSHOT_NAME) == ["old"]
+
+
+def test_the_new_file_keeps_the_old_ones_mode(tmp_path: Path) -> None:
+    _saved(tmp_path, [_row("k1", "cn=a", "old")])
+    (tmp_path / SNAPSHOT_NAME).chmod(0o640)
+    store, _ = Snapshot.open(tmp_path)
+    with store:
+        _full_load(store, "new")
+        store.commit()
+    assert stat.S_IMODE((tmp_path / SNAPSHOT_NAME).stat().st_mode) == 0o640
+    assert _titles(tmp_path / SNAPSHOT_NAME) == ["new"]

@@ -118,6 +118,7 @@ def test_plan_is_stable_and_writes_nothing(workspace: Workspace, run_cli: Run) -
     # only the snapshot of what was read: no journal, no run
     assert sorted(p.name for p in workspace.state.iterdir()) == [
         "snapshot.lock",
+        "snapshot.readers",
         "snapshot.sqlite",
     ]
 
