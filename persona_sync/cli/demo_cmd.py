@@ -30,7 +30,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
     """
     from persona_sync.cli.progress import Progress
     from persona_sync.demo.workspace import prepare_workspace
-    from persona_sync.render import feed_lines, headline, render_json, run_summary
+    from persona_sync.render import feed_lines, headline, render_json_bytes, run_summary
     from persona_sync.session import open_session
     from persona_sync.workflow import apply_plan, make_plan
 
@@ -42,7 +42,7 @@ def demo_cmd(folder: Path, reset: bool) -> int:
         progress.done()
         click.echo(f"plan: {headline(plan)}")
         plan_file = folder / "plan.json"
-        plan_file.write_text(render_json(plan) + "\n", encoding="utf-8")
+        plan_file.write_bytes(render_json_bytes(plan) + b"\n")
         for scenario, data in plan.summary["scenarios"].items():
             shown = ", ".join(
                 f"{k} {v}" for k, v in sorted(data["personas"].items(), key=lambda kv: -kv[1])
