@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
+from typing import NoReturn
+
 from persona_sync.cli import (  # noqa: F401 - register commands
     demo_cmd,
     entra_cmds,
@@ -10,11 +16,33 @@ from persona_sync.cli import (  # noqa: F401 - register commands
     status_cmd,
     sync_cmds,
 )
-from persona_sync.cli.base import cli
+from persona_sync.cli.base import EXIT_ERROR, cli
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "leave", "main"]
 
 
-def main() -> None:
+def main() -> NoReturn:
     """Console-script entry point (``persona-sync`` and ``python -m persona_sync``)."""
-    cli.main(prog_name="persona-sync")
+    leave(cli.main(prog_name="persona-sync", standalone_mode=False))
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with exit status ``code`` without the interpreter's teardown.
+
+    The exit handlers run and stdout and stderr are flushed, as at a normal exit; what is
+    skipped is freeing every object a run built, one by one: 0.1-0.2 s after a plan of
+    100,000 employees (its rows, org chart and plan items), a twentieth of the plan. Files
+    and databases are closed by the code that opened them, before this. A stream that
+    cannot be flushed (the reader of a pipe went away) makes a success exit 1, quietly.
+    With another thread still running, the usual exit, which waits for it first.
+    """
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe, or a stream closed by its user
+            code = code or EXIT_ERROR
+    os._exit(code)

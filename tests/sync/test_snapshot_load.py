@@ -152,10 +152,20 @@ def _titles(path: Path) -> list[str]:
         db.close()
 
 
+def _page_size(path: Path) -> int:
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        size: int = db.execute("PRAGMA page_size").fetchone()[0]
+        return size
+    finally:
+        db.close()
+
+
 def test_a_full_read_builds_a_new_file_and_the_commit_puts_it_in_place(tmp_path: Path) -> None:
     _saved(tmp_path, [_row("k1", "cn=a", "old")])
     path, fresh = tmp_path / SNAPSHOT_NAME, tmp_path / (SNAPSHOT_NAME + FRESH_SUFFIX)
     before = path.stat().st_ino
+    assert _page_size(path) == 32_768  # _saved's full load made it so
     store, problem = Snapshot.open(tmp_path)
     with store:
         assert problem is None
@@ -170,6 +180,8 @@ def test_a_full_read_builds_a_new_file_and_the_commit_puts_it_in_place(tmp_path:
         assert not fresh.exists()
         assert path.stat().st_ino != before
         assert _titles(path) == ["new", "newer"]
+        # in pages of 32 KiB (the first file, made by open, has SQLite's 4 KiB)
+        assert _page_size(path) == snapshot.FRESH_PAGE_BYTES == 32_768
         # what a full read keeps of the old snapshot: its header and the feeds' rows
         assert store.get("note") == "kept"
         assert store.feed_digests("hr") == {"jsmith": b"digest"}
