@@ -8,10 +8,15 @@ there (:func:`evaluate_loaded`), a chunk read back and updated at a time.
 
 Held rows are evaluated on two cores when the machine has them (Linux, at least
 :data:`PARALLEL_MIN` rows, no other thread in the process): after a full read the
-directory server is idle, and so is the second core. A forked worker evaluates the last
+directory server is idle, and so is the second core. A forked worker is given the last
 :data:`WORKER_SHARE` of the rows and sends the decisions back chunk by chunk through a
 pipe (marshal), while this process evaluates and writes the first part and then writes
-the worker's chunks as they come (SQLite has one writer: this process). The worker is
+the worker's chunks as they come (SQLite has one writer: this process). The worker takes
+its chunks from the front of its share; this process, done with its own part, takes the
+worker's chunks from the back until the two meet, so neither waits for the other when
+one core is slower than the other (a busy neighbour on a virtual machine). A shared page
+says who took which chunk; a chunk both took at the same moment is evaluated twice and
+this process keeps its own answer (the decisions are the same). The worker is
 this process forked, so the rules, org chart, feeds and config are the same and so are
 the decisions. It only evaluates: it never touches the snapshot's connection, the
 directory's socket or the locks it inherited, and leaves with ``os._exit``, running no
@@ -33,6 +38,7 @@ import contextlib
 import fcntl
 import gc
 import marshal
+import mmap
 import os
 import select
 import signal
@@ -52,7 +58,10 @@ log = get_logger(__name__)
 
 HELD_MAX = 250_000  # rows a full read holds to evaluate before writing them (~110 MB)
 PARALLEL_MIN = 20_000  # held rows below which a worker costs more than it saves
-WORKER_SHARE = 0.7  # of the held rows, evaluated by the worker: this process also writes
+WORKER_SHARE = 0.85  # of the held rows, given to the worker: this process also writes
+#: who took a chunk of the worker's share (a byte each on the shared page): nobody yet, the
+#: worker, this process
+FREE, BY_WORKER, BY_PARENT = 0, 1, 2
 CHUNK = 2_000  # rows evaluated, then written or sent, at a time
 PIPE_BYTES = 8 << 20  # what the worker may have sent ahead of this process's reading
 
@@ -66,12 +75,14 @@ Worked = tuple[list[Decided], list[tuple[Population, int]]]  # decisions, popula
 
 @dataclass
 class Evaluation:
-    """What a full evaluation did: rows evaluated, how many by the worker, and the
-    population (labels per scenario or None, whether a change is planned, employees)."""
+    """What a full evaluation did: rows evaluated, how many by the worker, how many of
+    the worker's share this process took back, and the population (labels per scenario
+    or None, whether a change is planned, employees)."""
 
     rows: int
     by_worker: int
     population: list[tuple[tuple[str, ...] | None, bool, int]]
+    taken_back: int = 0
 
 
 def evaluate_held(
@@ -111,17 +122,24 @@ def _evaluate(
     does not hand back, here too): ``total`` rows."""
     counts: Counter[Population] = Counter()
     split = len(held)
-    worker = _Worker.start(packed, split, evaluator, positions) if packed else None
+    claims = mmap.mmap(-1, max(len(packed), 1))  # shared with the worker: who took a chunk
+    worker = _Worker.start(packed, split, evaluator, positions, claims) if packed else None
     store.clear_rows()  # after the fork: the old rows' pages go through this one's cache
     by_worker = taken = 0
+    mine: set[int] = set()  # the worker's chunks this process took back
 
-    def take(worked: Worked) -> None:  # the worker's next chunk: write it
+    def take(worked: Worked) -> None:  # the worker's next chunk: write it, unless taken back
         nonlocal by_worker, taken
         decided, counted = worked
-        counts.update(dict(counted))
-        _write(store, marshal.loads(packed[taken]), split + taken * CHUNK, decided)
+        if taken not in mine:
+            counts.update(dict(counted))
+            _write(store, marshal.loads(packed[taken]), split + taken * CHUNK, decided)
+            by_worker += len(decided)
         taken += 1
-        by_worker += len(decided)
+
+    def evaluate_chunk(index: int) -> None:  # one of the worker's chunks, here
+        first, rows = split + index * CHUNK, marshal.loads(packed[index])
+        _write(store, rows, first, decide(_numbered(rows, first), evaluator, positions, counts))
 
     try:
         for first in range(0, split, CHUNK):
@@ -131,14 +149,39 @@ def _evaluate(
             if worker is not None:
                 worker.poll(take)  # so that the worker never waits on a full pipe
         if worker is not None:
+            for index in range(len(packed) - 1, -1, -1):  # from the back, until they meet
+                if not take_back(claims, index):
+                    break
+                mine.add(index)
+                evaluate_chunk(index)
+                worker.poll(take)
             worker.finish(take)
         for index in range(taken, len(packed)):  # what the worker did not hand back
-            first, rows = split + index * CHUNK, marshal.loads(packed[index])
-            _write(store, rows, first, decide(_numbered(rows, first), evaluator, positions, counts))
+            if index not in mine:
+                evaluate_chunk(index)
     finally:
         if worker is not None:
             worker.stop()
-    return Evaluation(total, by_worker, _population(counts))
+        claims.close()
+    rows_back = sum(min(CHUNK, total - split - index * CHUNK) for index in mine)
+    return Evaluation(total, by_worker, _population(counts), rows_back)
+
+
+def take_back(claims: mmap.mmap, index: int) -> bool:
+    """Whether this process takes the worker's chunk ``index``: the worker has not."""
+    if claims[index] != FREE:
+        return False
+    claims[index] = BY_PARENT
+    return True
+
+
+def worker_takes(claims: mmap.mmap, index: int) -> bool:
+    """Whether the worker takes its chunk ``index``: this process has not (nor, since it
+    goes from the back, any later one)."""
+    if claims[index] != FREE:
+        return False
+    claims[index] = BY_WORKER
+    return True
 
 
 def evaluate_loaded(
@@ -198,6 +241,7 @@ class _Worker:
         start: int,
         evaluator: Evaluator,
         positions: Sequence[Position | None] | None,
+        claims: mmap.mmap,
     ) -> _Worker | None:
         pipe: tuple[int, ...] = ()
         try:
@@ -211,7 +255,7 @@ class _Worker:
             return None
         if pid == 0:  # pragma: no cover - the worker (coverage does not follow forks)
             os.close(answer)
-            _work(out, packed, start, evaluator, positions)
+            _work(out, packed, start, evaluator, positions, claims)
         os.close(out)
         os.set_blocking(answer, False)
         return cls(pid, answer)
@@ -296,13 +340,16 @@ def _work(
     start: int,
     evaluator: Evaluator,
     positions: Sequence[Position | None] | None,
+    claims: mmap.mmap,
 ) -> None:  # pragma: no cover - runs in the worker
-    """The worker's whole life: evaluate chunk by chunk, send each, leave without exit
-    handlers."""
+    """The worker's whole life: take chunk by chunk from the front until it meets those
+    the parent took back, evaluate and send each, leave without exit handlers."""
     code = 1
     try:
         gc.disable()  # short-lived: a collection would only copy the parent's pages
         for index, chunk in enumerate(packed):
+            if not worker_claims(claims, index):
+                break
             counts: Counter[Population] = Counter()
             rows = _numbered(marshal.loads(chunk), start + index * CHUNK)
             decided = worker_decide(rows, evaluator, positions, counts)
@@ -348,3 +395,4 @@ def _population(counts: Counter[Population]) -> list[tuple[tuple[str, ...] | Non
 
 
 worker_decide = decide  # what the worker runs: tests replace it to fail in the worker
+worker_claims = worker_takes  # how the worker takes a chunk: tests replace it

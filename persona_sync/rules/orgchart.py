@@ -75,6 +75,7 @@ def build_org_chart(employees: Iterable[Employee]) -> OrgChart:
 
 _TOP = -1  # no manager: the top of a chain (or of none)
 _NOT_FOUND = -2  # a manager link that names nobody
+_UNSEEN, _ON_CHAIN, _DONE = 0, 1, 2  # a node's state while the depths are worked out
 
 
 class ChartBuilder:
@@ -163,12 +164,13 @@ class ChartBuilder:
         manager = [_TOP] * count
         missing: dict[int, str] = {}
         reports = [0] * count
+        found, node_of = self._found, self.node_of  # node_of fills found
         # Links of different nodes are independent; a node's own come in the order given.
         for node, link in itertools.chain(enumerate(self._links), self._relinks):
             if not link or link.isspace():
                 manager[node] = _TOP
                 continue
-            target = self.node_of(link)
+            target = found[link] if link in found else node_of(link)
             if target == node:  # one's own manager: the top of a chain, not a report
                 manager[node] = _TOP
                 continue
@@ -178,61 +180,50 @@ class ChartBuilder:
             manager[node] = target
             reports[target] += 1
         depth: list[int | None] = [None] * count
-        done = bytearray(count)
         problems: list[str] = []
         names = self._names
+        # Each chain is followed from its start up to a node already done, the nodes on
+        # it marked so that a cycle is seen; then their depths are set top down. One loop
+        # here, not a call per start: most chains end after a step, at a done manager.
+        state = bytearray(count)  # _UNSEEN, _ON_CHAIN (the one being followed), _DONE
+        chain: list[int] = []
         for start in range(count) if order is None else order:
-            if done[start]:
+            if state[start] == _DONE:
                 continue
-            _follow(start, manager, reports, missing, depth, done, problems, names)
+            current = start
+            base: int | None
+            while True:
+                seen = state[current]
+                if seen == _DONE:
+                    base = depth[current]
+                    break
+                if seen == _ON_CHAIN:
+                    cycle = chain[chain.index(current) :]
+                    problems.append(
+                        "manager cycle: " + " -> ".join(names[node] for node in [*cycle, current])
+                    )
+                    base = None
+                    break
+                if current in missing:
+                    problems.append(f"manager of {names[current]} not found: {missing[current]}")
+                    state[current] = _DONE
+                    base = None
+                    break
+                parent = manager[current]
+                if parent == _TOP:
+                    # The top of a chain heads someone; a person with neither a manager
+                    # nor reports is in no chain at all (a directory without manager
+                    # data), so their depth is unknown rather than "the top".
+                    base = 0 if reports[current] > 0 else None
+                    depth[current] = base
+                    state[current] = _DONE
+                    break
+                state[current] = _ON_CHAIN
+                chain.append(current)
+                current = parent
+            for node in reversed(chain):
+                base = None if base is None else base + 1
+                depth[node] = base
+                state[node] = _DONE
+            chain.clear()
         return depth, reports, problems
-
-
-def _follow(
-    start: int,
-    manager: list[int],
-    reports: list[int],
-    missing: dict[int, str],
-    depth: list[int | None],
-    done: bytearray,
-    problems: list[str],
-    names: list[str],
-) -> None:
-    """Depth for ``start`` and every node on its chain up to one already known."""
-    chain: list[int] = []
-    on_chain: set[int] = set()
-    current = start
-    base: int | None
-    while True:
-        if done[current]:
-            base = depth[current]
-            break
-        if current in on_chain:
-            cycle = chain[chain.index(current) :]
-            problems.append(
-                "manager cycle: " + " -> ".join(names[node] for node in [*cycle, current])
-            )
-            base = None
-            break
-        if current in missing:
-            problems.append(f"manager of {names[current]} not found: {missing[current]}")
-            done[current] = 1
-            base = None
-            break
-        chain.append(current)
-        on_chain.add(current)
-        parent = manager[current]
-        if parent == _TOP:
-            # The top of a chain heads someone; a person with neither a manager nor
-            # reports is in no chain at all (a directory without manager data), so their
-            # depth is unknown rather than "the top".
-            base = 0 if reports[current] > 0 else None
-            depth[current] = base
-            done[current] = 1
-            chain.pop()
-            break
-        current = parent
-    for node in reversed(chain):
-        base = None if base is None else base + 1
-        depth[node] = base
-        done[node] = 1
