@@ -8,9 +8,11 @@ only the items of the rows its transaction changed and puts them in their places
 The copy is the snapshot's only while nothing else changed the items since it was taken:
 every commit that changes them saves a new token in the snapshot (:meth:`Snapshot.items_token`;
 another process's run too), and the copy is used again only when the snapshot's saved token
-is the one the copy was labelled with. Otherwise (another run in between, a cycle rolled
-back, a full read, more rows changed than :data:`REREAD_SHARE` allows), every item is
-read again.
+is the one the copy was labelled with, or when the copy was taken earlier in the same
+transaction (a sync's cycle takes it for the plan, then records its writes and takes it
+again before the commit, so that the next cycle finds it current). Otherwise (another run
+in between, a cycle rolled back, a full read, more rows changed than :data:`REREAD_SHARE`
+allows), every item is read again.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class ItemCache:
         """Every plan item of ``store`` as it is now, in the plan's order (the list is the
         copy's own: read it before the next call)."""
         saved = store.get("items_token")
-        touched = store.touched_rows() if saved is not None and saved == self._token else None
+        current = (saved is not None and saved == self._token) or store.named_here(self._token)
+        touched = store.touched_rows() if current else None
         if touched is None or len(touched) * self._reread_share > len(self._items):
             self._fill(store.keyed_items())
         elif touched:

@@ -157,6 +157,7 @@ class Snapshot:
         # and the token that names the items as they are now (see items_token)
         self._touched: set[int] | None = set()
         self._touched_keys: set[str] = set()
+        self._named: set[str] = set()  # the tokens items_token made in this transaction
         self._token: str | None = None
         if not read_only:
             self._db.executescript(_SCHEMA)
@@ -787,7 +788,13 @@ class Snapshot:
             return saved if isinstance(saved, str) else None
         if self._token is None:
             self._token = uuid.uuid4().hex
+            self._named.add(self._token)
         return self._token
+
+    def named_here(self, token: str | None) -> bool:
+        """Whether :meth:`items_token` made ``token`` in this transaction: the items have
+        changed since only in the rows :meth:`touched_rows` names."""
+        return token is not None and token in self._named
 
     def touched_rows(self) -> set[int] | None:
         """The rowids of the rows whose plan items this transaction changed (an employee
@@ -806,6 +813,7 @@ class Snapshot:
 
     def _untouch(self) -> None:
         self._touched, self._touched_keys, self._token = set(), set(), None
+        self._named = set()
 
     def _items_changed(self) -> bool:
         return self._touched is None or bool(self._touched) or bool(self._touched_keys)

@@ -349,6 +349,8 @@ def sync(
                 plan_checksum=plan.checksum,
             )
             refresh.record(report.results, report.run_id)
+            if session.items is not None:  # a schedule's copy follows the rows just recorded
+                session.items.items(store)
             refresh.commit()
     return Outcome(settled, plan, report)
 

@@ -78,6 +78,8 @@ def test_the_copy_is_the_snapshots_after_any_mix_of_cycles(tmp_path: Path, seed:
                     store.load((k, k, f"cn={k}", None, marshal.dumps({})) for k in keys)
                     store.end_load()
                     store.set_decisions(("p", 1, _items_of(rng, k), k) for k in keys)
+                if rng.random() < 0.3:  # a copy taken in the middle of a transaction
+                    assert cache.items(store) == _as_read(store)
             assert cache.items(store) == _as_read(store)
             if rng.random() < 0.2:
                 store.rollback()
@@ -134,6 +136,42 @@ def test_a_cycle_reads_only_the_items_of_the_rows_it_changed(
     assert asked[-1] is None
     cycle([f"k{n}" for n in range(6)])  # more rows than items / reread_share: every item
     assert asked[-1] is None
+
+
+def test_a_copy_taken_again_after_the_cycles_writes_is_current_for_the_next_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [f"k{n}" for n in range(10)]
+    _seed(tmp_path, keys, random.Random(3))
+    store, _ = Snapshot.open(tmp_path)
+    with store:  # one item each: a change to vip, which a write settles
+        store.begin()
+        store.set_decisions(("p", 1, [_item(k, "persona", "vip")], k) for k in keys)
+        store.commit()
+    asked: list[set[int] | None] = []
+    real = Snapshot.keyed_items
+
+    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
+        asked.append(None if rows is None else set(rows))
+        return real(self, rows)
+
+    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    cache = ItemCache(reread_share=1)
+    for written in (["k2"], ["k5", "k6"], []):
+        store, _ = Snapshot.open(tmp_path)
+        with store:
+            store.begin()
+            store.set_decisions([("p", 1, [_item("k1", "persona", "engineer")], "k1")])
+            assert cache.items(store) == store.plan_items()  # the plan's
+            store.record_written(  # what a sync wrote: its changes settle
+                [(k, "personaname", "vip", "run") for k in written],
+                [(k, "personaname", "vip") for k in written],
+            )
+            assert cache.items(store) == store.plan_items()  # taken again before the commit
+            store.commit()
+    # the first read is of every item; after it only the rows each cycle touched: the
+    # plan's (k1, rowid 2) and the writes' (k2: 3; k5, k6: 6, 7); none is read again
+    assert asked == [None, {2, 3}, {2}, {2, 6, 7}, {2}, {2}]
 
 
 def test_a_cycle_rolled_back_makes_the_next_read_every_item(

@@ -246,6 +246,34 @@ def test_sync_every_picks_up_a_change_made_between_cycles(
     assert round(sum(fake_time.sleeps), 6) == 300.0
 
 
+def test_sync_every_keeps_its_copy_of_the_plan_items_across_its_own_writes(
+    workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync.snapshot import Snapshot
+
+    asked: list[set[int] | None] = []  # the rows each read of plan items asked for
+    real = Snapshot.keyed_items
+
+    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
+        asked.append(None if rows is None else set(rows))
+        return real(self, rows)
+
+    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    from persona_sync import session
+    from persona_sync.item_cache import ItemCache
+
+    # a copy updated row by row however few the items (six employees here)
+    monkeypatch.setattr(session, "ItemCache", lambda: ItemCache(reread_share=0))
+    fake_time.at_sleep = lambda number: retitle(workspace, "Software Engineer", "Registered Nurse")
+    done = run_cli("sync", "--delta", "--every", "5m", "--cycles", "2")
+    assert done.exit_code == 0, done.stderr
+    # cycle 1, a full read: every item for its plan and again after its writes (a full
+    # read may have changed any row); cycle 2 reads only the row it re-evaluated, for its
+    # plan and after writing it: its copy was still the snapshot's after cycle 1's writes
+    assert asked[:2] == [None, None]
+    assert len(asked) == 4 and len(asked[2] or ()) == 1 and asked[3] == asked[2]
+
+
 def test_plan_every_rewrites_the_plan_file_each_cycle(
     workspace: Workspace, run_cli: Run, fake_time: FakeTime
 ) -> None:
