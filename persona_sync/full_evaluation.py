@@ -124,7 +124,6 @@ def _evaluate(
     split = len(held)
     claims = mmap.mmap(-1, max(len(packed), 1))  # shared with the worker: who took a chunk
     worker = _Worker.start(packed, split, evaluator, positions, claims) if packed else None
-    store.clear_rows()  # after the fork: the old rows' pages go through this one's cache
     by_worker = taken = 0
     mine: set[int] = set()  # the worker's chunks this process took back
 
@@ -142,6 +141,7 @@ def _evaluate(
         _write(store, rows, first, decide(_numbered(rows, first), evaluator, positions, counts))
 
     try:
+        store.clear_rows()  # after the fork: the old rows' pages go through this one's cache
         for first in range(0, split, CHUNK):
             rows = held[first : min(first + CHUNK, split)]
             decided = decide(_numbered(rows, first), evaluator, positions, counts)

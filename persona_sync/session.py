@@ -44,9 +44,14 @@ class Session:
 
 
 def open_session(
-    config_path: Path | None, prompt: Prompt | None = None, items: ItemCache | None = None
+    config_path: Path | None,
+    prompt: Prompt | None = None,
+    items: ItemCache | None = None,
+    config: LoadedConfig | None = None,
 ) -> Session:
-    config = load_config(config_path)
+    """The config (``config``: already loaded from ``config_path``) and its rules."""
+    if config is None:
+        config = load_config(config_path)
     rule_set = load_rules([config.rules_path])
     check_targets(rule_set, config)
     return Session(config, Engine(rule_set), prompt, items)
@@ -78,25 +83,35 @@ class Sessions:
             if self._sources(session.config.rules_path) == made_from:
                 return session
             self._last = None
-        rules = _rules_path(self._config_path)
-        made_from = self._sources(rules)  # before the load: an edit during it shows next time
-        session = open_session(self._config_path, self._prompt, self._items)
-        if made_from and session.config.rules_path == rules:
-            self._last = made_from, session
-        else:  # something was unreadable, or changed during the load: load again next time
-            self._last = None
+        # Each file is read for the digest before it is loaded: one edited in between
+        # makes the digest another the next time, and the session is made again.
+        config_bytes = self._config_bytes()
+        config = load_config(self._config_path)
+        made_from = self._sources(config.rules_path, config_bytes)
+        session = open_session(self._config_path, self._prompt, self._items, config)
+        # empty: something was unreadable; load again next time
+        self._last = (made_from, session) if made_from else None
         return session
 
-    def _sources(self, rules: Path | None) -> bytes:
+    def _config_bytes(self) -> bytes | None:
+        try:
+            return config_file(self._config_path).read_bytes()
+        except OSError:
+            return None
+
+    def _sources(self, rules: Path | None, config_bytes: bytes | None = None) -> bytes:
         """What a session is made from, as a digest; empty when any of it is unreadable,
         and then never taken for a session's (the loader says what is wrong). The config
         is named by its resolved path, which the rules, state and feed paths are relative
-        to: a re-pointed symlink or another working directory is another config."""
+        to: a re-pointed symlink or another working directory is another config.
+        ``config_bytes``: the config file as read before its load (default: read now)."""
         config = config_file(self._config_path)
         environment = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX))
         parts = [repr(environment).encode()]
         try:
-            parts += [str(config.resolve()).encode(), config.read_bytes()]
+            if config_bytes is None:
+                config_bytes = config.read_bytes()
+            parts += [str(config.resolve()).encode(), config_bytes]
             files, errors = rule_files([rules]) if rules is not None else ([], [])
             if errors or rules is None:
                 return b""
@@ -105,15 +120,6 @@ class Sessions:
         except (OSError, RuntimeError):  # RuntimeError: a symlink loop
             return b""
         return hashlib.sha256(b"\0".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
-
-
-def _rules_path(config_path: Path | None) -> Path | None:
-    """The rules the config names as it loads now (None when it does not: the load that
-    follows says why)."""
-    try:
-        return load_config(config_path).rules_path
-    except PersonaSyncError:
-        return None
 
 
 LOOKUP_ATTRIBUTES = ("samaccountname", "uid", "userprincipalname", "mail", "cn")

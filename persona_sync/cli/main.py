@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -32,8 +33,9 @@ def leave(code: int) -> NoReturn:
     The exit handlers run and stdout and stderr are flushed, as at a normal exit; what is
     skipped is freeing every object a run built, one by one: 0.1-0.2 s after a plan of
     100,000 employees (its rows, org chart and plan items), a twentieth of the plan. Files
-    and databases are closed by the code that opened them, before this. A stream that
-    cannot be flushed (the reader of a pipe went away) makes a success exit 1, quietly.
+    and databases are closed by the code that opened them, before this. Output that cannot
+    be flushed makes a success exit 1: quietly when the reader of a pipe went away (as
+    Unix tools do), with the reason otherwise (a full disk).
     With another thread still running, the usual exit, which waits for it first.
     """
     if threading.active_count() > 1:
@@ -43,6 +45,10 @@ def leave(code: int) -> NoReturn:
         try:
             if stream is not None:
                 stream.flush()
-        except (OSError, ValueError):  # a closed pipe, or a stream closed by its user
+        except (BrokenPipeError, ValueError):  # a closed pipe, or a stream closed by its user
             code = code or EXIT_ERROR
+        except OSError as exc:
+            code = code or EXIT_ERROR
+            with contextlib.suppress(OSError):
+                os.write(2, f"error: cannot write the output: {exc.strerror}\n".encode())
     os._exit(code)

@@ -118,3 +118,18 @@ def test_a_failure_status_is_kept_when_the_output_cannot_be_flushed() -> None:
     finally:
         os.close(write_end)
     assert (status, stderr) == (2, "exit handler ran\n")
+
+
+def test_output_that_cannot_be_written_says_why_and_exits_1() -> None:
+    with open("/dev/full", "w") as full:  # every write: No space left on device
+        status, stderr = run_script(
+            """
+            print("a plan for a full disk")
+            leave(0)
+            """,
+            stdout=full.fileno(),
+        )
+    assert (status, stderr) == (
+        1,
+        "exit handler ran\nerror: cannot write the output: No space left on device\n",
+    )

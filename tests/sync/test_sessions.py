@@ -79,6 +79,28 @@ def test_an_edit_gives_a_new_session_with_it(
         )
 
 
+def test_a_new_session_loads_the_config_once(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from persona_sync import session
+
+    loads: list[Path | None] = []
+    real = session.load_config
+
+    def counted(path: Path | None = None) -> object:
+        loads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(session, "load_config", counted)
+    sessions = Sessions(folder / "persona-sync.yaml")
+    first = sessions.open()
+    assert sessions.open() is first
+    config = folder / "persona-sync.yaml"
+    config.write_text(CONFIG + "owns_attribute: true\n", encoding="utf-8")
+    assert sessions.open() is not first
+    assert loads == [config, config]  # the first session's, the edit's: once each
+
+
 def test_a_broken_edit_is_said_each_time_until_it_is_mended(folder: Path) -> None:
     sessions = Sessions(folder / "persona-sync.yaml")
     first = sessions.open()
@@ -143,7 +165,7 @@ def test_a_session_made_while_a_file_was_unreadable_is_not_kept(
     monkeypatch.setattr(
         Sessions,
         "_sources",
-        lambda self, rules: b"" if next(unreadable, False) else real(self, rules),
+        lambda self, rules, *read: b"" if next(unreadable, False) else real(self, rules, *read),
     )
     first = sessions.open()
     second = sessions.open()  # still unreadable: loaded again, not kept either
