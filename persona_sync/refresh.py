@@ -516,13 +516,22 @@ def _loaded_positions(
     rows = len(chart)
     depths, reports = _build_chart(store, directory, chart)
     shared: dict[tuple[int | None, int], Position] = {}
-    positions: list[Position | None] = [None] * ((rowids[-1] if rowids else rows) + 1)
-    for node in range(rows):
-        place = (depths[node], reports[node])
+    # the chart's own nodes (the outside managers come after them)
+    places = zip(depths[:rows], reports[:rows], strict=True)
+    if rowids is None:  # node n is rowid n + 1
+        positions: list[Position | None] = [None]
+        for place in places:
+            position = shared.get(place)
+            if position is None:
+                position = shared[place] = Position(*place)
+            positions.append(position)
+        return positions
+    positions = [None] * ((rowids[-1] if rowids else 0) + 1)
+    for rowid, place in zip(rowids, places, strict=True):
         position = shared.get(place)
         if position is None:
             position = shared[place] = Position(*place)
-        positions[rowids[node] if rowids is not None else node + 1] = position
+        positions[rowid] = position
     return positions
 
 
