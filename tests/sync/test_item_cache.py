@@ -43,6 +43,29 @@ def _seed(state: Path, keys: list[str], rng: random.Random) -> None:
         store.commit()
 
 
+def _seed_one_each(state: Path, keys: list[str], seed: int) -> None:
+    """``_seed``, then one item each: a change to vip (which a write of vip settles)."""
+    _seed(state, keys, random.Random(seed))
+    store, _ = Snapshot.open(state)
+    with store:
+        store.begin()
+        store.set_decisions(("p", 1, [_item(k, "persona", "vip")], k) for k in keys)
+        store.commit()
+
+
+def reads_of_items(monkeypatch: pytest.MonkeyPatch) -> list[set[int] | None]:
+    """The rows each later read of plan items asks for (None: every row), in order."""
+    asked: list[set[int] | None] = []
+    real = Snapshot.keyed_items
+
+    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
+        asked.append(None if rows is None else set(rows))
+        return real(self, rows)
+
+    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    return asked
+
+
 def _as_read(store: Snapshot) -> list[tuple[int, str, str | None, bytes, bytes | None]]:
     return store.plan_items()
 
@@ -98,20 +121,8 @@ def test_a_cycle_reads_only_the_items_of_the_rows_it_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = [f"k{n}" for n in range(10)]
-    _seed(tmp_path, keys, random.Random(1))
-    store, _ = Snapshot.open(tmp_path)
-    with store:  # one item each
-        store.begin()
-        store.set_decisions(("p", 1, [_item(k, "persona", "vip")], k) for k in keys)
-        store.commit()
-    asked: list[set[int] | None] = []
-    real = Snapshot.keyed_items
-
-    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
-        asked.append(None if rows is None else set(rows))
-        return real(self, rows)
-
-    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    _seed_one_each(tmp_path, keys, seed=1)
+    asked = reads_of_items(monkeypatch)
     cache = ItemCache(reread_share=2)  # up to 5 rows changed of the 10 items: read apart
 
     def cycle(change: list[str]) -> None:
@@ -142,20 +153,8 @@ def test_a_copy_taken_again_after_the_cycles_writes_is_current_for_the_next_cycl
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = [f"k{n}" for n in range(10)]
-    _seed(tmp_path, keys, random.Random(3))
-    store, _ = Snapshot.open(tmp_path)
-    with store:  # one item each: a change to vip, which a write settles
-        store.begin()
-        store.set_decisions(("p", 1, [_item(k, "persona", "vip")], k) for k in keys)
-        store.commit()
-    asked: list[set[int] | None] = []
-    real = Snapshot.keyed_items
-
-    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
-        asked.append(None if rows is None else set(rows))
-        return real(self, rows)
-
-    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    _seed_one_each(tmp_path, keys, seed=3)
+    asked = reads_of_items(monkeypatch)
     cache = ItemCache(reread_share=1)
     for written in (["k2"], ["k5", "k6"], []):
         store, _ = Snapshot.open(tmp_path)

@@ -249,16 +249,9 @@ def test_sync_every_picks_up_a_change_made_between_cycles(
 def test_sync_every_keeps_its_copy_of_the_plan_items_across_its_own_writes(
     workspace: Workspace, run_cli: Run, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from persona_sync.snapshot import Snapshot
+    from tests.sync.test_item_cache import reads_of_items
 
-    asked: list[set[int] | None] = []  # the rows each read of plan items asked for
-    real = Snapshot.keyed_items
-
-    def counted(self: Snapshot, rows: set[int] | None = None) -> object:
-        asked.append(None if rows is None else set(rows))
-        return real(self, rows)
-
-    monkeypatch.setattr(Snapshot, "keyed_items", counted)
+    asked = reads_of_items(monkeypatch)
     from persona_sync import session
     from persona_sync.item_cache import ItemCache
 
